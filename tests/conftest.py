@@ -1,0 +1,115 @@
+"""Fixtures shared by every suite. Stdlib only: each suite runs in its own component virtualenv.
+
+- `warehouse`: a real, private embedded PostgreSQL for the test session (not the user's
+  .local warehouse), with `.env` (pipeline writer), `.reader_env` (dashboard reader) and
+  `.admin_env` (superuser) libpq variables.
+- `sandbox_server`: a factory that starts the sandbox Alpha Vantage API (`extract sandbox`) from
+  the extract virtualenv as a real HTTP server on a free port, with optional fault settings.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import warehouse as warehouse_mod  # noqa: E402
+
+VENVS = ROOT / ".local" / "venvs"
+
+
+def venv_bin(venv: str, exe: str) -> Path:
+    """Path of an executable in a component virtualenv; fails clearly when the venv is missing."""
+    path = VENVS / venv / "bin" / exe
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run `make venvs` (make test does it)")
+    return path
+
+
+@dataclass
+class TestWarehouse:
+    server: warehouse_mod.Warehouse
+    env: dict[str, str]
+    reader_env: dict[str, str]
+    admin_env: dict[str, str]
+
+    def psql(self, sql: str, *, admin: bool = False) -> str:
+        env = {**os.environ, **(self.admin_env if admin else self.env)}
+        out = subprocess.run(
+            [str(self.server.bin / "psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql],
+            env=env, capture_output=True, text=True, check=True,
+        )
+        return out.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestWarehouse]:
+    root = tmp_path_factory.mktemp("warehouse")
+    server = warehouse_mod.Warehouse(root)
+    server.start()
+    try:
+        yield TestWarehouse(server, server.env(), server.env(reader=True), server.admin_env())
+    finally:
+        server.destroy()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout_s: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before answering {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"no answer from {url} within {timeout_s}s")
+
+
+@dataclass
+class Sandbox:
+    base_url: str
+    port: int
+    process: subprocess.Popen[bytes]
+
+
+@pytest.fixture
+def sandbox_server() -> Iterator[Callable[..., Sandbox]]:
+    """Start `extract sandbox` with extra CLI args / env; every server is stopped at teardown."""
+    started: list[Sandbox] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> Sandbox:
+        port = free_port()
+        proc = subprocess.Popen(
+            [str(venv_bin("extract", "extract")), "sandbox", "--port", str(port), *args],
+            env={**os.environ, **(env or {})},
+        )
+        sandbox = Sandbox(f"http://127.0.0.1:{port}/query", port, proc)
+        started.append(sandbox)
+        wait_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
+        return sandbox
+
+    yield start
+    for s in started:
+        s.process.terminate()
+        try:
+            s.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            s.process.kill()
