@@ -26,10 +26,11 @@ VENV_TARGETS :=
 
 .PHONY: help
 help: ## Show this help
-	@awk 'BEGIN { FS = ":.*##"; n = 0 } \
-	  /^##@/ { sec = substr($$0, 5); if (!(sec in seen)) { seen[sec] = 1; order[n++] = sec } } \
+	@awk 'BEGIN { FS = ":.*##"; n = split("General Local Cluster Test", order, " "); \
+	              for (i = 1; i <= n; i++) seen[order[i]] = 1 } \
+	  /^##@/ { sec = substr($$0, 5); if (!(sec in seen)) { seen[sec] = 1; order[++n] = sec } } \
 	  /^[a-zA-Z0-9_.-]+:.*?##/ { body[sec] = body[sec] sprintf("  \033[36m%-18s\033[0m %s\n", $$1, $$2) } \
 	  END { printf "\nUsage:\n  make \033[36m<target>\033[0m\n"; \
-	        for (i = 0; i < n; i++) printf "\n\033[1m%s\033[0m\n%s", order[i], body[order[i]] }' $(MAKEFILE_LIST)
+	        for (i = 1; i <= n; i++) if (body[order[i]] != "") printf "\n\033[1m%s\033[0m\n%s", order[i], body[order[i]] }' $(MAKEFILE_LIST)
 
 include $(sort $(wildcard $(ROOT)/mk/*.mk))
