@@ -57,16 +57,18 @@ def _snippet(body: bytes) -> str:
 def classify_message(doc: dict[str, Any], key: str | None) -> None:
     """Raise the typed error for an `Error Message` / `Note` / `Information` body (masked)."""
     if "Error Message" in doc:
-        text = mask_secret(str(doc["Error Message"]), key)
-        if "apikey" in text.lower() or "api key" in text.lower():
+        raw = str(doc["Error Message"])
+        text = mask_secret(raw, key)
+        if "apikey" in raw.lower() or "api key" in raw.lower():
             raise StopAllError(f"the API refused the key: {text}", reason_code="demo_key")
         raise PermanentSymbolError(f"Error Message: {text}", reason_code="invalid_symbol")
     for field in ("Information", "Note"):
         if field not in doc:
             continue
-        text = mask_secret(str(doc[field]), key)
-        low = text.lower()
-        if "premium endpoint" in low or "premium-only" in low:
+        raw = str(doc[field])
+        low = raw.lower()  # classify the API's own words; only the message we keep is masked
+        text = mask_secret(raw, key)
+        if "is a premium endpoint" in low or "premium-only" in low:
             raise StopAllError(f"premium endpoint: {text}", reason_code="premium_endpoint")
         if "demo" in low and "api key" in low:
             raise StopAllError(f"demo API key: {text}", reason_code="demo_key")
