@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     sb.add_argument("--unknown-symbols", default=None, help="comma-separated symbols answered as unknown (default SANDBOX_UNKNOWN_SYMBOLS)")
     sb.add_argument("--fault", action="append", default=[], metavar="SPEC", help="inject a fault, e.g. 'throttle?every=3' (repeatable; also SANDBOX_FAULTS, ';'-separated)")
     sb.add_argument("--require-key", default=None, help="answer the invalid-key error unless apikey equals this (default SANDBOX_REQUIRE_KEY; unset = any key or none)")
-    sb.add_argument("--cache-symbols", type=int, default=None, help="symbols whose series stay cached (default SANDBOX_CACHE_SYMBOLS or 32)")
+    sb.add_argument("--cache-bodies", type=int, default=None, help="response bodies kept in memory (default SANDBOX_CACHE_BODIES or 64; a full history is ~0.6 MB)")
     return p
 
 
@@ -106,9 +106,9 @@ def run_sandbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     unknown_raw = args.unknown_symbols if args.unknown_symbols is not None else env.get("SANDBOX_UNKNOWN_SYMBOLS", "")
     try:
         port = args.port if args.port is not None else int(env.get("SANDBOX_PORT", "8765"))
-        cache = args.cache_symbols if args.cache_symbols is not None else int(env.get("SANDBOX_CACHE_SYMBOLS", "32"))
+        cache = args.cache_bodies if args.cache_bodies is not None else int(env.get("SANDBOX_CACHE_BODIES", "64"))
     except ValueError as exc:
-        log.error("bad SANDBOX_PORT / SANDBOX_CACHE_SYMBOLS: %s", exc)
+        log.error("bad SANDBOX_PORT / SANDBOX_CACHE_BODIES: %s", exc)
         return EXIT_CONFIG
     config = SandboxConfig(
         host=args.host or env.get("SANDBOX_HOST", "127.0.0.1"),
@@ -117,7 +117,7 @@ def run_sandbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         unknown_symbols=frozenset(s.strip().upper() for s in unknown_raw.split(",") if s.strip()),
         faults=faults,
         require_key=args.require_key or env.get("SANDBOX_REQUIRE_KEY") or None,
-        cache_symbols=max(1, cache),
+        cache_bodies=max(1, cache),
     )
     try:
         serve(config)

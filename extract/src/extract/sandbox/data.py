@@ -255,12 +255,13 @@ def global_quote_payload(series: Series) -> bytes:
 
 
 class PayloadCache:
-    """Bodies per (symbol, as_of): generated once, kept in a small LRU (the bench asks 500 symbols once)."""
+    """Bodies per (symbol, as_of, kind) in an LRU of `max_bodies` (the bench pre-generates 500 full
+    histories, ~300 MB); the generated series behind them in a small LRU of their own."""
 
-    def __init__(self, max_symbols: int = 32) -> None:
-        self.max_symbols = max_symbols
+    def __init__(self, max_bodies: int = 64, max_series: int = 8) -> None:
+        self.max_bodies, self.max_series = max_bodies, max_series
         self._series: OrderedDict[tuple[str, dt.date], Series] = OrderedDict()
-        self._bodies: dict[tuple[str, dt.date, str], bytes] = {}
+        self._bodies: OrderedDict[tuple[str, dt.date, str], bytes] = OrderedDict()
         self._lock = threading.Lock()
 
     def series(self, symbol: str, as_of: dt.date) -> Series:
@@ -272,17 +273,17 @@ class PayloadCache:
         series = generate(symbol, as_of)
         with self._lock:
             self._series[key] = series
-            while len(self._series) > self.max_symbols:
-                old, _ = self._series.popitem(last=False)
-                for kind in ("full", "compact", "overview", "quote"):
-                    self._bodies.pop((*old, kind), None)
+            while len(self._series) > self.max_series:
+                self._series.popitem(last=False)
         return series
 
     def body(self, symbol: str, as_of: dt.date, kind: str) -> bytes:
         key = (symbol, as_of, kind)
-        cached = self._bodies.get(key)
-        if cached is not None:
-            return cached
+        with self._lock:
+            cached = self._bodies.get(key)
+            if cached is not None:
+                self._bodies.move_to_end(key)
+                return cached
         series = self.series(symbol, as_of)
         if kind in ("full", "compact"):
             body = daily_payload(series, as_of, kind)
@@ -291,6 +292,7 @@ class PayloadCache:
         else:
             body = global_quote_payload(series)
         with self._lock:
-            if (symbol, as_of) in self._series:
-                self._bodies[key] = body
+            self._bodies[key] = body
+            while len(self._bodies) > self.max_bodies:
+                self._bodies.popitem(last=False)
         return body

@@ -79,7 +79,7 @@ class SandboxConfig:
     unknown_symbols: frozenset[str] = frozenset()
     faults: list[Fault] = field(default_factory=list)
     require_key: str | None = None
-    cache_symbols: int = 32
+    cache_bodies: int = 64
 
 
 @dataclass
@@ -100,7 +100,7 @@ class SandboxState:
 
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
-        self.cache = PayloadCache(max_symbols=config.cache_symbols)
+        self.cache = PayloadCache(max_bodies=config.cache_bodies)
         self.plan = FaultPlan(list(config.faults))
         self.unknown = set(config.unknown_symbols)
         self._lock = threading.Lock()
