@@ -27,6 +27,7 @@ import tempfile
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +63,8 @@ def start_sandbox(cache: int) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc = subprocess.Popen(
         [str(EXTRACT), "sandbox", "--port", str(port), "--as-of", AS_OF, "--cache-bodies", str(cache)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     for _ in range(300):
@@ -104,20 +106,33 @@ def main() -> int:
         print(f"machine: {os.cpu_count()} cores; warehouse: embedded PostgreSQL; sandbox pid {sandbox.pid}")
         t0 = time.monotonic()
         with ThreadPoolExecutor(2) as pool:
-            sizes = list(pool.map(lambda s: len(get(f"{base}/query?function=TIME_SERIES_DAILY&symbol={s}&outputsize=full")), syms))
-        print(f"sandbox warm-up: {len(syms)} full histories generated in {time.monotonic() - t0:.1f}s "
-              f"({sum(sizes) / 1e6:.0f} MB of JSON)")
+            sizes = list(
+                pool.map(
+                    lambda s: len(get(f"{base}/query?function=TIME_SERIES_DAILY&symbol={s}&outputsize=full")), syms
+                )
+            )
+        print(
+            f"sandbox warm-up: {len(syms)} full histories generated in {time.monotonic() - t0:.1f}s "
+            f"({sum(sizes) / 1e6:.0f} MB of JSON)"
+        )
         get(f"{base}/_sandbox/requests")
         urllib.request.urlopen(urllib.request.Request(f"{base}/_sandbox/requests", method="DELETE"), timeout=10).read()
 
-        env = {"PATH": "/usr/bin:/bin", **wh.env(), "ALPHAVANTAGE_BASE_URL": f"{base}/query",
-               "ALPHAVANTAGE_API_KEY": "bench", "ALPHAVANTAGE_REQUESTS_PER_MINUTE": "0",
-               "EXTRACT_WORKERS": str(opts.workers), "EXTRACT_LOG_LEVEL": "WARNING"}
+        env = {
+            "PATH": "/usr/bin:/bin",
+            **wh.env(),
+            "ALPHAVANTAGE_BASE_URL": f"{base}/query",
+            "ALPHAVANTAGE_API_KEY": "bench",
+            "ALPHAVANTAGE_REQUESTS_PER_MINUTE": "0",
+            "EXTRACT_WORKERS": str(opts.workers),
+            "EXTRACT_LOG_LEVEL": "WARNING",
+        }
         load = os.getloadavg()[0]
         wall, rc, rss, err, cpu = run_extract(["prices", "--full", "--symbols", ",".join(syms)], env)
         out = wh.psql_admin(
             "select requests, bars, symbols_succeeded from ops.extract_runs order by started_at desc limit 1",
-            database="warehouse").strip()
+            database="warehouse",
+        ).strip()
         requests, bars, ok = (int(x) for x in out.split("|"))
         print(f"\n== throughput: {len(syms)} symbols, full history, limiter off, {opts.workers} workers")
         print(f"exit code          {rc}  ({ok}/{len(syms)} symbols succeeded)")
@@ -126,21 +141,23 @@ def main() -> int:
         print(f"bars loaded        {bars:,}")
         print(f"bars/s             {bars / wall:,.0f}   (target >= 100,000)")
         print(f"extractor peak RSS {rss:.0f} MiB   (target <= 300)")
-        print(f"extractor CPU      {cpu:.1f} s ({bars / cpu:,.0f} bars per CPU-second); load average before: {load:.1f}")
+        print(
+            f"extractor CPU      {cpu:.1f} s ({bars / cpu:,.0f} bars per CPU-second); load average before: {load:.1f}"
+        )
         if rc != 0:
             print(err, file=sys.stderr)
 
         if not opts.skip_limiter:
-            urllib.request.urlopen(urllib.request.Request(f"{base}/_sandbox/requests", method="DELETE"), timeout=10).read()
+            urllib.request.urlopen(
+                urllib.request.Request(f"{base}/_sandbox/requests", method="DELETE"), timeout=10
+            ).read()
             lim = symbols(opts.rpm_requests, seed=3)
             env_lim = {**env, "ALPHAVANTAGE_REQUESTS_PER_MINUTE": f"{opts.rpm:g}", "EXTRACT_WORKERS": "4"}
             wall, rc, rss, err, _ = run_extract(["companies", "--symbols", ",".join(lim)], env_lim)
             times = sorted(r["t"] for r in json.loads(get(f"{base}/_sandbox/requests"))["requests"])
             achieved = (len(times) - 1) / (times[-1] - times[0]) * 60.0
-            gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-            worst_minute = max(
-                sum(1 for t in times if s <= t < s + 60.0) for s in times
-            )
+            gaps = [b - a for a, b in pairwise(times)]
+            worst_minute = max(sum(1 for t in times if s <= t < s + 60.0) for s in times)
             print(f"\n== rate limit: {len(times)} OVERVIEW requests at R = {opts.rpm:g}/min, 4 workers (exit {rc})")
             print(f"achieved rate      {achieved:.1f}/min = {achieved / opts.rpm:.1%} of R   (target >= 95 %)")
             print(f"smallest gap       {min(gaps) * 1000:.0f} ms (60/R = {60000 / opts.rpm:.0f} ms)")

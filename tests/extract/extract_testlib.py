@@ -35,12 +35,19 @@ class Result:
     run_id: str | None
 
 
-def run_extract(warehouse: Any, base_url: str, *args: str, key: str | None = TEST_KEY, timeout: float = 180,
-                **env: str) -> Result:
+def run_extract(
+    warehouse: Any, base_url: str, *args: str, key: str | None = TEST_KEY, timeout: float = 180, **env: str
+) -> Result:
     """`extract ARGS` as a subprocess, with only the variables it documents (plus PATH/HOME)."""
     assert EXTRACT.exists(), f"{EXTRACT} is missing: run `make venvs`"
-    full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"),
-                **warehouse.env, **FAST, "ALPHAVANTAGE_BASE_URL": base_url, **env}
+    full_env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        **warehouse.env,
+        **FAST,
+        "ALPHAVANTAGE_BASE_URL": base_url,
+        **env,
+    }
     if key is not None:
         full_env["ALPHAVANTAGE_API_KEY"] = key
     out = subprocess.run([str(EXTRACT), *args], env=full_env, capture_output=True, text=True, timeout=timeout)

@@ -9,13 +9,12 @@ import math
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from extract.errors import ExtractError, PermanentSymbolError, StopAllError, ThrottledError, TransientError
 from extract.protocol import DAILY, GLOBAL_QUOTE, OVERVIEW, interpret
 from extract.sandbox import data
 from extract.sandbox import server as sandbox
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 AS_OF = dt.date(2026, 11, 25)
 KEY = "SECRETKEY42"
@@ -35,6 +34,7 @@ def parse(doc_or_bytes, function=DAILY, symbol="IBM", status=200, content_type="
 
 
 # -- good payloads ------------------------------------------------------------------------------------
+
 
 def test_daily_compact_and_full():
     compact = parse(daily_doc())
@@ -80,20 +80,30 @@ def test_overview_missing_values_are_none_strings():
 
 # -- the API's error texts ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("doc", "error", "reason_code"), [
-    ({"Error Message": sandbox.TEXT_INVALID_CALL.format(function=DAILY)}, PermanentSymbolError, "invalid_symbol"),
-    ({"Error Message": sandbox.TEXT_BAD_KEY}, StopAllError, "demo_key"),
-    ({"Note": sandbox.TEXT_THROTTLE_NOTE}, ThrottledError, "throttled"),
-    ({"Information": sandbox.TEXT_THROTTLE_INFORMATION}, ThrottledError, "throttled"),
-    ({"Information": sandbox.TEXT_QUOTA.format(key=KEY)}, StopAllError, "daily_quota"),
-    ({"Information": "Thank you for using Alpha Vantage! Our standard API rate limit is 25 requests per day. "
-                     "Please subscribe to any of the premium plans at https://www.alphavantage.co/premium/ to "
-                     "instantly remove all daily rate limits."}, StopAllError, "daily_quota"),
-    ({"Information": sandbox.TEXT_PREMIUM}, StopAllError, "premium_endpoint"),
-    ({"Information": sandbox.TEXT_DEMO}, StopAllError, "demo_key"),
-    ({}, TransientError, "invalid_payload"),
-    ({"Meta Data": {"2. Symbol": "IBM"}}, TransientError, "invalid_payload"),
-])
+
+@pytest.mark.parametrize(
+    ("doc", "error", "reason_code"),
+    [
+        ({"Error Message": sandbox.TEXT_INVALID_CALL.format(function=DAILY)}, PermanentSymbolError, "invalid_symbol"),
+        ({"Error Message": sandbox.TEXT_BAD_KEY}, StopAllError, "demo_key"),
+        ({"Note": sandbox.TEXT_THROTTLE_NOTE}, ThrottledError, "throttled"),
+        ({"Information": sandbox.TEXT_THROTTLE_INFORMATION}, ThrottledError, "throttled"),
+        ({"Information": sandbox.TEXT_QUOTA.format(key=KEY)}, StopAllError, "daily_quota"),
+        (
+            {
+                "Information": "Thank you for using Alpha Vantage! Our standard API rate limit is 25 requests per day. "
+                "Please subscribe to any of the premium plans at https://www.alphavantage.co/premium/ to "
+                "instantly remove all daily rate limits."
+            },
+            StopAllError,
+            "daily_quota",
+        ),
+        ({"Information": sandbox.TEXT_PREMIUM}, StopAllError, "premium_endpoint"),
+        ({"Information": sandbox.TEXT_DEMO}, StopAllError, "demo_key"),
+        ({}, TransientError, "invalid_payload"),
+        ({"Meta Data": {"2. Symbol": "IBM"}}, TransientError, "invalid_payload"),
+    ],
+)
 def test_error_texts_are_typed(doc, error, reason_code):
     with pytest.raises(error) as info:
         parse(doc)
@@ -118,17 +128,20 @@ def test_global_quote_unknown_symbol():
     assert info.value.reason_code == "invalid_symbol"
 
 
-@pytest.mark.parametrize(("status", "content_type", "raw", "error", "reason_code"), [
-    (503, "text/html", sandbox.HTML_503, TransientError, "http_error"),
-    (200, "text/html", sandbox.HTML_503, TransientError, "http_error"),  # outage page with a 200
-    (200, "application/json", b"<html>oops</html>", TransientError, "http_error"),
-    (429, "application/json", b'{"Information": "Too Many Requests"}', ThrottledError, "throttled"),
-    (500, "application/json", b"{}", TransientError, "http_error"),
-    (404, "text/plain", b"not found", PermanentSymbolError, "http_error"),
-    (200, "application/json", b"", TransientError, "invalid_payload"),
-    (200, "application/json", b"[1, 2]", TransientError, "invalid_payload"),
-    (200, "application/json", b'"just a string"', TransientError, "invalid_payload"),
-])
+@pytest.mark.parametrize(
+    ("status", "content_type", "raw", "error", "reason_code"),
+    [
+        (503, "text/html", sandbox.HTML_503, TransientError, "http_error"),
+        (200, "text/html", sandbox.HTML_503, TransientError, "http_error"),  # outage page with a 200
+        (200, "application/json", b"<html>oops</html>", TransientError, "http_error"),
+        (429, "application/json", b'{"Information": "Too Many Requests"}', ThrottledError, "throttled"),
+        (500, "application/json", b"{}", TransientError, "http_error"),
+        (404, "text/plain", b"not found", PermanentSymbolError, "http_error"),
+        (200, "application/json", b"", TransientError, "invalid_payload"),
+        (200, "application/json", b"[1, 2]", TransientError, "invalid_payload"),
+        (200, "application/json", b'"just a string"', TransientError, "invalid_payload"),
+    ],
+)
 def test_transport_failures(status, content_type, raw, error, reason_code):
     with pytest.raises(error) as info:
         parse(raw, status=status, content_type=content_type)
@@ -144,29 +157,33 @@ def test_truncated_json():
 
 # -- validation ---------------------------------------------------------------------------------------
 
+
 def first_bar(doc):
     return next(iter(doc["Time Series (Daily)"].values()))
 
 
-@pytest.mark.parametrize(("mutate", "message"), [
-    (lambda d: d["Meta Data"].update({"2. Symbol": "MSFT"}), r"'2\. Symbol' is 'MSFT', requested 'IBM'"),
-    (lambda d: d.pop("Meta Data"), r"'Meta Data' missing"),
-    (lambda d: d.update({"Time Series (Daily)": {}}), r"is empty"),
-    (lambda d: d.update({"Time Series (Daily)": []}), r"is not an object"),
-    (lambda d: first_bar(d).update({"1. open": "abc"}), r"1\. open = 'abc' is not a number"),
-    (lambda d: first_bar(d).update({"5. volume": "-5"}), r"5\. volume = '-5' is not a finite, non-negative"),
-    (lambda d: first_bar(d).update({"4. close": "NaN"}), r"not a finite"),
-    (lambda d: first_bar(d).update({"2. high": "Infinity"}), r"not a finite"),
-    (lambda d: first_bar(d).update({"2. high": True}), r"is not a number"),
-    (lambda d: first_bar(d).update({"3. low": None}), r"is not a number"),
-    (lambda d: first_bar(d).pop("3. low"), r"field '3\. low' missing"),
-    (lambda d: first_bar(d).update({"3. low": "100000"}), r"OHLC inconsistent"),
-    (lambda d: first_bar(d).update({"2. high": "0.0001"}), r"OHLC inconsistent"),
-    (lambda d: d["Time Series (Daily)"].update({"2026-02-30": first_bar(d)}), r"not a calendar date"),
-    (lambda d: d["Time Series (Daily)"].update({"2026-W19-5": first_bar(d)}), r"not YYYY-MM-DD"),
-    (lambda d: d["Time Series (Daily)"].update({"20261125": first_bar(d)}), r"not YYYY-MM-DD"),
-    (lambda d: d["Time Series (Daily)"].update({"2026-11-26": "1.0"}), r"expected an object"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d["Meta Data"].update({"2. Symbol": "MSFT"}), r"'2\. Symbol' is 'MSFT', requested 'IBM'"),
+        (lambda d: d.pop("Meta Data"), r"'Meta Data' missing"),
+        (lambda d: d.update({"Time Series (Daily)": {}}), r"is empty"),
+        (lambda d: d.update({"Time Series (Daily)": []}), r"is not an object"),
+        (lambda d: first_bar(d).update({"1. open": "abc"}), r"1\. open = 'abc' is not a number"),
+        (lambda d: first_bar(d).update({"5. volume": "-5"}), r"5\. volume = '-5' is not a finite, non-negative"),
+        (lambda d: first_bar(d).update({"4. close": "NaN"}), r"not a finite"),
+        (lambda d: first_bar(d).update({"2. high": "Infinity"}), r"not a finite"),
+        (lambda d: first_bar(d).update({"2. high": True}), r"is not a number"),
+        (lambda d: first_bar(d).update({"3. low": None}), r"is not a number"),
+        (lambda d: first_bar(d).pop("3. low"), r"field '3\. low' missing"),
+        (lambda d: first_bar(d).update({"3. low": "100000"}), r"OHLC inconsistent"),
+        (lambda d: first_bar(d).update({"2. high": "0.0001"}), r"OHLC inconsistent"),
+        (lambda d: d["Time Series (Daily)"].update({"2026-02-30": first_bar(d)}), r"not a calendar date"),
+        (lambda d: d["Time Series (Daily)"].update({"2026-W19-5": first_bar(d)}), r"not YYYY-MM-DD"),
+        (lambda d: d["Time Series (Daily)"].update({"20261125": first_bar(d)}), r"not YYYY-MM-DD"),
+        (lambda d: d["Time Series (Daily)"].update({"2026-11-26": "1.0"}), r"expected an object"),
+    ],
+)
 def test_invalid_payloads_are_permanent_with_a_reason(mutate, message):
     doc = daily_doc()
     mutate(doc)
@@ -222,8 +239,15 @@ def outcome(raw: bytes, function=DAILY):
     try:
         return interpret(200, "application/json", raw, function=function, symbol="IBM", key=KEY)
     except TYPED as exc:
-        assert exc.reason_code in {"invalid_symbol", "throttled", "daily_quota", "premium_endpoint", "demo_key",
-                                   "invalid_payload", "http_error"}
+        assert exc.reason_code in {
+            "invalid_symbol",
+            "throttled",
+            "daily_quota",
+            "premium_endpoint",
+            "demo_key",
+            "invalid_payload",
+            "http_error",
+        }
         assert str(exc), "a typed error must say what was wrong"
         return exc
 
@@ -253,7 +277,7 @@ def test_byte_mutations_of_a_valid_payload(draw):
         if op == "flip":
             raw[pos] = draw.draw(st.integers(0, 255))
         elif op == "delete":
-            del raw[pos: pos + draw.draw(st.integers(1, 20))]
+            del raw[pos : pos + draw.draw(st.integers(1, 20))]
         elif op == "insert":
             raw[pos:pos] = draw.draw(st.binary(min_size=1, max_size=8))
         else:

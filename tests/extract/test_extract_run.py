@@ -6,15 +6,15 @@ from __future__ import annotations
 import logging
 import subprocess
 import threading
+from itertools import pairwise
 
 import pytest
 from conftest import venv_bin
-from extract_testlib import AS_OF, EXTRACT, requests_seen, run_extract, set_faults, symbol_rows
-
 from extract.errors import ConfigError
 from extract.masking import MaskingFilter, mask_secret
 from extract.ratelimit import RateLimiter
 from extract.settings import DEFAULT_SYMBOLS, REAL_BASE_URL, Settings, parse_symbols
+from extract_testlib import AS_OF, EXTRACT, requests_seen, run_extract, set_faults, symbol_rows
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +33,20 @@ def sandbox():
 
 # -- rate limit, measured where it matters: at the server -----------------------------------------------
 
+
 def test_rate_limit_is_never_exceeded_with_several_workers(warehouse, sandbox):
     rpm = 240  # one request every 0.25 s
     set_faults(sandbox, ["throttle?every=5&times=1"])  # retries go through the limiter too
     symbols = [f"RL{c}" for c in "ABCDEFGHIJKL"]
-    result = run_extract(warehouse, sandbox, "companies", "--symbols", ",".join(symbols),
-                         ALPHAVANTAGE_REQUESTS_PER_MINUTE=str(rpm), EXTRACT_WORKERS="4")
+    result = run_extract(
+        warehouse,
+        sandbox,
+        "companies",
+        "--symbols",
+        ",".join(symbols),
+        ALPHAVANTAGE_REQUESTS_PER_MINUTE=str(rpm),
+        EXTRACT_WORKERS="4",
+    )
     assert result.returncode == 0, result.stderr
     times = sorted(r["t"] for r in requests_seen(sandbox))
     assert len(times) >= len(symbols) + 1  # at least one throttled retry happened
@@ -54,7 +62,7 @@ def test_rate_limit_is_never_exceeded_with_several_workers(warehouse, sandbox):
     set_faults(sandbox, [])
     run_extract(warehouse, sandbox, "companies", "--symbols", ",".join(symbols), EXTRACT_WORKERS="4")
     burst = sorted(r["t"] for r in requests_seen(sandbox))
-    assert min(b - a for a, b in zip(burst, burst[1:], strict=False)) < interval - jitter
+    assert min(b - a for a, b in pairwise(burst)) < interval - jitter
 
 
 def test_rate_limiter_spacing_with_a_fake_clock():
@@ -70,7 +78,7 @@ def test_rate_limiter_spacing_with_a_fake_clock():
     for _ in range(5):
         limiter.acquire()
         stamps.append(now[0])
-    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    gaps = [b - a for a, b in pairwise(stamps)]
     assert all(1.0 <= g <= 1.02 for g in gaps), gaps
     now[0] += 10  # idle time is not banked into a burst
     limiter.acquire()
@@ -100,7 +108,7 @@ def test_rate_limiter_is_shared_by_threads():
         t.join()
     stamps.sort()
     assert len(stamps) == 20
-    assert min(b - a for a, b in zip(stamps, stamps[1:], strict=False)) >= 0.05
+    assert min(b - a for a, b in pairwise(stamps)) >= 0.05
 
 
 # -- idempotency and load modes -------------------------------------------------------------------------
@@ -150,7 +158,8 @@ def test_full_flag_and_stored_metadata(warehouse, sandbox):
     assert (row["output_size"], row["status"], row["requests"]) == ("full", "unchanged", 1)
     meta = warehouse.psql(
         "select request_url || '|' || (received_at >= requested_at) || '|' || length(payload_sha256) || '|' ||"
-        " (payload -> 'Meta Data' ->> '2. Symbol') from raw.time_series_daily where symbol = 'FLA'")
+        " (payload -> 'Meta Data' ->> '2. Symbol') from raw.time_series_daily where symbol = 'FLA'"
+    )
     assert meta == f"{sandbox}?function=TIME_SERIES_DAILY&symbol=FLA&outputsize=full|true|64|FLA"
 
 
@@ -161,19 +170,30 @@ def test_companies_and_run_log(warehouse, sandbox):
     rows = symbol_rows(warehouse, result.run_id)
     assert (rows["IBM"]["status"], rows["IBM"]["output_size"]) == ("succeeded", None)
     # OVERVIEW answers {} for an unknown symbol: retried (bounded), then a clear failure
-    assert (rows["CXX"]["status"], rows["CXX"]["reason_code"], rows["CXX"]["requests"]) == ("failed", "invalid_payload", 3)
+    assert (rows["CXX"]["status"], rows["CXX"]["reason_code"], rows["CXX"]["requests"]) == (
+        "failed",
+        "invalid_payload",
+        3,
+    )
     run = warehouse.psql(
         "select command, function, status, symbols_requested, symbols_succeeded, symbols_failed, requests, bars,"
-        f" base_url, finished_at >= started_at from ops.extract_runs where run_id = '{result.run_id}'")
+        f" base_url, finished_at >= started_at from ops.extract_runs where run_id = '{result.run_id}'"
+    )
     assert run == f"companies|OVERVIEW|failed|2|1|1|4|1|{sandbox}|t"
     set_faults(sandbox, [], unknown=[])
 
 
 # -- configuration and startup errors -------------------------------------------------------------------
 
+
 def test_missing_key_against_the_real_endpoint_is_a_startup_error(warehouse):
-    out = subprocess.run([str(EXTRACT), "prices", "--symbols", "IBM"], env={**warehouse.env, "PATH": "/usr/bin:/bin"},
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [str(EXTRACT), "prices", "--symbols", "IBM"],
+        env={**warehouse.env, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2
     assert "ALPHAVANTAGE_API_KEY is not set" in out.stderr
     assert "Traceback" not in out.stderr
@@ -182,9 +202,19 @@ def test_missing_key_against_the_real_endpoint_is_a_startup_error(warehouse):
 def test_unreachable_warehouse_fails_clearly(sandbox):
     out = subprocess.run(
         [str(EXTRACT), "prices", "--symbols", "IBM"],
-        env={"PATH": "/usr/bin:/bin", "ALPHAVANTAGE_BASE_URL": sandbox, "PGHOST": "127.0.0.1", "PGPORT": "1",
-             "PGUSER": "nobody", "PGDATABASE": "nothing", "ALPHAVANTAGE_API_KEY": "KEYKEYKEY99"},
-        capture_output=True, text=True, timeout=60)
+        env={
+            "PATH": "/usr/bin:/bin",
+            "ALPHAVANTAGE_BASE_URL": sandbox,
+            "PGHOST": "127.0.0.1",
+            "PGPORT": "1",
+            "PGUSER": "nobody",
+            "PGDATABASE": "nothing",
+            "ALPHAVANTAGE_API_KEY": "KEYKEYKEY99",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 3
     assert "warehouse error" in out.stderr and "KEYKEYKEY99" not in out.stderr
 
@@ -203,29 +233,43 @@ def test_migrate_is_idempotent_and_concurrent_safe(warehouse):
     tables = warehouse.psql(
         "select string_agg(table_schema || '.' || table_name, ',' order by table_schema, table_name)"
         " from information_schema.tables"
-        " where table_schema in ('raw', 'ops') and table_name like any (array['extract%', 'time_series%', 'company%'])")
+        " where table_schema in ('raw', 'ops') and table_name like any (array['extract%', 'time_series%', 'company%'])"
+    )
     assert tables == "ops.extract_run_symbols,ops.extract_runs,raw.company_overview,raw.time_series_daily"
 
 
 def test_settings_from_a_dict():
-    s = Settings.from_env({"ALPHAVANTAGE_API_KEY": "k3y-value", "ALPHAVANTAGE_REQUESTS_PER_MINUTE": "75",
-                           "DATAPIPE_SYMBOLS": "ibm, msft,IBM", "EXTRACT_WORKERS": "2", "PGHOST": "h", "OTHER": "x"})
+    s = Settings.from_env(
+        {
+            "ALPHAVANTAGE_API_KEY": "k3y-value",
+            "ALPHAVANTAGE_REQUESTS_PER_MINUTE": "75",
+            "DATAPIPE_SYMBOLS": "ibm, msft,IBM",
+            "EXTRACT_WORKERS": "2",
+            "PGHOST": "h",
+            "OTHER": "x",
+        }
+    )
     assert (s.base_url, s.requests_per_minute, s.symbols, s.workers) == (REAL_BASE_URL, 75.0, ("IBM", "MSFT"), 2)
     assert dict(s.pg_env) == {"PGHOST": "h"} and "k3y-value" not in repr(s)
     sandbox = Settings.from_env({"ALPHAVANTAGE_BASE_URL": "http://127.0.0.1:1/query"})
     assert sandbox.api_key is None and sandbox.symbols == DEFAULT_SYMBOLS and not sandbox.is_real_api
-    for bad in ({}, {"ALPHAVANTAGE_API_KEY": "k", "ALPHAVANTAGE_TIMEOUT_S": "soon"},
-                {"ALPHAVANTAGE_API_KEY": "k", "EXTRACT_WORKERS": "0"},
-                {"ALPHAVANTAGE_API_KEY": "k", "ALPHAVANTAGE_BASE_URL": "ftp://x"},
-                {"ALPHAVANTAGE_API_KEY": "k", "DATAPIPE_SYMBOLS": ",,"}):
+    for bad in (
+        {},
+        {"ALPHAVANTAGE_API_KEY": "k", "ALPHAVANTAGE_TIMEOUT_S": "soon"},
+        {"ALPHAVANTAGE_API_KEY": "k", "EXTRACT_WORKERS": "0"},
+        {"ALPHAVANTAGE_API_KEY": "k", "ALPHAVANTAGE_BASE_URL": "ftp://x"},
+        {"ALPHAVANTAGE_API_KEY": "k", "DATAPIPE_SYMBOLS": ",,"},
+    ):
         with pytest.raises(ConfigError):
             Settings.from_env(bad)
     assert parse_symbols("tsco.lon, brk-b") == ("TSCO.LON", "BRK-B")
 
 
 def test_masking():
-    assert mask_secret("https://x/query?function=A&apikey=S3CR3T&symbol=B", None) == \
-        "https://x/query?function=A&apikey=***&symbol=B"
+    assert (
+        mask_secret("https://x/query?function=A&apikey=S3CR3T&symbol=B", None)
+        == "https://x/query?function=A&apikey=***&symbol=B"
+    )
     assert mask_secret("detected your API key as S3CR3T and", "S3CR3T") == "detected your API key as *** and"
     assert mask_secret("the demo key", "demo") == "the *** key"
     assert mask_secret("a b c", "b") == "a b c"  # too short to mask as a substring

@@ -9,10 +9,9 @@ import json
 import urllib.request
 
 import pytest
-from extract_testlib import admin_url, http, requests_seen, set_faults
-
 from extract.sandbox.calendar import easter, holidays, is_trading_day, last_completed_session, trading_days
 from extract.sandbox.faults import Fault, FaultSpecError, parse_faults
+from extract_testlib import admin_url, http, requests_seen, set_faults
 
 AS_OF = "2026-11-25"
 
@@ -44,20 +43,87 @@ def sb():
 
 # -- calendar -----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("year", "expected"), [
-    (2024, ["2024-01-01", "2024-01-15", "2024-02-19", "2024-03-29", "2024-05-27", "2024-06-19", "2024-07-04",
-            "2024-09-02", "2024-11-28", "2024-12-25"]),
-    # New Year's Day on a Saturday is not observed; Juneteenth (Sunday) on Monday; Christmas (Sunday) on Monday
-    (2022, ["2022-01-17", "2022-02-21", "2022-04-15", "2022-05-30", "2022-06-20", "2022-07-04", "2022-09-05",
-            "2022-11-24", "2022-12-26"]),
-    # Independence Day and Christmas on Saturdays: observed the Friday before; no Juneteenth before 2022
-    (2021, ["2021-01-01", "2021-01-18", "2021-02-15", "2021-04-02", "2021-05-31", "2021-07-05", "2021-09-06",
-            "2021-11-25", "2021-12-24"]),
-    (2026, ["2026-01-01", "2026-01-19", "2026-02-16", "2026-04-03", "2026-05-25", "2026-06-19", "2026-07-03",
-            "2026-09-07", "2026-11-26", "2026-12-25"]),
-    (2023, ["2023-01-02", "2023-01-16", "2023-02-20", "2023-04-07", "2023-05-29", "2023-06-19", "2023-07-04",
-            "2023-09-04", "2023-11-23", "2023-12-25"]),
-])
+
+@pytest.mark.parametrize(
+    ("year", "expected"),
+    [
+        (
+            2024,
+            [
+                "2024-01-01",
+                "2024-01-15",
+                "2024-02-19",
+                "2024-03-29",
+                "2024-05-27",
+                "2024-06-19",
+                "2024-07-04",
+                "2024-09-02",
+                "2024-11-28",
+                "2024-12-25",
+            ],
+        ),
+        # New Year's Day on a Saturday is not observed; Juneteenth (Sunday) on Monday; Christmas (Sunday) on Monday
+        (
+            2022,
+            [
+                "2022-01-17",
+                "2022-02-21",
+                "2022-04-15",
+                "2022-05-30",
+                "2022-06-20",
+                "2022-07-04",
+                "2022-09-05",
+                "2022-11-24",
+                "2022-12-26",
+            ],
+        ),
+        # Independence Day and Christmas on Saturdays: observed the Friday before; no Juneteenth before 2022
+        (
+            2021,
+            [
+                "2021-01-01",
+                "2021-01-18",
+                "2021-02-15",
+                "2021-04-02",
+                "2021-05-31",
+                "2021-07-05",
+                "2021-09-06",
+                "2021-11-25",
+                "2021-12-24",
+            ],
+        ),
+        (
+            2026,
+            [
+                "2026-01-01",
+                "2026-01-19",
+                "2026-02-16",
+                "2026-04-03",
+                "2026-05-25",
+                "2026-06-19",
+                "2026-07-03",
+                "2026-09-07",
+                "2026-11-26",
+                "2026-12-25",
+            ],
+        ),
+        (
+            2023,
+            [
+                "2023-01-02",
+                "2023-01-16",
+                "2023-02-20",
+                "2023-04-07",
+                "2023-05-29",
+                "2023-06-19",
+                "2023-07-04",
+                "2023-09-04",
+                "2023-11-23",
+                "2023-12-25",
+            ],
+        ),
+    ],
+)
 def test_nyse_holidays(year, expected):
     assert sorted(d.isoformat() for d in holidays(year)) == expected
 
@@ -77,14 +143,19 @@ def test_easter_and_sessions():
 
 # -- shapes over HTTP ---------------------------------------------------------------------------------
 
+
 def test_daily_shape(sb):
     status, ctype, raw = get(sb, function="TIME_SERIES_DAILY", symbol="IBM", apikey="k")
     assert status == 200 and ctype == "application/json"
     doc = json.loads(raw)
     assert list(doc) == ["Meta Data", "Time Series (Daily)"]
     assert doc["Meta Data"] == {
-        "1. Information": "Daily Prices (open, high, low, close) and Volumes", "2. Symbol": "IBM",
-        "3. Last Refreshed": "2026-11-25", "4. Output Size": "Compact", "5. Time Zone": "US/Eastern"}
+        "1. Information": "Daily Prices (open, high, low, close) and Volumes",
+        "2. Symbol": "IBM",
+        "3. Last Refreshed": "2026-11-25",
+        "4. Output Size": "Compact",
+        "5. Time Zone": "US/Eastern",
+    }
     series = doc["Time Series (Daily)"]
     days = list(series)
     assert len(days) == 100 and days == sorted(days, reverse=True)  # compact, newest first
@@ -112,7 +183,9 @@ def test_full_history_is_about_twenty_years_and_extends_compact(sb):
 def test_same_symbol_same_bars_across_servers_and_calendar_moves(sb, sandbox_server):
     other = sandbox_server("--as-of", "2026-12-04")
     a = json.loads(get(sb, function="TIME_SERIES_DAILY", symbol="NVDA", outputsize="full")[2])["Time Series (Daily)"]
-    b = json.loads(get(other.base_url, function="TIME_SERIES_DAILY", symbol="NVDA", outputsize="full")[2])["Time Series (Daily)"]
+    b = json.loads(get(other.base_url, function="TIME_SERIES_DAILY", symbol="NVDA", outputsize="full")[2])[
+        "Time Series (Daily)"
+    ]
     assert "2026-12-04" in b and "2026-12-04" not in a
     common = sorted(set(a) & set(b))
     assert len(common) > 4900
@@ -120,19 +193,43 @@ def test_same_symbol_same_bars_across_servers_and_calendar_moves(sb, sandbox_ser
     again = get(sb, function="TIME_SERIES_DAILY", symbol="NVDA", outputsize="full")[2]
     first = get(sb, function="TIME_SERIES_DAILY", symbol="NVDA", outputsize="full")[2]
     assert hashlib.sha256(again).digest() == hashlib.sha256(first).digest()
-    assert a != json.loads(get(sb, function="TIME_SERIES_DAILY", symbol="AMD", outputsize="full")[2])["Time Series (Daily)"]
+    assert (
+        a
+        != json.loads(get(sb, function="TIME_SERIES_DAILY", symbol="AMD", outputsize="full")[2])["Time Series (Daily)"]
+    )
 
 
 def test_overview_and_quote_shapes(sb):
     ov = json.loads(get(sb, function="OVERVIEW", symbol="AAPL")[2])
     assert ov["Symbol"] == "AAPL" and ov["Name"] == "Apple Inc" and ov["Sector"] == "TECHNOLOGY"
     assert all(isinstance(v, str) for v in ov.values())
-    for key in ("AssetType", "Exchange", "Currency", "Country", "Industry", "MarketCapitalization", "PERatio",
-                "DividendYield", "Beta", "52WeekHigh", "52WeekLow"):
+    for key in (
+        "AssetType",
+        "Exchange",
+        "Currency",
+        "Country",
+        "Industry",
+        "MarketCapitalization",
+        "PERatio",
+        "DividendYield",
+        "Beta",
+        "52WeekHigh",
+        "52WeekLow",
+    ):
         assert key in ov
     q = json.loads(get(sb, function="GLOBAL_QUOTE", symbol="AAPL")[2])["Global Quote"]
-    assert list(q) == ["01. symbol", "02. open", "03. high", "04. low", "05. price", "06. volume",
-                       "07. latest trading day", "08. previous close", "09. change", "10. change percent"]
+    assert list(q) == [
+        "01. symbol",
+        "02. open",
+        "03. high",
+        "04. low",
+        "05. price",
+        "06. volume",
+        "07. latest trading day",
+        "08. previous close",
+        "09. change",
+        "10. change percent",
+    ]
     assert q["07. latest trading day"] == "2026-11-25" and q["10. change percent"].endswith("%")
 
 
@@ -143,7 +240,9 @@ def test_unknown_symbols_and_functions(sb):
     assert json.loads(get(sb, function="OVERVIEW", symbol="NOPE")[2]) == {}
     assert json.loads(get(sb, function="GLOBAL_QUOTE", symbol="NOPE")[2]) == {"Global Quote": {}}
     assert "does not exist" in json.loads(get(sb, function="NO_SUCH_FUNCTION", symbol="IBM")[2])["Error Message"]
-    assert "premium endpoint" in json.loads(get(sb, function="TIME_SERIES_DAILY_ADJUSTED", symbol="IBM")[2])["Information"]
+    assert (
+        "premium endpoint" in json.loads(get(sb, function="TIME_SERIES_DAILY_ADJUSTED", symbol="IBM")[2])["Information"]
+    )
     set_faults(sb, [], unknown=[])
 
 
@@ -168,10 +267,15 @@ def test_runtime_faults_and_request_log(sb):
 
 def test_require_key_and_demo_key(sandbox_server):
     s = sandbox_server("--as-of", AS_OF, "--require-key", "RIGHTKEY")
-    assert "apikey is invalid or missing" in json.loads(get(s.base_url, function="OVERVIEW", symbol="IBM", apikey="WRONG")[2])["Error Message"]
+    assert (
+        "apikey is invalid or missing"
+        in json.loads(get(s.base_url, function="OVERVIEW", symbol="IBM", apikey="WRONG")[2])["Error Message"]
+    )
     assert json.loads(get(s.base_url, function="OVERVIEW", symbol="IBM", apikey="RIGHTKEY")[2])["Symbol"] == "IBM"
     open_sb = sandbox_server("--as-of", AS_OF)
-    assert "demo" in json.loads(get(open_sb.base_url, function="OVERVIEW", symbol="AAPL", apikey="demo")[2])["Information"]
+    assert (
+        "demo" in json.loads(get(open_sb.base_url, function="OVERVIEW", symbol="AAPL", apikey="demo")[2])["Information"]
+    )
     assert json.loads(get(open_sb.base_url, function="OVERVIEW", symbol="IBM", apikey="demo")[2])["Symbol"] == "IBM"
 
 
@@ -189,9 +293,17 @@ def test_bad_cli_arguments_fail_clearly(tmp_path):
 
     from conftest import venv_bin
 
-    out = subprocess.run([str(venv_bin("extract", "extract")), "sandbox", "--port", "0", "--fault", "explode"],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [str(venv_bin("extract", "extract")), "sandbox", "--port", "0", "--fault", "explode"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 2 and "unknown fault kind 'explode'" in out.stderr
-    out = subprocess.run([str(venv_bin("extract", "extract")), "sandbox", "--port", "0", "--as-of", "26/11/2026"],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [str(venv_bin("extract", "extract")), "sandbox", "--port", "0", "--as-of", "26/11/2026"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 2 and "not a YYYY-MM-DD date" in out.stderr

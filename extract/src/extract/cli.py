@@ -35,16 +35,43 @@ def _parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=f"load {what} for each symbol into raw")
         sp.add_argument("--symbols", help="comma-separated symbols (default: DATAPIPE_SYMBOLS, else the 10 defaults)")
         if name == "prices":
-            sp.add_argument("--full", action="store_true", help="outputsize=full for every symbol (default: only first loads)")
+            sp.add_argument(
+                "--full", action="store_true", help="outputsize=full for every symbol (default: only first loads)"
+            )
     sub.add_parser("migrate", help="create the raw and ops tables (idempotent)")
     sb = sub.add_parser("sandbox", help="run the sandbox Alpha Vantage API (see docs/extract.md)")
     sb.add_argument("--host", default=None, help="listen address (default SANDBOX_HOST or 127.0.0.1)")
     sb.add_argument("--port", type=int, default=None, help="TCP port (default SANDBOX_PORT or 8765; 0 = any free port)")
-    sb.add_argument("--as-of", default=None, help="pin the calendar: the last session is the last trading day <= this date (default SANDBOX_AS_OF, else today's clock in US/Eastern)")
-    sb.add_argument("--unknown-symbols", default=None, help="comma-separated symbols answered as unknown (default SANDBOX_UNKNOWN_SYMBOLS)")
-    sb.add_argument("--fault", action="append", default=[], metavar="SPEC", help="inject a fault, e.g. 'throttle?every=3' (repeatable; also SANDBOX_FAULTS, ';'-separated)")
-    sb.add_argument("--require-key", default=None, help="answer the invalid-key error unless apikey equals this (default SANDBOX_REQUIRE_KEY; unset = any key or none)")
-    sb.add_argument("--cache-bodies", type=int, default=None, help="response bodies kept in memory (default SANDBOX_CACHE_BODIES or 64; a full history is ~0.6 MB)")
+    sb.add_argument(
+        "--as-of",
+        default=None,
+        help="pin the calendar: the last session is the last trading day <= this date "
+        "(default SANDBOX_AS_OF, else today's clock in US/Eastern)",
+    )
+    sb.add_argument(
+        "--unknown-symbols",
+        default=None,
+        help="comma-separated symbols answered as unknown (default SANDBOX_UNKNOWN_SYMBOLS)",
+    )
+    sb.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="inject a fault, e.g. 'throttle?every=3' (repeatable; also SANDBOX_FAULTS, ';'-separated)",
+    )
+    sb.add_argument(
+        "--require-key",
+        default=None,
+        help="answer the invalid-key error unless apikey equals this "
+        "(default SANDBOX_REQUIRE_KEY; unset = any key or none)",
+    )
+    sb.add_argument(
+        "--cache-bodies",
+        type=int,
+        default=None,
+        help="response bodies kept in memory (default SANDBOX_CACHE_BODIES or 64; a full history is ~0.6 MB)",
+    )
     return p
 
 
@@ -63,8 +90,10 @@ def run_extract(command: str, args: argparse.Namespace, env: Mapping[str, str]) 
         run = Run(settings, command, symbols, full=getattr(args, "full", False))
         outcomes = run.execute()
     except psycopg.Error as exc:
-        log.error("warehouse error (check PGHOST/PGPORT/PGDATABASE/PGUSER/PGPASSWORD): %s",
-                  mask_secret(str(exc).strip(), settings.api_key))
+        log.error(
+            "warehouse error (check PGHOST/PGPORT/PGDATABASE/PGUSER/PGPASSWORD): %s",
+            mask_secret(str(exc).strip(), settings.api_key),
+        )
         return EXIT_WAREHOUSE
     summary_table(outcomes)
     failed = [o for o in outcomes if not o.ok]

@@ -100,5 +100,7 @@ class Settings:
             workers=_int(env, "EXTRACT_WORKERS", 4, minimum=1),
             symbols=parse_symbols(symbols_raw) if symbols_raw else DEFAULT_SYMBOLS,
             log_level=env.get("EXTRACT_LOG_LEVEL", "INFO").strip() or "INFO",
-            pg_env={k: env[k] for k in ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD", "PGSSLMODE") if k in env},
+            pg_env={
+                k: env[k] for k in ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD", "PGSSLMODE") if k in env
+            },
         )

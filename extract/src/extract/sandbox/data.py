@@ -64,7 +64,7 @@ class Profile:
 
 
 def profile(symbol: str) -> Profile:
-    rng = random.Random(symbol_seed(symbol) ^ 0x5EED)
+    rng = random.Random(symbol_seed(symbol) ^ 0x5EED)  # noqa: S311 - deterministic data, not crypto
     return Profile(
         base_price=math.exp(rng.uniform(math.log(6.0), math.log(90.0))),
         sigma=rng.uniform(0.011, 0.024),
@@ -99,7 +99,7 @@ def generate(symbol: str, as_of: dt.date) -> Series:
     in a realistic range over 25 years). Bars are rounded to 4 decimals and stay OHLC-consistent."""
     dates, _ = _calendar(as_of)
     p = profile(symbol)
-    rng = random.Random(symbol_seed(symbol))
+    rng = random.Random(symbol_seed(symbol))  # noqa: S311 - deterministic data, not crypto
     gauss, rand = rng.gauss, rng.random
     trend, step, deviation, phi = math.log(p.base_price), p.growth / 252.0, 0.0, 0.998
     sigma, gap, wick = p.sigma, p.sigma * 0.35, p.sigma * 0.6
@@ -120,13 +120,15 @@ def generate(symbol: str, as_of: dt.date) -> Series:
         high = top * exp(wick * rand())
         low = bottom * exp(-wick * rand())
         volume = int(base_volume * exp(0.45 * gauss(0.0, 1.0)))
-        append_bar({
-            "1. open": f"{open_:.4f}",
-            "2. high": f"{high:.4f}",
-            "3. low": f"{low:.4f}",
-            "4. close": f"{new_close:.4f}",
-            "5. volume": str(volume),
-        })
+        append_bar(
+            {
+                "1. open": f"{open_:.4f}",
+                "2. high": f"{high:.4f}",
+                "3. low": f"{low:.4f}",
+                "4. close": f"{new_close:.4f}",
+                "5. volume": str(volume),
+            }
+        )
         append_close(new_close)
         append_volume(volume)
         close = new_close
@@ -159,7 +161,7 @@ def _money(x: float) -> str:
 def overview_payload(series: Series) -> bytes:
     """OVERVIEW body: a flat object of strings with Alpha Vantage's PascalCase keys."""
     sym = series.symbol
-    rng = random.Random(symbol_seed(sym) ^ 0x0FE5)
+    rng = random.Random(symbol_seed(sym) ^ 0x0FE5)  # noqa: S311 - deterministic data, not crypto
     if sym in KNOWN_COMPANIES:
         name, exchange, sector, industry = KNOWN_COMPANIES[sym]
     else:
@@ -238,20 +240,22 @@ def global_quote_payload(series: Series) -> bytes:
     prev = series.closes[-2] if len(series.closes) > 1 else series.closes[-1]
     price = series.closes[-1]
     change = price - prev
-    return orjson.dumps({
-        "Global Quote": {
-            "01. symbol": series.symbol,
-            "02. open": bar["1. open"],
-            "03. high": bar["2. high"],
-            "04. low": bar["3. low"],
-            "05. price": bar["4. close"],
-            "06. volume": bar["5. volume"],
-            "07. latest trading day": series.dates[-1],
-            "08. previous close": f"{prev:.4f}",
-            "09. change": f"{change:.4f}",
-            "10. change percent": f"{(change / prev * 100 if prev else 0.0):.4f}%",
+    return orjson.dumps(
+        {
+            "Global Quote": {
+                "01. symbol": series.symbol,
+                "02. open": bar["1. open"],
+                "03. high": bar["2. high"],
+                "04. low": bar["3. low"],
+                "05. price": bar["4. close"],
+                "06. volume": bar["5. volume"],
+                "07. latest trading day": series.dates[-1],
+                "08. previous close": f"{prev:.4f}",
+                "09. change": f"{change:.4f}",
+                "10. change percent": f"{(change / prev * 100 if prev else 0.0):.4f}%",
+            }
         }
-    })
+    )
 
 
 class PayloadCache:

@@ -11,6 +11,7 @@ Endpoints
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import re
@@ -59,7 +60,8 @@ TEXT_DEMO = (
     "(https://www.alphavantage.co/support/#api-key) to explore our full API offerings. It takes fewer than 20 seconds."
 )
 TEXT_INVALID_CALL = (
-    "Invalid API call. Please retry or visit the documentation (https://www.alphavantage.co/documentation/) for {function}."
+    "Invalid API call. Please retry or visit the documentation (https://www.alphavantage.co/documentation/) "
+    "for {function}."
 )
 TEXT_BAD_KEY = (
     "the parameter apikey is invalid or missing. Please claim your free API key on "
@@ -120,10 +122,17 @@ class SandboxState:
         apikey = params.get("apikey")
         n, fault = self.plan.next(function, symbol)
         with self._lock:
-            self.requests.append({
-                "n": n, "t": started, "function": function, "symbol": symbol, "outputsize": output_size,
-                "has_key": bool(apikey), "fault": fault.describe() if fault else None,
-            })
+            self.requests.append(
+                {
+                    "n": n,
+                    "t": started,
+                    "function": function,
+                    "symbol": symbol,
+                    "outputsize": output_size,
+                    "has_key": bool(apikey),
+                    "fault": fault.describe() if fault else None,
+                }
+            )
         if fault is not None:
             return self.fault_answer(fault, function, symbol, output_size, apikey)
         return self.normal_answer(function, symbol, output_size, apikey)
@@ -201,7 +210,9 @@ class SandboxState:
                 return _json({"status": "reset"})
         if path == "/_sandbox/faults":
             if method == "GET":
-                return _json({"faults": [f.describe() for f in self.plan.faults], "unknown_symbols": sorted(self.unknown)})
+                return _json(
+                    {"faults": [f.describe() for f in self.plan.faults], "unknown_symbols": sorted(self.unknown)}
+                )
             if method == "POST":
                 try:
                     doc = orjson.loads(body or b"{}")
@@ -220,7 +231,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "datapipe-sandbox/0.1"
     state: SandboxState  # set on the subclass made by make_server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         # The default access log would print the query string, API key included: log without it.
         log.debug("%s %s", self.command, urlsplit(self.path).path)
 
@@ -238,7 +249,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(answer.body)
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+    def do_GET(self) -> None:
         parts = urlsplit(self.path)
         if parts.path == "/healthz":
             self._send(_json({"status": "ok"}))
@@ -252,23 +263,20 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._send(self.state.admin("POST", urlsplit(self.path).path, self._body()))
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         self._send(self.state.admin("DELETE", urlsplit(self.path).path, self._body()))
 
     def handle(self) -> None:
-        try:
+        # the client went away, or the `reset` fault closed the connection on purpose
+        with contextlib.suppress(OSError, ValueError):
             super().handle()
-        except (OSError, ValueError):
-            pass  # the client went away, or the `reset` fault closed the connection on purpose
 
     def finish(self) -> None:
-        try:
+        with contextlib.suppress(OSError, ValueError):
             super().finish()
-        except (OSError, ValueError):
-            pass
 
 
 class SandboxServer(ThreadingHTTPServer):
@@ -289,7 +297,10 @@ def serve(config: SandboxConfig) -> None:
     faults = ", ".join(f.describe() for f in config.faults) or "none"
     log.info(
         "sandbox Alpha Vantage API on http://%s:%d/query (as of %s, faults: %s)",
-        config.host, server.server_address[1], state.as_of(), faults,
+        config.host,
+        server.server_address[1],
+        state.as_of(),
+        faults,
     )
     try:
         server.serve_forever(poll_interval=0.2)
