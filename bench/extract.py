@@ -76,16 +76,65 @@ def start_sandbox(cache: int) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("sandbox did not start")
 
 
+def tree_rss_kib(root: int) -> int:
+    """Resident memory of `root` and all its descendants (the parse helper processes), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def proc_cpu_s(pid: int, children: bool = False) -> float:
+    """utime + stime (and reaped children's, e.g. finished PostgreSQL backends) of a process, seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12]) + ((int(fields[13]) + int(fields[14])) if children else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def run_extract(args: list[str], env: dict[str, str]) -> tuple[float, int, float, str, float]:
-    """(wall seconds, exit code, peak RSS MiB, stderr tail, CPU seconds) of one extractor process."""
+    """(wall seconds, exit code, peak RSS MiB of the extractor and its helpers together, stderr tail,
+    CPU seconds including the helpers) of one extractor run."""
+    import threading
+
     started = time.monotonic()
     proc = subprocess.Popen([str(EXTRACT), *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            peak[0] = max(peak[0], tree_rss_kib(proc.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     assert proc.stderr is not None
     err = proc.stderr.read()
+    done.set()
+    sampler.join()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.monotonic() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return wall, proc.returncode, usage.ru_maxrss / 1024.0, err.decode()[-2000:], usage.ru_utime + usage.ru_stime
+    peak_mib = max(peak[0], usage.ru_maxrss) / 1024.0
+    return wall, proc.returncode, peak_mib, err.decode()[-2000:], usage.ru_utime + usage.ru_stime
 
 
 def main() -> int:
@@ -95,6 +144,7 @@ def main() -> int:
     ap.add_argument("--rpm", type=float, default=300.0)
     ap.add_argument("--rpm-requests", type=int, default=50)
     ap.add_argument("--skip-limiter", action="store_true")
+    ap.add_argument("--parse-processes", type=int, default=None, help="EXTRACT_PARSE_PROCESSES (default: the extractor's)")
     opts = ap.parse_args()
     syms = symbols(opts.symbols)
 
@@ -127,8 +177,13 @@ def main() -> int:
             "EXTRACT_WORKERS": str(opts.workers),
             "EXTRACT_LOG_LEVEL": "WARNING",
         }
+        if opts.parse_processes is not None:
+            env["EXTRACT_PARSE_PROCESSES"] = str(opts.parse_processes)
         load = os.getloadavg()[0]
+        postmaster = int((wh.pgdata / "postmaster.pid").read_text().split()[0])
+        pg0, sb0 = proc_cpu_s(postmaster, children=True), proc_cpu_s(sandbox.pid)
         wall, rc, rss, err, cpu = run_extract(["prices", "--full", "--symbols", ",".join(syms)], env)
+        pg_cpu, sb_cpu = proc_cpu_s(postmaster, children=True) - pg0, proc_cpu_s(sandbox.pid) - sb0
         out = wh.psql_admin(
             "select requests, bars, symbols_succeeded from ops.extract_runs order by started_at desc limit 1",
             database="warehouse",
@@ -140,9 +195,12 @@ def main() -> int:
         print(f"requests/s         {requests / wall:.1f}")
         print(f"bars loaded        {bars:,}")
         print(f"bars/s             {bars / wall:,.0f}   (target >= 100,000)")
-        print(f"extractor peak RSS {rss:.0f} MiB   (target <= 300)")
+        print(f"extractor peak RSS {rss:.0f} MiB   (target <= 300; the process and its parse helpers together)")
+        print(f"CPU seconds        extractor {cpu:.1f} (incl. helpers), PostgreSQL {pg_cpu:.1f}, sandbox {sb_cpu:.1f}")
+        total, cores = cpu + pg_cpu + sb_cpu, os.cpu_count() or 1
         print(
-            f"extractor CPU      {cpu:.1f} s ({bars / cpu:,.0f} bars per CPU-second); load average before: {load:.1f}"
+            f"CPU-bound capacity {bars / (total / cores):,.0f} bars/s = bars / (total CPU / {cores} cores); "
+            f"load average before the run: {load:.1f}"
         )
         if rc != 0:
             print(err, file=sys.stderr)

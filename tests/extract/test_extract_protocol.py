@@ -316,3 +316,24 @@ def test_structural_mutations_of_a_valid_document(draw):
     result = outcome(body(doc))
     if not isinstance(result, ExtractError):
         assert result.bars == independent_check(doc)
+
+
+def test_parse_helper_processes_keep_the_contract():
+    """Big payloads are validated in helper processes: same result, same typed errors (reason_code kept)."""
+    from extract.parsing import Parser
+
+    parser = Parser(processes=1, inline_max_bytes=0)
+    try:
+        ok = parser.interpret(200, "application/json", BASE, function=DAILY, symbol="IBM", key=KEY)
+        assert (ok.bars, ok.body, ok.last_refreshed) == (100, BASE, "2026-11-25")
+        doc = orjson.loads(BASE)
+        first_bar(doc)["3. low"] = "100000"
+        with pytest.raises(PermanentSymbolError, match="OHLC inconsistent") as info:
+            parser.interpret(200, "application/json", body(doc), function=DAILY, symbol="IBM", key=KEY)
+        assert info.value.reason_code == "invalid_payload"
+        quota = body({"Information": sandbox.TEXT_QUOTA.format(key=KEY)})
+        with pytest.raises(StopAllError) as info:
+            parser.interpret(200, "application/json", quota, function=DAILY, symbol="IBM", key=KEY)
+        assert info.value.reason_code == "daily_quota" and KEY not in str(info.value)
+    finally:
+        parser.close()
