@@ -35,7 +35,7 @@ def sandbox():
 
 
 def test_rate_limit_is_never_exceeded_with_several_workers(warehouse, sandbox):
-    rpm = 240  # one request every 0.25 s
+    rpm = 120  # one request every 0.5 s
     set_faults(sandbox, ["throttle?every=5&times=1"])  # retries go through the limiter too
     symbols = [f"RL{c}" for c in "ABCDEFGHIJKL"]
     result = run_extract(
@@ -51,10 +51,10 @@ def test_rate_limit_is_never_exceeded_with_several_workers(warehouse, sandbox):
     times = sorted(r["t"] for r in requests_seen(sandbox))
     assert len(times) >= len(symbols) + 1  # at least one throttled retry happened
     # "R per minute, burst of one": requests i..j span at least (j - i) * 60 / R seconds, less a small
-    # allowance for the jitter between the client's release and the server's clock (threads on a busy
-    # 2-core machine). Over a real one-minute window the limiter's 1 % spacing margin (0.6 s) absorbs it,
-    # so no minute ever holds more than R requests.
-    interval, jitter = 60.0 / rpm, 0.05
+    # allowance for the delay between the client's release and the server's clock (thread scheduling on
+    # a busy 2-core machine: up to ~0.15 s seen under load 10). Over a real one-minute window the limiter's
+    # 1 % spacing margin (0.6 s) absorbs such delays, so no minute ever holds more than R requests.
+    interval, jitter = 60.0 / rpm, 0.2
     for i in range(len(times)):
         for j in range(i + 1, len(times)):
             assert times[j] - times[i] >= (j - i) * interval - jitter, (i, j, times[j] - times[i])
