@@ -276,3 +276,31 @@ def test_masking():
     record = logging.LogRecord("x", logging.ERROR, __file__, 1, "key %s in %s", ("S3CR3T", "apikey=S3CR3T"), None)
     MaskingFilter("S3CR3T").filter(record)
     assert record.getMessage() == "key *** in apikey=***"
+
+
+def test_refetched_partial_bar_replaces_the_earlier_one(warehouse, sandbox_server):
+    """Same day, market open: the noon run and the 15:30 run store different partial bars for today;
+    picking the latest payload per (symbol, date) gives the 15:30 bar and one row per day."""
+    noon = sandbox_server("--intraday", "--now", "2026-11-24T12:00")
+    late = sandbox_server("--intraday", "--now", "2026-11-24T15:30")
+    first = run_extract(warehouse, noon.base_url, "prices", "--symbols", "PBA")
+    second = run_extract(warehouse, late.base_url, "prices", "--symbols", "PBA")
+    assert (first.returncode, second.returncode) == (0, 0)
+    assert symbol_rows(warehouse, second.run_id)["PBA"]["status"] == "succeeded"
+    latest = warehouse.psql("""
+        select d.value ->> '4. close' from (
+          select distinct on (d.key) d.key, d.value from raw.time_series_daily p,
+            jsonb_each(p.payload -> 'Time Series (Daily)') d
+          where p.symbol = 'PBA' order by d.key, p.received_at desc, p.payload_id desc) d
+        where d.key = '2026-11-24'""")
+    late_close = warehouse.psql(
+        f"select payload -> 'Time Series (Daily)' -> '2026-11-24' ->> '4. close' from raw.time_series_daily"
+        f" where run_id = '{second.run_id}'"
+    )
+    noon_close = warehouse.psql(
+        f"select payload -> 'Time Series (Daily)' -> '2026-11-24' ->> '4. close' from raw.time_series_daily"
+        f" where run_id = '{first.run_id}'"
+    )
+    assert latest == late_close != noon_close
+    rows = warehouse.psql(STAGING_LIKE.format(symbols="'PBA'")).split("|")
+    assert rows[0] == rows[1]

@@ -49,6 +49,17 @@ def _parser() -> argparse.ArgumentParser:
         "(default SANDBOX_AS_OF, else today's clock in US/Eastern)",
     )
     sb.add_argument(
+        "--now",
+        default=None,
+        help="pin the clock, YYYY-MM-DDTHH:MM in US/Eastern (default SANDBOX_NOW, else the real clock)",
+    )
+    sb.add_argument(
+        "--intraday",
+        action="store_true",
+        help="during a session (9:30-16:00 ET) serve today's partial bar, changing until the close "
+        "(also SANDBOX_INTRADAY=1; ignored with --as-of)",
+    )
+    sb.add_argument(
         "--unknown-symbols",
         default=None,
         help="comma-separated symbols answered as unknown (default SANDBOX_UNKNOWN_SYMBOLS)",
@@ -117,6 +128,7 @@ def run_migrate(env: Mapping[str, str]) -> int:
 
 
 def run_sandbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from extract.sandbox.calendar import EASTERN
     from extract.sandbox.faults import FaultSpecError, parse_faults
     from extract.sandbox.server import SandboxConfig, serve
 
@@ -126,6 +138,12 @@ def run_sandbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         as_of = dt.date.fromisoformat(as_of_raw) if as_of_raw else None
     except ValueError:
         log.error("--as-of / SANDBOX_AS_OF %r is not a YYYY-MM-DD date", as_of_raw)
+        return EXIT_CONFIG
+    now_raw = args.now or env.get("SANDBOX_NOW", "").strip() or None
+    try:
+        now = dt.datetime.fromisoformat(now_raw).replace(tzinfo=EASTERN) if now_raw else None
+    except ValueError:
+        log.error("--now / SANDBOX_NOW %r is not a YYYY-MM-DDTHH:MM time", now_raw)
         return EXIT_CONFIG
     try:
         faults = parse_faults(env.get("SANDBOX_FAULTS", "")) + parse_faults(list(args.fault))
@@ -145,6 +163,8 @@ def run_sandbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         as_of=as_of,
         unknown_symbols=frozenset(s.strip().upper() for s in unknown_raw.split(",") if s.strip()),
         faults=faults,
+        intraday=args.intraday or env.get("SANDBOX_INTRADAY", "").strip().lower() in ("1", "true", "yes"),
+        now=now,
         require_key=args.require_key or env.get("SANDBOX_REQUIRE_KEY") or None,
         cache_bodies=max(1, cache),
     )
