@@ -79,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     sb.add_argument(
         "--cache-bodies",
+        "--cache-symbols",  # the first name of this flag; kept for callers that use it
+        dest="cache_bodies",
         type=int,
         default=None,
         help="response bodies kept in memory (default SANDBOX_CACHE_BODIES or 64; a full history is ~0.6 MB)",
@@ -153,7 +155,11 @@ def run_sandbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     unknown_raw = args.unknown_symbols if args.unknown_symbols is not None else env.get("SANDBOX_UNKNOWN_SYMBOLS", "")
     try:
         port = args.port if args.port is not None else int(env.get("SANDBOX_PORT", "8765"))
-        cache = args.cache_bodies if args.cache_bodies is not None else int(env.get("SANDBOX_CACHE_BODIES", "64"))
+        cache = (
+            args.cache_bodies
+            if args.cache_bodies is not None
+            else int(env.get("SANDBOX_CACHE_BODIES") or env.get("SANDBOX_CACHE_SYMBOLS") or "64")
+        )
     except ValueError as exc:
         log.error("bad SANDBOX_PORT / SANDBOX_CACHE_BODIES: %s", exc)
         return EXIT_CONFIG
