@@ -31,4 +31,5 @@ db-shell: db-up ## Open psql on the warehouse as the pipeline role
 
 .PHONY: test-warehouse
 test-warehouse: $(WAREHOUSE_VENV) ## Test the embedded warehouse helper (scripts/warehouse.py)
-	$(VENVS)/warehouse/bin/python -m pytest tests/warehouse
+	@mkdir -p $(LOCAL)/pytest
+	$(VENVS)/warehouse/bin/python -m pytest tests/warehouse --basetemp=$(LOCAL)/pytest/warehouse

@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -54,9 +55,12 @@ class TestWarehouse:
 
 
 @pytest.fixture(scope="session")
-def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestWarehouse]:
-    root = tmp_path_factory.mktemp("warehouse")
-    server = warehouse_mod.Warehouse(root)
+def warehouse() -> Iterator[TestWarehouse]:
+    # Under .local, not pytest's /tmp/pytest-of-<user>: another pytest run resets that folder to
+    # 0700, which would hide the data directory from the unprivileged postgres user.
+    parent = ROOT / ".local" / "test-warehouses"
+    parent.mkdir(parents=True, exist_ok=True)
+    server = warehouse_mod.Warehouse(Path(tempfile.mkdtemp(prefix="wh-", dir=parent)))
     server.start()
     try:
         yield TestWarehouse(server, server.env(), server.env(reader=True), server.admin_env())
