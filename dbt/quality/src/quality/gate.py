@@ -234,7 +234,7 @@ def run_gate(settings: Settings, now: dt.datetime | None = None) -> GateOutcome:
         )
         result = checkpoint.run(run_id=None)
         for validation in result.run_results.values():
-            mart = validation.meta.get("active_batch_definition", {}).get("data_asset_name") or validation.suite_name.removesuffix("_suite")
+            mart = validation.suite_name.removesuffix("_suite")
             outcome.results.extend(_outcome(mart, r) for r in validation.results)
         index = settings.data_docs_dir / "index.html"
         outcome.data_docs_path = index if index.exists() else settings.data_docs_dir
