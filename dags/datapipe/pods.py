@@ -62,7 +62,8 @@ def pod_kwargs(settings: Settings, component: Component) -> dict[str, Any]:
         "image": settings.image(component.name),
         "image_pull_policy": settings.image_pull_policy,
         "secrets": secrets_for(settings, component.name),
-        "env_vars": plain_env(settings, component),
+        # A list of V1EnvVar (not a dict): Cosmos merges its own env into this list at execute time.
+        "env_vars": [k8s.V1EnvVar(name=k, value=v) for k, v in plain_env(settings, component).items()],
         "container_resources": resources(settings, component.name),
         "container_security_context": k8s.V1SecurityContext(
             allow_privilege_escalation=False,
