@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import base_env
+from dagtest import base_env
 
 from datapipe.config import DEFAULT_SYMBOLS, REPO_ROOT, ConfigError, Settings, check_image
 

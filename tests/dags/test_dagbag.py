@@ -14,7 +14,7 @@ import tempfile
 from typing import Any
 
 import pytest
-from conftest import DAGS, FIXTURE_MANIFEST, FIXTURE_PROJECT, base_env
+from dagtest import DAGS, FIXTURE_MANIFEST, FIXTURE_PROJECT, base_env
 
 # Loads the DAGs folder once per environment given on stdin (a JSON list of env dicts).
 PROBE = r"""

@@ -9,7 +9,7 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-from conftest import base_env, fake_context
+from dagtest import base_env, fake_context
 
 from datapipe.config import Settings
 from datapipe.pipeline import build_market_data_daily
