@@ -47,7 +47,9 @@ def local_profile(settings: Settings) -> ProfileConfig:
     project_file = project_dir / "dbt_project.yml"
     for path in (profiles, project_file):
         if not path.is_file():
-            raise ConfigError(f"{path} not found (DATAPIPE_DBT_PROJECT_DIR={project_dir}): the local runtime runs dbt there")
+            raise ConfigError(
+                f"{path} not found (DATAPIPE_DBT_PROJECT_DIR={project_dir}): the local runtime runs dbt there"
+            )
     profile = settings.dbt_profile or str(yaml.safe_load(project_file.read_text()).get("profile", ""))
     if not profile:
         raise ConfigError(f"{project_file} names no profile; set DATAPIPE_DBT_PROFILE")

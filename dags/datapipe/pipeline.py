@@ -18,7 +18,6 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, BaseOperator, CronTriggerTimetable, Param, task
 
@@ -38,6 +37,8 @@ def step_task(settings: Settings, steps: Steps, name: str, **kwargs: Any) -> Bas
     step = steps[name]
     if settings.is_local:
         return LocalStepOperator(task_id=name, **local_step_kwargs(settings, step), **kwargs)
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator  # not needed locally
+
     return KubernetesPodOperator(
         task_id=name,
         name=f"datapipe-{name.replace('_', '-')}",

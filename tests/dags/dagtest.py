@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-
 ROOT = Path(__file__).resolve().parents[2]
 DAGS = ROOT / "dags"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -136,7 +135,7 @@ def smtp_server() -> Iterator[Mailbox]:
     box = Mailbox("127.0.0.1", 0, [])
 
     class Handler:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
             msg = message_from_bytes(envelope.content, policy=default_policy)
             box.messages.append({"to": list(envelope.rcpt_tos), "from": envelope.mail_from, "message": msg})
             return "250 Message accepted"
@@ -164,7 +163,7 @@ def webhook_server() -> Iterator[Webhook]:
     posts: list[dict[str, Any]] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             posts.append({"path": self.path, "body": body.decode(), "content_type": self.headers.get("Content-Type")})
             self.send_response(200)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from datapipe.pipeline import DAG_ID, wants_company_refresh
 
 
@@ -98,7 +97,8 @@ def test_models_run_in_dependency_order(k8s_dag: Any, manifest: dict[str, Any]) 
 
 
 def test_source_freshness_tasks_gate_the_staging_models(k8s_dag: Any, manifest: dict[str, Any]) -> None:
-    with_freshness = [s for s in manifest["sources"].values() if (s.get("freshness") or {}).get("error_after", {}).get("count")]
+    with_freshness = [s for s in manifest["sources"].values()
+                      if (s.get("freshness") or {}).get("error_after", {}).get("count")]
     assert with_freshness
     for source in with_freshness:
         task_id = f"dbt.{source['source_name']}_{source['name']}_source"
@@ -156,7 +156,8 @@ def test_every_task_alerts_and_retries_with_backoff(k8s_dag: Any) -> None:
     for task in k8s_dag.tasks:
         if task.task_id == "check_company_refresh":
             continue
-        callbacks = task.on_failure_callback if isinstance(task.on_failure_callback, list) else [task.on_failure_callback]
+        callbacks = task.on_failure_callback
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
         assert any(isinstance(c, PipelineAlert) for c in callbacks), task.task_id
         assert task.retries == 3, task.task_id
         assert task.retry_exponential_backoff == 2.0, task.task_id

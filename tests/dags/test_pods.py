@@ -10,7 +10,6 @@ from typing import Any
 import kubernetes_validate
 import pytest
 from dagtest import base_env, fake_context
-
 from datapipe.config import Settings
 from datapipe.pipeline import build_market_data_daily
 from datapipe.pods import API_KEYS, WAREHOUSE_KEYS
