@@ -53,7 +53,8 @@ def wants_company_refresh(logical_date: Any, timezone: str, params: dict[str, An
                           previous_success: Any) -> bool:
     if params.get("refresh_companies"):
         return True
-    if previous_success is None:
+    # Airflow 3 passes a lazy proxy: test its truthiness (a proxy of None is not `is None`).
+    if not previous_success:
         return True
     if logical_date is None:
         return False

@@ -145,9 +145,14 @@ def test_company_refresh_branch(k8s_dag: Any) -> None:
 def test_wants_company_refresh(day: str, params: dict, previous: str | None, expected: bool) -> None:
     import pendulum
 
+    import lazy_object_proxy
+
     logical = pendulum.parse(f"{day}T22:30:00Z")
     prev = pendulum.parse(previous) if previous else None
     assert wants_company_refresh(logical, "America/New_York", params, prev) is expected
+    # Airflow 3 hands the task context's prev_start_date_success over as a lazy proxy
+    proxied = lazy_object_proxy.Proxy(lambda: prev)
+    assert wants_company_refresh(logical, "America/New_York", params, proxied) is expected
 
 
 def test_every_task_alerts_and_retries_with_backoff(k8s_dag: Any) -> None:
