@@ -35,16 +35,54 @@ def _parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=f"load {what} for each symbol into raw")
         sp.add_argument("--symbols", help="comma-separated symbols (default: DATAPIPE_SYMBOLS, else the 10 defaults)")
         if name == "prices":
-            sp.add_argument("--full", action="store_true", help="outputsize=full for every symbol (default: only first loads)")
+            sp.add_argument(
+                "--full", action="store_true", help="outputsize=full for every symbol (default: only first loads)"
+            )
     sub.add_parser("migrate", help="create the raw and ops tables (idempotent)")
     sb = sub.add_parser("sandbox", help="run the sandbox Alpha Vantage API (see docs/extract.md)")
     sb.add_argument("--host", default=None, help="listen address (default SANDBOX_HOST or 127.0.0.1)")
     sb.add_argument("--port", type=int, default=None, help="TCP port (default SANDBOX_PORT or 8765; 0 = any free port)")
-    sb.add_argument("--as-of", default=None, help="pin the calendar: the last session is the last trading day <= this date (default SANDBOX_AS_OF, else today's clock in US/Eastern)")
-    sb.add_argument("--unknown-symbols", default=None, help="comma-separated symbols answered as unknown (default SANDBOX_UNKNOWN_SYMBOLS)")
-    sb.add_argument("--fault", action="append", default=[], metavar="SPEC", help="inject a fault, e.g. 'throttle?every=3' (repeatable; also SANDBOX_FAULTS, ';'-separated)")
-    sb.add_argument("--require-key", default=None, help="answer the invalid-key error unless apikey equals this (default SANDBOX_REQUIRE_KEY; unset = any key or none)")
-    sb.add_argument("--cache-symbols", type=int, default=None, help="symbols whose series stay cached (default SANDBOX_CACHE_SYMBOLS or 32)")
+    sb.add_argument(
+        "--as-of",
+        default=None,
+        help="pin the calendar: the last session is the last trading day <= this date "
+        "(default SANDBOX_AS_OF, else today's clock in US/Eastern)",
+    )
+    sb.add_argument(
+        "--now",
+        default=None,
+        help="pin the clock, YYYY-MM-DDTHH:MM in US/Eastern (default SANDBOX_NOW, else the real clock)",
+    )
+    sb.add_argument(
+        "--intraday",
+        action="store_true",
+        help="during a session (9:30-16:00 ET) serve today's partial bar, changing until the close "
+        "(also SANDBOX_INTRADAY=1; ignored with --as-of)",
+    )
+    sb.add_argument(
+        "--unknown-symbols",
+        default=None,
+        help="comma-separated symbols answered as unknown (default SANDBOX_UNKNOWN_SYMBOLS)",
+    )
+    sb.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="inject a fault, e.g. 'throttle?every=3' (repeatable; also SANDBOX_FAULTS, ';'-separated)",
+    )
+    sb.add_argument(
+        "--require-key",
+        default=None,
+        help="answer the invalid-key error unless apikey equals this "
+        "(default SANDBOX_REQUIRE_KEY; unset = any key or none)",
+    )
+    sb.add_argument(
+        "--cache-bodies",
+        type=int,
+        default=None,
+        help="response bodies kept in memory (default SANDBOX_CACHE_BODIES or 64; a full history is ~0.6 MB)",
+    )
     return p
 
 
@@ -63,8 +101,10 @@ def run_extract(command: str, args: argparse.Namespace, env: Mapping[str, str]) 
         run = Run(settings, command, symbols, full=getattr(args, "full", False))
         outcomes = run.execute()
     except psycopg.Error as exc:
-        log.error("warehouse error (check PGHOST/PGPORT/PGDATABASE/PGUSER/PGPASSWORD): %s",
-                  mask_secret(str(exc).strip(), settings.api_key))
+        log.error(
+            "warehouse error (check PGHOST/PGPORT/PGDATABASE/PGUSER/PGPASSWORD): %s",
+            mask_secret(str(exc).strip(), settings.api_key),
+        )
         return EXIT_WAREHOUSE
     summary_table(outcomes)
     failed = [o for o in outcomes if not o.ok]
@@ -88,6 +128,7 @@ def run_migrate(env: Mapping[str, str]) -> int:
 
 
 def run_sandbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from extract.sandbox.calendar import EASTERN
     from extract.sandbox.faults import FaultSpecError, parse_faults
     from extract.sandbox.server import SandboxConfig, serve
 
@@ -98,6 +139,12 @@ def run_sandbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     except ValueError:
         log.error("--as-of / SANDBOX_AS_OF %r is not a YYYY-MM-DD date", as_of_raw)
         return EXIT_CONFIG
+    now_raw = args.now or env.get("SANDBOX_NOW", "").strip() or None
+    try:
+        now = dt.datetime.fromisoformat(now_raw).replace(tzinfo=EASTERN) if now_raw else None
+    except ValueError:
+        log.error("--now / SANDBOX_NOW %r is not a YYYY-MM-DDTHH:MM time", now_raw)
+        return EXIT_CONFIG
     try:
         faults = parse_faults(env.get("SANDBOX_FAULTS", "")) + parse_faults(list(args.fault))
     except FaultSpecError as exc:
@@ -106,9 +153,9 @@ def run_sandbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     unknown_raw = args.unknown_symbols if args.unknown_symbols is not None else env.get("SANDBOX_UNKNOWN_SYMBOLS", "")
     try:
         port = args.port if args.port is not None else int(env.get("SANDBOX_PORT", "8765"))
-        cache = args.cache_symbols if args.cache_symbols is not None else int(env.get("SANDBOX_CACHE_SYMBOLS", "32"))
+        cache = args.cache_bodies if args.cache_bodies is not None else int(env.get("SANDBOX_CACHE_BODIES", "64"))
     except ValueError as exc:
-        log.error("bad SANDBOX_PORT / SANDBOX_CACHE_SYMBOLS: %s", exc)
+        log.error("bad SANDBOX_PORT / SANDBOX_CACHE_BODIES: %s", exc)
         return EXIT_CONFIG
     config = SandboxConfig(
         host=args.host or env.get("SANDBOX_HOST", "127.0.0.1"),
@@ -116,8 +163,10 @@ def run_sandbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         as_of=as_of,
         unknown_symbols=frozenset(s.strip().upper() for s in unknown_raw.split(",") if s.strip()),
         faults=faults,
+        intraday=args.intraday or env.get("SANDBOX_INTRADAY", "").strip().lower() in ("1", "true", "yes"),
+        now=now,
         require_key=args.require_key or env.get("SANDBOX_REQUIRE_KEY") or None,
-        cache_symbols=max(1, cache),
+        cache_bodies=max(1, cache),
     )
     try:
         serve(config)

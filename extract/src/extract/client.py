@@ -14,12 +14,15 @@ from urllib3.exceptions import (
     HTTPError,
     NewConnectionError,
     ProtocolError,
+)
+from urllib3.exceptions import (
     TimeoutError as Urllib3Timeout,
 )
 
 from extract import protocol
 from extract.errors import ExtractError, StopAllError, ThrottledError, TransientError
 from extract.masking import mask_secret
+from extract.parsing import Parser
 from extract.ratelimit import RateLimiter
 from extract.settings import Settings
 
@@ -54,12 +57,15 @@ def _now() -> dt.datetime:
 class ApiClient:
     """Thread-safe: one instance shared by every worker of a run."""
 
-    def __init__(self, settings: Settings, limiter: RateLimiter, stop: threading.Event, *, seed: int | None = None) -> None:
+    def __init__(
+        self, settings: Settings, limiter: RateLimiter, stop: threading.Event, *, seed: int | None = None
+    ) -> None:
         self.settings = settings
         self.limiter = limiter
         self.stop = stop
         self.stop_reason: ExtractError | None = None
-        self._rng = random.Random(seed)
+        self.parser = Parser(settings.parse_processes)
+        self._rng = random.Random(seed)  # noqa: S311 - deterministic data, not crypto
         timeout = urllib3.Timeout(connect=min(10.0, settings.timeout_s), read=settings.timeout_s)
         self.http = urllib3.PoolManager(num_pools=2, maxsize=max(1, settings.workers), retries=False, timeout=timeout)
 
@@ -96,8 +102,10 @@ class ApiClient:
         while True:
             if self.stop.is_set():
                 reason = self.stop_reason.reason if self.stop_reason else "run stopped"
-                raise RunStopped(f"not retried: the run stopped ({reason})", reason_code=(
-                    self.stop_reason.reason_code if self.stop_reason else "not_attempted"))
+                raise RunStopped(
+                    f"not retried: the run stopped ({reason})",
+                    reason_code=(self.stop_reason.reason_code if self.stop_reason else "not_attempted"),
+                )
             self.limiter.acquire()
             attempt.requests += 1
             requested_at = _now()
@@ -108,14 +116,20 @@ class ApiClient:
                 except NewConnectionError as exc:
                     raise TransientError(f"cannot connect: {exc}", reason_code="connection_error") from None
                 except Urllib3Timeout as exc:
-                    raise TransientError(f"timed out after {self.settings.timeout_s:g}s: {exc}", reason_code="timeout") from None
+                    raise TransientError(
+                        f"timed out after {self.settings.timeout_s:g}s: {exc}", reason_code="timeout"
+                    ) from None
                 except (ProtocolError, HTTPError, OSError) as exc:
                     raise TransientError(f"connection failed: {exc}", reason_code="connection_error") from None
                 received_at = _now()
                 attempt.received_at = received_at
-                parsed = protocol.interpret(
-                    resp.status, resp.headers.get("Content-Type"), resp.data,
-                    function=function, symbol=symbol, key=self.settings.api_key,
+                parsed = self.parser.interpret(
+                    resp.status,
+                    resp.headers.get("Content-Type"),
+                    resp.data,
+                    function=function,
+                    symbol=symbol,
+                    key=self.settings.api_key,
                 )
                 return Response(parsed, public_url, requested_at, received_at)
             except StopAllError as exc:
@@ -129,8 +143,15 @@ class ApiClient:
                         reason_code=exc.reason_code,
                     ) from None
                 delay = self._delay(exc, retry)
-                log.warning("%s %s: %s; retry %d/%d in %.1fs", function, symbol, exc, retry + 1,
-                            self.settings.max_retries, delay)
+                log.warning(
+                    "%s %s: %s; retry %d/%d in %.1fs",
+                    function,
+                    symbol,
+                    exc,
+                    retry + 1,
+                    self.settings.max_retries,
+                    delay,
+                )
                 retry += 1
                 if self.stop.wait(delay):
                     continue  # loop top raises RunStopped

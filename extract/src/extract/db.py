@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 # Stable advisory-lock key for the schema migration ("extract" in ASCII).
 MIGRATION_LOCK = 0x65787472616374
@@ -18,10 +19,17 @@ TABLES = {"TIME_SERIES_DAILY": "raw.time_series_daily", "OVERVIEW": "raw.company
 
 def connect(pg_env: Mapping[str, str], *, autocommit: bool = False) -> psycopg.Connection[tuple[object, ...]]:
     """A connection from the libpq variables only (PGHOST PGPORT PGDATABASE PGUSER PGPASSWORD PGSSLMODE)."""
-    keys = {"PGHOST": "host", "PGPORT": "port", "PGDATABASE": "dbname", "PGUSER": "user",
-            "PGPASSWORD": "password", "PGSSLMODE": "sslmode"}
+    keys = {
+        "PGHOST": "host",
+        "PGPORT": "port",
+        "PGDATABASE": "dbname",
+        "PGUSER": "user",
+        "PGPASSWORD": "password",
+        "PGSSLMODE": "sslmode",
+    }
     kwargs = {keys[k]: v for k, v in pg_env.items() if k in keys and v}
-    return psycopg.connect(autocommit=autocommit, application_name="extract", **kwargs)
+    conninfo = make_conninfo("", application_name="extract", **kwargs)
+    return psycopg.connect(conninfo, autocommit=autocommit)
 
 
 def schema_sql() -> str:
@@ -57,8 +65,14 @@ class SymbolOutcome:
         return self.status in ("succeeded", "unchanged")
 
 
-def start_run(conn: psycopg.Connection[tuple[object, ...]], run_id: uuid.UUID, command: str, function: str,
-              base_url: str, symbols: int) -> None:
+def start_run(
+    conn: psycopg.Connection[tuple[object, ...]],
+    run_id: uuid.UUID,
+    command: str,
+    function: str,
+    base_url: str,
+    symbols: int,
+) -> None:
     with conn.transaction():
         conn.execute(
             "insert into ops.extract_runs (run_id, command, function, started_at, status, symbols_requested, base_url)"
@@ -67,23 +81,34 @@ def start_run(conn: psycopg.Connection[tuple[object, ...]], run_id: uuid.UUID, c
         )
 
 
-def finish_run(conn: psycopg.Connection[tuple[object, ...]], run_id: uuid.UUID, outcomes: list[SymbolOutcome]) -> None:
+def finish_run(
+    conn: psycopg.Connection[tuple[object, ...]],
+    run_id: uuid.UUID,
+    outcomes: list[SymbolOutcome],
+    *,
+    failed: bool = False,
+) -> None:
     ok = sum(o.ok for o in outcomes)
     with conn.transaction():
         conn.execute(
             "update ops.extract_runs set finished_at = now(), status = %s, symbols_succeeded = %s,"
             " symbols_failed = %s, requests = %s, bars = %s where run_id = %s",
             (
-                "succeeded" if ok == len(outcomes) else "failed", ok, len(outcomes) - ok,
-                sum(o.requests for o in outcomes), sum(o.bars for o in outcomes), run_id,
+                "succeeded" if ok == len(outcomes) and not failed else "failed",
+                ok,
+                len(outcomes) - ok,
+                sum(o.requests for o in outcomes),
+                sum(o.bars for o in outcomes),
+                run_id,
             ),
         )
 
 
 def has_payload(conn: psycopg.Connection[tuple[object, ...]], function: str, symbol: str) -> bool:
     table = TABLES[function]
-    row = conn.execute(f"select exists (select 1 from {table} where symbol = %s and function = %s)",
-                       (symbol, function)).fetchone()
+    row = conn.execute(
+        f"select exists (select 1 from {table} where symbol = %s and function = %s)", (symbol, function)
+    ).fetchone()
     conn.commit()
     return bool(row and row[0])
 
@@ -98,8 +123,19 @@ _INSERT_SYMBOL = (
 
 
 def _symbol_row(run_id: uuid.UUID, o: SymbolOutcome) -> tuple[object, ...]:
-    return (run_id, o.symbol, o.function, o.output_size, o.status, o.bars, o.requests, o.reason_code, o.reason,
-            o.started_at, o.finished_at)
+    return (
+        run_id,
+        o.symbol,
+        o.function,
+        o.output_size,
+        o.status,
+        o.bars,
+        o.requests,
+        o.reason_code,
+        o.reason,
+        o.started_at,
+        o.finished_at,
+    )
 
 
 def record_symbol(conn: psycopg.Connection[tuple[object, ...]], run_id: uuid.UUID, outcome: SymbolOutcome) -> None:
@@ -134,8 +170,17 @@ def store_payload(
             conn.execute(
                 f"insert into {table} (run_id, symbol, function, output_size, request_url, requested_at,"
                 " received_at, payload_sha256, payload) values (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)",
-                (run_id, outcome.symbol, outcome.function, outcome.output_size, url, requested_at, received_at,
-                 digest, body.decode("utf-8")),
+                (
+                    run_id,
+                    outcome.symbol,
+                    outcome.function,
+                    outcome.output_size,
+                    url,
+                    requested_at,
+                    received_at,
+                    digest,
+                    body.decode("utf-8"),
+                ),
             )
         outcome.status = "succeeded" if stored else "unchanged"
         if not stored:

@@ -25,8 +25,16 @@ GLOBAL_QUOTE = "GLOBAL_QUOTE"
 SERIES_KEY = "Time Series (Daily)"
 BAR_FIELDS = ("1. open", "2. high", "3. low", "4. close", "5. volume")
 QUOTE_FIELDS = (
-    "01. symbol", "02. open", "03. high", "04. low", "05. price", "06. volume",
-    "07. latest trading day", "08. previous close", "09. change", "10. change percent",
+    "01. symbol",
+    "02. open",
+    "03. high",
+    "04. low",
+    "05. price",
+    "06. volume",
+    "07. latest trading day",
+    "08. previous close",
+    "09. change",
+    "10. change percent",
 )
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _get_bar = itemgetter(*BAR_FIELDS)
@@ -57,16 +65,18 @@ def _snippet(body: bytes) -> str:
 def classify_message(doc: dict[str, Any], key: str | None) -> None:
     """Raise the typed error for an `Error Message` / `Note` / `Information` body (masked)."""
     if "Error Message" in doc:
-        text = mask_secret(str(doc["Error Message"]), key)
-        if "apikey" in text.lower() or "api key" in text.lower():
+        raw = str(doc["Error Message"])
+        text = mask_secret(raw, key)
+        if "apikey" in raw.lower() or "api key" in raw.lower():
             raise StopAllError(f"the API refused the key: {text}", reason_code="demo_key")
         raise PermanentSymbolError(f"Error Message: {text}", reason_code="invalid_symbol")
     for field in ("Information", "Note"):
         if field not in doc:
             continue
-        text = mask_secret(str(doc[field]), key)
-        low = text.lower()
-        if "premium endpoint" in low or "premium-only" in low:
+        raw = str(doc[field])
+        low = raw.lower()  # classify the API's own words; only the message we keep is masked
+        text = mask_secret(raw, key)
+        if "is a premium endpoint" in low or "premium-only" in low:
             raise StopAllError(f"premium endpoint: {text}", reason_code="premium_endpoint")
         if "demo" in low and "api key" in low:
             raise StopAllError(f"demo API key: {text}", reason_code="demo_key")
@@ -111,9 +121,7 @@ def _expect_dict(doc: Any, what: str) -> dict[str, Any]:
 
 def _check_symbol(got: Any, symbol: str, where: str) -> None:
     if not isinstance(got, str) or got.strip().upper() != symbol.upper():
-        raise PermanentSymbolError(
-            f"{where} is {got!r}, requested {symbol!r}", reason_code="invalid_payload"
-        )
+        raise PermanentSymbolError(f"{where} is {got!r}, requested {symbol!r}", reason_code="invalid_payload")
 
 
 def _explain_bar(day: Any, bar: Any) -> str:
@@ -170,8 +178,14 @@ def validate_series(series: dict[str, Any], body: bytes = b"") -> int:
                 c = list(map(float, closes))
                 v = list(map(float, volumes))
                 ok = (
-                    all(map(le, lo, o)) and all(map(le, o, h)) and all(map(le, lo, c)) and all(map(le, c, h))
-                    and min(lo) >= 0 and max(h) < _INF and min(v) >= 0 and max(v) < _INF
+                    all(map(le, lo, o))
+                    and all(map(le, o, h))
+                    and all(map(le, lo, c))
+                    and all(map(le, c, h))
+                    and min(lo) >= 0
+                    and max(h) < _INF
+                    and min(v) >= 0
+                    and max(v) < _INF
                 )
     except (TypeError, ValueError, KeyError, AttributeError):
         ok = False
@@ -213,11 +227,15 @@ def parse_overview(doc: Any, symbol: str, key: str | None) -> None:
         classify_message(doc, key)
     doc = _expect_dict(doc, OVERVIEW)
     if "Symbol" not in doc:
-        raise TransientError(f"'Symbol' missing (keys: {', '.join(map(str, list(doc)[:5]))})", reason_code="invalid_payload")
+        raise TransientError(
+            f"'Symbol' missing (keys: {', '.join(map(str, list(doc)[:5]))})", reason_code="invalid_payload"
+        )
     _check_symbol(doc["Symbol"], symbol, "OVERVIEW 'Symbol'")
     for name, value in doc.items():
         if not isinstance(value, str):
-            raise PermanentSymbolError(f"OVERVIEW field {name!r} is {value!r}, expected a string", reason_code="invalid_payload")
+            raise PermanentSymbolError(
+                f"OVERVIEW field {name!r} is {value!r}, expected a string", reason_code="invalid_payload"
+            )
         if "\x00" in value or "\x00" in name:
             raise PermanentSymbolError(f"OVERVIEW field {name!r} holds a NUL character", reason_code="invalid_payload")
     for name in ("MarketCapitalization", "PERatio", "DividendYield", "Beta", "SharesOutstanding"):
@@ -227,7 +245,9 @@ def parse_overview(doc: Any, symbol: str, key: str | None) -> None:
         try:
             number = float(value)
         except ValueError:
-            raise PermanentSymbolError(f"OVERVIEW {name} = {value!r} is not a number", reason_code="invalid_payload") from None
+            raise PermanentSymbolError(
+                f"OVERVIEW {name} = {value!r} is not a number", reason_code="invalid_payload"
+            ) from None
         if not math.isfinite(number):
             raise PermanentSymbolError(f"OVERVIEW {name} = {value!r} is not finite", reason_code="invalid_payload")
 
@@ -240,26 +260,34 @@ def parse_global_quote(doc: Any, symbol: str, key: str | None) -> None:
     if not isinstance(quote, dict):
         raise TransientError("'Global Quote' missing or not an object", reason_code="invalid_payload")
     if not quote:
-        raise PermanentSymbolError(f"empty 'Global Quote' for {symbol!r} (unknown symbol?)", reason_code="invalid_symbol")
+        raise PermanentSymbolError(
+            f"empty 'Global Quote' for {symbol!r} (unknown symbol?)", reason_code="invalid_symbol"
+        )
     _check_symbol(quote.get("01. symbol"), symbol, "'01. symbol'")
     for name in QUOTE_FIELDS[1:]:
         if name not in quote:
             raise PermanentSymbolError(f"'Global Quote' field {name!r} missing", reason_code="invalid_payload")
         raw = quote[name]
         if not isinstance(raw, str):
-            raise PermanentSymbolError(f"'Global Quote' {name} = {raw!r} is not a string", reason_code="invalid_payload")
+            raise PermanentSymbolError(
+                f"'Global Quote' {name} = {raw!r} is not a string", reason_code="invalid_payload"
+            )
         if name == "07. latest trading day":
             try:
                 if not _DATE.fullmatch(raw):
                     raise ValueError(raw)
                 dt.date.fromisoformat(raw)
             except ValueError:
-                raise PermanentSymbolError(f"'Global Quote' {name} = {raw!r} is not a date", reason_code="invalid_payload") from None
+                raise PermanentSymbolError(
+                    f"'Global Quote' {name} = {raw!r} is not a date", reason_code="invalid_payload"
+                ) from None
             continue
         try:
             value = float(raw.removesuffix("%"))
         except ValueError:
-            raise PermanentSymbolError(f"'Global Quote' {name} = {raw!r} is not a number", reason_code="invalid_payload") from None
+            raise PermanentSymbolError(
+                f"'Global Quote' {name} = {raw!r} is not a number", reason_code="invalid_payload"
+            ) from None
         if not math.isfinite(value):
             raise PermanentSymbolError(f"'Global Quote' {name} = {raw!r} is not finite", reason_code="invalid_payload")
 

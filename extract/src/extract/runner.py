@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import queue
@@ -54,14 +55,20 @@ class Progress:
             eta = max(remaining * elapsed / self.done, remaining * min_gap_s) if self.done else 0.0
             log.info(
                 "[%d/%d] %s %s%s | %.1f symbols/s, %d bars | elapsed %s, ETA %s",
-                self.done, self.total, outcome.symbol, outcome.status,
+                self.done,
+                self.total,
+                outcome.symbol,
+                outcome.status,
                 f" ({outcome.reason_code})" if outcome.reason_code else "",
-                self.done / elapsed if elapsed > 0 else 0.0, self.bars, _hms(elapsed), _hms(eta),
+                self.done / elapsed if elapsed > 0 else 0.0,
+                self.bars,
+                _hms(elapsed),
+                _hms(eta),
             )
 
 
 def _hms(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
@@ -83,9 +90,7 @@ class Run:
         self.limiter = RateLimiter(settings.requests_per_minute)
         self.client = ApiClient(settings, self.limiter, self.stop)
         self.outcomes: dict[str, db.SymbolOutcome] = {}
-        self.progress = Progress(
-            total=len(self.symbols), interval_s=5.0, every_symbol=len(self.symbols) <= 50
-        )
+        self.progress = Progress(total=len(self.symbols), interval_s=5.0, every_symbol=len(self.symbols) <= 50)
         self.fatal: BaseException | None = None
 
     def mask(self, text: str) -> str:
@@ -116,8 +121,13 @@ class Run:
             outcome.finished_at = _now()
             try:
                 db.store_payload(
-                    conn, self.run_id, outcome, url=response.url, requested_at=response.requested_at,
-                    received_at=response.received_at, body=response.parsed.body,
+                    conn,
+                    self.run_id,
+                    outcome,
+                    url=response.url,
+                    requested_at=response.requested_at,
+                    received_at=response.received_at,
+                    body=response.parsed.body,
                 )
                 return outcome
             except psycopg.DataError as exc:
@@ -169,9 +179,14 @@ class Run:
             db.start_run(conn, self.run_id, self.command, self.function, base_url, len(self.symbols))
             log.info(
                 "run %s: %s for %d symbol%s from %s (%s req/min, %d worker%s)",
-                self.run_id, self.function, len(self.symbols), "s" * (len(self.symbols) != 1), base_url,
+                self.run_id,
+                self.function,
+                len(self.symbols),
+                "s" * (len(self.symbols) != 1),
+                base_url,
                 f"{self.settings.requests_per_minute:g}" if self.settings.requests_per_minute else "unlimited",
-                self.settings.workers, "s" * (self.settings.workers != 1),
+                self.settings.workers,
+                "s" * (self.settings.workers != 1),
             )
             todo: queue.SimpleQueue[str] = queue.SimpleQueue()
             for s in self.symbols:
@@ -180,13 +195,18 @@ class Run:
                 threading.Thread(target=self._worker, args=(todo,), name=f"extract-{i}", daemon=True)
                 for i in range(min(self.settings.workers, len(self.symbols)))
             ]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            try:
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+            finally:
+                self.client.parser.close()
+            outcomes = [self.outcomes[s] for s in self.symbols if s in self.outcomes]
             if self.fatal is not None:
+                with contextlib.suppress(psycopg.Error):
+                    db.finish_run(conn, self.run_id, outcomes, failed=True)
                 raise self.fatal
-            outcomes = [self.outcomes[s] for s in self.symbols]
             db.finish_run(conn, self.run_id, outcomes)
         if self.client.stop_reason is not None:
             log.error("run stopped early: %s", self.mask(self.client.stop_reason.reason))
@@ -211,7 +231,8 @@ def summary_table(outcomes: Sequence[db.SymbolOutcome], out: TextIO = sys.stdout
         counts[o.status] = counts.get(o.status, 0) + 1
     print("-" * len(header), file=out)
     print(
-        f"{len(outcomes)} symbols: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        f"{len(outcomes)} symbols: "
+        + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         + f"; {sum(o.bars for o in outcomes)} bars, {sum(o.requests for o in outcomes)} requests",
         file=out,
     )

@@ -7,14 +7,23 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 EASTERN = ZoneInfo("America/New_York")
+OPEN = dt.time(9, 30)
 CLOSE = dt.time(16, 0)
 
 # Unscheduled full-day closures since 2000 (weather, national days of mourning, September 11).
 SPECIAL_CLOSURES = frozenset(
     dt.date.fromisoformat(d)
     for d in (
-        "2001-09-11", "2001-09-12", "2001-09-13", "2001-09-14", "2004-06-11", "2007-01-02",
-        "2012-10-29", "2012-10-30", "2018-12-05", "2025-01-09",
+        "2001-09-11",
+        "2001-09-12",
+        "2001-09-13",
+        "2001-09-14",
+        "2004-06-11",
+        "2007-01-02",
+        "2012-10-29",
+        "2012-10-30",
+        "2018-12-05",
+        "2025-01-09",
     )
 )
 

@@ -64,7 +64,7 @@ class Profile:
 
 
 def profile(symbol: str) -> Profile:
-    rng = random.Random(symbol_seed(symbol) ^ 0x5EED)
+    rng = random.Random(symbol_seed(symbol) ^ 0x5EED)  # noqa: S311 - deterministic data, not crypto
     return Profile(
         base_price=math.exp(rng.uniform(math.log(6.0), math.log(90.0))),
         sigma=rng.uniform(0.011, 0.024),
@@ -99,7 +99,7 @@ def generate(symbol: str, as_of: dt.date) -> Series:
     in a realistic range over 25 years). Bars are rounded to 4 decimals and stay OHLC-consistent."""
     dates, _ = _calendar(as_of)
     p = profile(symbol)
-    rng = random.Random(symbol_seed(symbol))
+    rng = random.Random(symbol_seed(symbol))  # noqa: S311 - deterministic data, not crypto
     gauss, rand = rng.gauss, rng.random
     trend, step, deviation, phi = math.log(p.base_price), p.growth / 252.0, 0.0, 0.998
     sigma, gap, wick = p.sigma, p.sigma * 0.35, p.sigma * 0.6
@@ -120,25 +120,48 @@ def generate(symbol: str, as_of: dt.date) -> Series:
         high = top * exp(wick * rand())
         low = bottom * exp(-wick * rand())
         volume = int(base_volume * exp(0.45 * gauss(0.0, 1.0)))
-        append_bar({
-            "1. open": f"{open_:.4f}",
-            "2. high": f"{high:.4f}",
-            "3. low": f"{low:.4f}",
-            "4. close": f"{new_close:.4f}",
-            "5. volume": str(volume),
-        })
+        append_bar(
+            {
+                "1. open": f"{open_:.4f}",
+                "2. high": f"{high:.4f}",
+                "3. low": f"{low:.4f}",
+                "4. close": f"{new_close:.4f}",
+                "5. volume": str(volume),
+            }
+        )
         append_close(new_close)
         append_volume(volume)
         close = new_close
     return Series(symbol, dates, bars, closes, volumes)
 
 
-def daily_payload(series: Series, as_of: dt.date, output_size: str) -> bytes:
-    """TIME_SERIES_DAILY body: newest first; compact = latest 100 bars, full = about 20 years."""
+def partial_bar(series: Series, fraction: float) -> dict[str, str]:
+    """The last bar of `series` as it stands `fraction` (0..1) of the way through its session: same open,
+    close moving from the open towards the final close, wicks and volume growing; OHLC-consistent."""
+    final = series.bars[-1]
+    o, h_final, l_final = float(final["1. open"]), float(final["2. high"]), float(final["3. low"])
+    c_final = series.closes[-1]
+    c = o + (c_final - o) * fraction
+    high = max(o, c) + (h_final - max(o, c_final)) * fraction
+    low = min(o, c) - (min(o, c_final) - l_final) * fraction
+    return {
+        "1. open": final["1. open"],
+        "2. high": f"{max(high, o, c):.4f}",
+        "3. low": f"{max(0.0, min(low, o, c)):.4f}",
+        "4. close": f"{c:.4f}",
+        "5. volume": str(int(series.volumes[-1] * fraction)),
+    }
+
+
+def daily_payload(series: Series, as_of: dt.date, output_size: str, last_bar: dict[str, str] | None = None) -> bytes:
+    """TIME_SERIES_DAILY body: newest first; compact = latest 100 bars, full = about 20 years.
+    `last_bar` replaces the newest bar (the partial bar of a session in progress)."""
     dates, full_first = _calendar(as_of)
     n = len(dates)
     first = max(0, n - COMPACT_BARS) if output_size == "compact" else full_first
     ts = {dates[i]: series.bars[i] for i in range(n - 1, first - 1, -1)}
+    if last_bar is not None and n:
+        ts[dates[-1]] = last_bar
     body = {
         "Meta Data": {
             "1. Information": DAILY_INFO,
@@ -159,7 +182,7 @@ def _money(x: float) -> str:
 def overview_payload(series: Series) -> bytes:
     """OVERVIEW body: a flat object of strings with Alpha Vantage's PascalCase keys."""
     sym = series.symbol
-    rng = random.Random(symbol_seed(sym) ^ 0x0FE5)
+    rng = random.Random(symbol_seed(sym) ^ 0x0FE5)  # noqa: S311 - deterministic data, not crypto
     if sym in KNOWN_COMPANIES:
         name, exchange, sector, industry = KNOWN_COMPANIES[sym]
     else:
@@ -230,37 +253,41 @@ def overview_payload(series: Series) -> bytes:
     return orjson.dumps(body)
 
 
-def global_quote_payload(series: Series) -> bytes:
-    """GLOBAL_QUOTE body: the latest bar and the change against the previous close."""
+def global_quote_payload(series: Series, last_bar: dict[str, str] | None = None) -> bytes:
+    """GLOBAL_QUOTE body: the latest bar (or `last_bar`, a session in progress) and the change against
+    the previous close."""
     if not series.dates:
         return orjson.dumps({"Global Quote": {}})
-    bar = series.bars[-1]
+    bar = last_bar or series.bars[-1]
     prev = series.closes[-2] if len(series.closes) > 1 else series.closes[-1]
-    price = series.closes[-1]
+    price = float(bar["4. close"])
     change = price - prev
-    return orjson.dumps({
-        "Global Quote": {
-            "01. symbol": series.symbol,
-            "02. open": bar["1. open"],
-            "03. high": bar["2. high"],
-            "04. low": bar["3. low"],
-            "05. price": bar["4. close"],
-            "06. volume": bar["5. volume"],
-            "07. latest trading day": series.dates[-1],
-            "08. previous close": f"{prev:.4f}",
-            "09. change": f"{change:.4f}",
-            "10. change percent": f"{(change / prev * 100 if prev else 0.0):.4f}%",
+    return orjson.dumps(
+        {
+            "Global Quote": {
+                "01. symbol": series.symbol,
+                "02. open": bar["1. open"],
+                "03. high": bar["2. high"],
+                "04. low": bar["3. low"],
+                "05. price": bar["4. close"],
+                "06. volume": bar["5. volume"],
+                "07. latest trading day": series.dates[-1],
+                "08. previous close": f"{prev:.4f}",
+                "09. change": f"{change:.4f}",
+                "10. change percent": f"{(change / prev * 100 if prev else 0.0):.4f}%",
+            }
         }
-    })
+    )
 
 
 class PayloadCache:
-    """Bodies per (symbol, as_of): generated once, kept in a small LRU (the bench asks 500 symbols once)."""
+    """Bodies per (symbol, as_of, kind) in an LRU of `max_bodies` (the bench pre-generates 500 full
+    histories, ~300 MB); the generated series behind them in a small LRU of their own."""
 
-    def __init__(self, max_symbols: int = 32) -> None:
-        self.max_symbols = max_symbols
+    def __init__(self, max_bodies: int = 64, max_series: int = 8) -> None:
+        self.max_bodies, self.max_series = max_bodies, max_series
         self._series: OrderedDict[tuple[str, dt.date], Series] = OrderedDict()
-        self._bodies: dict[tuple[str, dt.date, str], bytes] = {}
+        self._bodies: OrderedDict[tuple[str, dt.date, str], bytes] = OrderedDict()
         self._lock = threading.Lock()
 
     def series(self, symbol: str, as_of: dt.date) -> Series:
@@ -272,17 +299,17 @@ class PayloadCache:
         series = generate(symbol, as_of)
         with self._lock:
             self._series[key] = series
-            while len(self._series) > self.max_symbols:
-                old, _ = self._series.popitem(last=False)
-                for kind in ("full", "compact", "overview", "quote"):
-                    self._bodies.pop((*old, kind), None)
+            while len(self._series) > self.max_series:
+                self._series.popitem(last=False)
         return series
 
     def body(self, symbol: str, as_of: dt.date, kind: str) -> bytes:
         key = (symbol, as_of, kind)
-        cached = self._bodies.get(key)
-        if cached is not None:
-            return cached
+        with self._lock:
+            cached = self._bodies.get(key)
+            if cached is not None:
+                self._bodies.move_to_end(key)
+                return cached
         series = self.series(symbol, as_of)
         if kind in ("full", "compact"):
             body = daily_payload(series, as_of, kind)
@@ -291,6 +318,7 @@ class PayloadCache:
         else:
             body = global_quote_payload(series)
         with self._lock:
-            if (symbol, as_of) in self._series:
-                self._bodies[key] = body
+            self._bodies[key] = body
+            while len(self._bodies) > self.max_bodies:
+                self._bodies.popitem(last=False)
         return body

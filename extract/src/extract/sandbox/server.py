@@ -11,6 +11,7 @@ Endpoints
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import re
@@ -25,8 +26,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from extract.sandbox.calendar import last_completed_session
-from extract.sandbox.data import PayloadCache
+from extract.sandbox.calendar import CLOSE, EASTERN, OPEN, is_trading_day, last_completed_session
+from extract.sandbox.data import PayloadCache, daily_payload, global_quote_payload, partial_bar
 from extract.sandbox.faults import Fault, FaultPlan, FaultSpecError, parse_faults
 
 log = logging.getLogger("extract.sandbox")
@@ -59,7 +60,8 @@ TEXT_DEMO = (
     "(https://www.alphavantage.co/support/#api-key) to explore our full API offerings. It takes fewer than 20 seconds."
 )
 TEXT_INVALID_CALL = (
-    "Invalid API call. Please retry or visit the documentation (https://www.alphavantage.co/documentation/) for {function}."
+    "Invalid API call. Please retry or visit the documentation (https://www.alphavantage.co/documentation/) "
+    "for {function}."
 )
 TEXT_BAD_KEY = (
     "the parameter apikey is invalid or missing. Please claim your free API key on "
@@ -79,7 +81,9 @@ class SandboxConfig:
     unknown_symbols: frozenset[str] = frozenset()
     faults: list[Fault] = field(default_factory=list)
     require_key: str | None = None
-    cache_symbols: int = 32
+    intraday: bool = False  # serve the session in progress as a partial bar
+    now: dt.datetime | None = None  # pin the clock (US/Eastern); default: the real clock
+    cache_bodies: int = 64
 
 
 @dataclass
@@ -100,14 +104,30 @@ class SandboxState:
 
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
-        self.cache = PayloadCache(max_symbols=config.cache_symbols)
+        self.cache = PayloadCache(max_bodies=config.cache_bodies)
         self.plan = FaultPlan(list(config.faults))
         self.unknown = set(config.unknown_symbols)
         self._lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []
 
+    def now(self) -> dt.datetime:
+        return (self.config.now or dt.datetime.now(tz=EASTERN)).astimezone(EASTERN)
+
     def as_of(self) -> dt.date:
-        return last_completed_session(as_of=self.config.as_of)
+        return last_completed_session(now=self.now(), as_of=self.config.as_of)
+
+    def session_in_progress(self) -> tuple[dt.date, float] | None:
+        """(today, fraction of the session elapsed) while the market is open, in intraday mode."""
+        if not self.config.intraday or self.config.as_of is not None:
+            return None
+        now = self.now()
+        if not is_trading_day(now.date()):
+            return None
+        opens = dt.datetime.combine(now.date(), OPEN, tzinfo=EASTERN)
+        closes = dt.datetime.combine(now.date(), CLOSE, tzinfo=EASTERN)
+        if not opens <= now < closes:
+            return None
+        return now.date(), (now - opens) / (closes - opens)
 
     def is_known(self, symbol: str) -> bool:
         return bool(KNOWN_SYMBOL.match(symbol)) and symbol not in self.unknown
@@ -120,10 +140,17 @@ class SandboxState:
         apikey = params.get("apikey")
         n, fault = self.plan.next(function, symbol)
         with self._lock:
-            self.requests.append({
-                "n": n, "t": started, "function": function, "symbol": symbol, "outputsize": output_size,
-                "has_key": bool(apikey), "fault": fault.describe() if fault else None,
-            })
+            self.requests.append(
+                {
+                    "n": n,
+                    "t": started,
+                    "function": function,
+                    "symbol": symbol,
+                    "outputsize": output_size,
+                    "has_key": bool(apikey),
+                    "fault": fault.describe() if fault else None,
+                }
+            )
         if fault is not None:
             return self.fault_answer(fault, function, symbol, output_size, apikey)
         return self.normal_answer(function, symbol, output_size, apikey)
@@ -180,6 +207,14 @@ class SandboxState:
             if function == "GLOBAL_QUOTE":
                 return _json({"Global Quote": {}})
             return _json({"Error Message": TEXT_INVALID_CALL.format(function=function)})
+        live = self.session_in_progress()
+        if live is not None and function in ("TIME_SERIES_DAILY", "GLOBAL_QUOTE"):
+            day, fraction = live
+            series = self.cache.series(symbol, day)
+            bar = partial_bar(series, fraction)
+            if function == "GLOBAL_QUOTE":
+                return Answer(200, global_quote_payload(series, bar))
+            return Answer(200, daily_payload(series, day, "full" if output_size == "full" else "compact", bar))
         as_of = self.as_of()
         if function == "TIME_SERIES_DAILY":
             kind = "full" if output_size == "full" else "compact"
@@ -201,7 +236,9 @@ class SandboxState:
                 return _json({"status": "reset"})
         if path == "/_sandbox/faults":
             if method == "GET":
-                return _json({"faults": [f.describe() for f in self.plan.faults], "unknown_symbols": sorted(self.unknown)})
+                return _json(
+                    {"faults": [f.describe() for f in self.plan.faults], "unknown_symbols": sorted(self.unknown)}
+                )
             if method == "POST":
                 try:
                     doc = orjson.loads(body or b"{}")
@@ -220,7 +257,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "datapipe-sandbox/0.1"
     state: SandboxState  # set on the subclass made by make_server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         # The default access log would print the query string, API key included: log without it.
         log.debug("%s %s", self.command, urlsplit(self.path).path)
 
@@ -238,7 +275,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(answer.body)
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+    def do_GET(self) -> None:
         parts = urlsplit(self.path)
         if parts.path == "/healthz":
             self._send(_json({"status": "ok"}))
@@ -252,23 +289,20 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._send(self.state.admin("POST", urlsplit(self.path).path, self._body()))
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         self._send(self.state.admin("DELETE", urlsplit(self.path).path, self._body()))
 
     def handle(self) -> None:
-        try:
+        # the client went away, or the `reset` fault closed the connection on purpose
+        with contextlib.suppress(OSError, ValueError):
             super().handle()
-        except (OSError, ValueError):
-            pass  # the client went away, or the `reset` fault closed the connection on purpose
 
     def finish(self) -> None:
-        try:
+        with contextlib.suppress(OSError, ValueError):
             super().finish()
-        except (OSError, ValueError):
-            pass
 
 
 class SandboxServer(ThreadingHTTPServer):
@@ -288,8 +322,12 @@ def serve(config: SandboxConfig) -> None:
     server, state = make_server(config)
     faults = ", ".join(f.describe() for f in config.faults) or "none"
     log.info(
-        "sandbox Alpha Vantage API on http://%s:%d/query (as of %s, faults: %s)",
-        config.host, server.server_address[1], state.as_of(), faults,
+        "sandbox Alpha Vantage API on http://%s:%d/query (last completed session %s%s, faults: %s)",
+        config.host,
+        server.server_address[1],
+        state.as_of(),
+        ", intraday partial bars" if config.intraday else "",
+        faults,
     )
     try:
         server.serve_forever(poll_interval=0.2)
