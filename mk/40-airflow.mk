@@ -20,8 +20,8 @@ test-dags: $(AIRFLOW_VENV) $(WAREHOUSE_VENV) $(EXTRACT_VENV) $(TRANSFORM_VENV) $
 	@$(VENVS)/airflow/bin/python -m pytest tests/dags $(PYTEST_ARGS)
 
 .PHONY: bench-dag
-bench-dag: $(AIRFLOW_VENV) ## Benchmark: DAG parse time (manifest vs dbt ls) and the local `make run` time
-	@$(VENVS)/airflow/bin/python bench/dag.py
+bench-dag: $(AIRFLOW_VENV) $(TRANSFORM_VENV) $(DBT_MANIFEST) ## Benchmark: DAG parse time (manifest vs dbt ls) and the local `make run` time
+	@$(VENVS)/airflow/bin/python bench/dag.py $(BENCH_ARGS)
 
 ##@ Local
 

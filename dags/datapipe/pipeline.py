@@ -62,7 +62,7 @@ def wants_company_refresh(logical_date: Any, timezone: str, params: dict[str, An
 
 
 def build_market_data_daily(settings: Settings, steps: Steps | None = None, doc_md: str | None = None,
-                            tags: Sequence[str] = ("datapipe", "market-data")) -> DAG:
+                            tags: Sequence[str] = ("datapipe", "market-data"), **dbt_kwargs: Any) -> DAG:
     steps = steps or load_steps()
     default_args: dict[str, Any] = {
         "owner": "datapipe",
@@ -99,7 +99,7 @@ def build_market_data_daily(settings: Settings, steps: Steps | None = None, doc_
         extract_companies = step_task(settings, steps, "extract_companies")
         keep_companies = EmptyOperator(task_id="keep_companies")
         extracted = EmptyOperator(task_id="extracted", trigger_rule="none_failed_min_one_success")
-        dbt = dbt_task_group(settings, steps, default_args)
+        dbt = dbt_task_group(settings, steps, default_args, **dbt_kwargs)
         gate = step_task(settings, steps, GATE_TASK_ID)
         publish = step_task(settings, steps, "publish_marts")
         grant = step_task(settings, steps, "grant_reader")

@@ -162,9 +162,8 @@ def test_company_refresh_branch(k8s_dag: Any) -> None:
     ],
 )
 def test_wants_company_refresh(day: str, params: dict, previous: str | None, expected: bool) -> None:
-    import pendulum
-
     import lazy_object_proxy
+    import pendulum
 
     logical = pendulum.parse(f"{day}T22:30:00Z")
     prev = pendulum.parse(previous) if previous else None
