@@ -17,7 +17,7 @@ lock-dags: $(UV)
 
 .PHONY: test-dags
 test-dags: $(AIRFLOW_VENV) $(WAREHOUSE_VENV) $(EXTRACT_VENV) $(TRANSFORM_VENV) $(DBT_MANIFEST) ## DAG tests: DagBag, task graph, pod specs (strict schema), alerts, real local DAG runs
-	@$(VENVS)/airflow/bin/python -m pytest tests/dags $(PYTEST_ARGS)
+	@$(VENVS)/airflow/bin/python -m pytest tests/dags --basetemp=$(LOCAL)/pytest-dags $(PYTEST_ARGS)
 
 .PHONY: bench-dag
 bench-dag: $(AIRFLOW_VENV) $(TRANSFORM_VENV) $(DBT_MANIFEST) ## Benchmark: DAG parse time (manifest vs dbt ls) and the local `make run` time

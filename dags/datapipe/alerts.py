@@ -6,6 +6,7 @@ One notifier, `PipelineAlert`, is attached as `on_failure_callback` to every tas
 - `quality_gate_failed` — the `quality_gate` task failed; the message lists the failing
   expectations, read from `ops.gate_results` (docs/warehouse.md) of the latest gate run;
 - `stale_source_data` — a dbt source-freshness task failed (error threshold) or warned;
+- `dbt_test_warnings` — a dbt test task finished with warnings (tests of severity `warn`);
 - `task_failed` — any other task failed (after its retries).
 
 The message names the DAG, task, run id, logical date, try number and links to the task log in the
@@ -34,6 +35,7 @@ TITLES = {
     "task_failed": "Task failed",
     "quality_gate_failed": "Quality gate failed",
     "stale_source_data": "Stale source data",
+    "dbt_test_warnings": "dbt test warnings",
 }
 
 _REDACTIONS = (
@@ -91,9 +93,10 @@ def classify(task: Any, warning: bool = False) -> str:
         return "quality_gate_failed"
     from cosmos.operators.base import DbtSourceMixin
 
-    if warning or isinstance(task, DbtSourceMixin):
+    if isinstance(task, DbtSourceMixin) or (task is not None and str(getattr(task, "task_id", "")).endswith(
+            ("_source", ".source"))):
         return "stale_source_data"
-    return "task_failed"
+    return "dbt_test_warnings" if warning else "task_failed"
 
 
 def build_message(kind: str, context: Any, base_url: str, *, expectations: list[str] | None = None,
@@ -183,9 +186,8 @@ class PipelineAlert(BaseNotifier):
         return bool(self.settings.alert_email_to or self.settings.slack_conn_id)
 
     def message(self, context: Any) -> AlertMessage:
-        kind = classify(context["ti"].task if hasattr(context["ti"], "task") else None, warning=self.warning)
-        if kind == "task_failed" and context["ti"].task_id == GATE_TASK_ID:
-            kind = "quality_gate_failed"
+        ti = context["ti"]
+        kind = classify(getattr(ti, "task", None) or ti, warning=self.warning)
         expectations: list[str] | None = None
         error: str | None = None
         if kind == "quality_gate_failed":
@@ -220,7 +222,7 @@ class PipelineAlert(BaseNotifier):
                 SlackWebhookNotifier(
                     slack_webhook_conn_id=self.settings.slack_conn_id,
                     text=f"*{msg.subject}*\n```\n{msg.text}\n```",
-                ).notify(context)
+                ).notify(context)  # type: ignore[no-untyped-call]
                 self.log.info("alert %s posted to Slack connection %s", msg.kind, self.settings.slack_conn_id)
             except Exception as exc:
                 failures.append(f"Slack via {self.settings.slack_conn_id}: {type(exc).__name__}: {exc}")

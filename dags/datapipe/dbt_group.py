@@ -71,7 +71,8 @@ def dbt_task_group(settings: Settings, steps: Steps, default_args: dict[str, Any
         load_method=load_method,
         test_behavior=TestBehavior.AFTER_EACH,
         source_rendering_behavior=SourceRenderingBehavior.WITH_TESTS_OR_FRESHNESS,
-        **({"dbt_executable_path": str(settings.dbt_executable)} if load_method != LoadMode.DBT_MANIFEST else {}),
+        **({"dbt_executable_path": str(settings.dbt_executable), "invocation_mode": InvocationMode.SUBPROCESS}
+           if load_method != LoadMode.DBT_MANIFEST else {}),
     )
     warning_alert = PipelineAlert(settings, warning=True)
     if settings.is_local:

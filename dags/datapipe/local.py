@@ -18,11 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseOperator
-
-try:
-    from airflow.sdk.exceptions import AirflowException
-except ImportError:  # pragma: no cover - older SDK layout
-    from airflow.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException
 
 from datapipe.config import Settings
 from datapipe.pods import plain_env

@@ -36,9 +36,11 @@ def secrets_for(settings: Settings, component: str) -> list[Secret]:
     wanted = COMPONENT_SECRETS.get(component, ("warehouse",))
     secrets: list[Secret] = []
     if "warehouse" in wanted:
-        secrets += [Secret("env", key, settings.warehouse_secret, key) for key in WAREHOUSE_KEYS]
+        secrets += [Secret("env", key, settings.warehouse_secret, key)  # type: ignore[no-untyped-call]
+                    for key in WAREHOUSE_KEYS]
     if "api" in wanted:
-        secrets += [Secret("env", key, settings.api_secret, key) for key in API_KEYS]
+        secrets += [Secret("env", key, settings.api_secret, key)  # type: ignore[no-untyped-call]
+                    for key in API_KEYS]
     return secrets
 
 

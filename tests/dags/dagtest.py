@@ -96,8 +96,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run_airflow(args: list[str], env: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(AIRFLOW_BIN), *args], env=env, capture_output=True, text=True, timeout=timeout)
+def run_airflow(args: list[str], env: dict[str, str], timeout: int = 600,
+                merge_output: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run the Airflow CLI of this venv; with merge_output, stderr is interleaved into stdout."""
+    return subprocess.run([str(AIRFLOW_BIN), *args], env=env, text=True, timeout=timeout, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT if merge_output else subprocess.PIPE)
+
+
+def failure_report(log: str, log_file: Path) -> str:
+    """What went wrong in an `airflow dags test` log: failed tasks and error lines, then the tail."""
+    log_file.write_text(log)
+    keys = ("new_state=failed", "upstream_failed", "Task failed", "Traceback", "Error", "ERROR", "exited with code")
+    lines = [line for line in log.splitlines() if any(k in line for k in keys) and "scarf" not in line]
+    return f"full log: {log_file}\n" + "\n".join(lines[:60]) + "\n...\n" + log[-3000:]
 
 
 @pytest.fixture(scope="session")
@@ -106,6 +117,9 @@ def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
     home = tmp_path_factory.mktemp("airflow-home")
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        # no telemetry calls from Cosmos (and no waiting on DNS for them on an offline machine)
+        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        "DO_NOT_TRACK": "1",
         "HOME": os.environ.get("HOME", str(home)),
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",

@@ -75,7 +75,9 @@ def test_classification() -> None:
 
     assert classify(SimpleNamespace(task_id="quality_gate")) == "quality_gate_failed"
     assert classify(FakeSource()) == "stale_source_data"
-    assert classify(SimpleNamespace(task_id="dbt.dim_company.run"), warning=True) == "stale_source_data"
+    assert classify(SimpleNamespace(task_id="dbt.alphavantage_company_overview.source"), warning=True) == \
+        "stale_source_data"
+    assert classify(SimpleNamespace(task_id="dbt.dim_company.test"), warning=True) == "dbt_test_warnings"
     assert classify(SimpleNamespace(task_id="extract_prices")) == "task_failed"
     assert task_log_url("http://a/", "d", "r 1", "t", None) == "http://a/dags/d/runs/r%201/tasks/t"
 

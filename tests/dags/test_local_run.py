@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagtest import DAGS, alert_connections, email_text, run_airflow
+from dagtest import DAGS, alert_connections, email_text, failure_report, run_airflow
 
 MARTS = ("dim_company", "fct_daily_prices", "fct_technical_indicators", "mart_market_overview")
 SYMBOLS = "AAPL,MSFT,IBM"
@@ -39,8 +39,8 @@ def dag_env(airflow_home: dict[str, str], warehouse: Any, sandbox: Any, tmp: Pat
 
 
 def dags_test(env: dict[str, str], logical_date: str = LOGICAL_DATE) -> tuple[int, str]:
-    proc = run_airflow(["dags", "test", "market_data_daily", logical_date], env, timeout=1800)
-    return proc.returncode, proc.stdout + proc.stderr
+    proc = run_airflow(["dags", "test", "market_data_daily", logical_date], env, timeout=1800, merge_output=True)
+    return proc.returncode, proc.stdout
 
 
 def marts_checksums(warehouse: Any) -> dict[str, tuple[int, str]]:
@@ -59,7 +59,7 @@ def test_local_run_publishes_marts_and_a_rerun_is_identical(airflow_home: dict[s
     env = dag_env(airflow_home, warehouse, sandbox, tmp_path)
 
     rc, log = dags_test(env)
-    assert rc == 0, "DAG run failed:\n" + log[-8000:]
+    assert rc == 0, "DAG run failed:\n" + failure_report(log, tmp_path / "run1.log")
     published = marts_checksums(warehouse)
     assert all(count > 0 for count, _ in published.values()), published
     assert published["dim_company"][0] == 3 and published["mart_market_overview"][0] == 3
@@ -78,7 +78,7 @@ def test_local_run_publishes_marts_and_a_rerun_is_identical(airflow_home: dict[s
 
     # the same logical date again: the published marts are identical, row for row
     rc, log2 = dags_test(env)
-    assert rc == 0, "rerun failed:\n" + log2[-8000:]
+    assert rc == 0, "rerun failed:\n" + failure_report(log2, tmp_path / "run2.log")
     assert marts_checksums(warehouse) == published
     assert warehouse.psql("select count(*) from ops.publish_history") == "2"
 
