@@ -71,6 +71,9 @@ def dbt_task_group(settings: Settings, steps: Steps, default_args: dict[str, Any
         load_method=load_method,
         test_behavior=TestBehavior.AFTER_EACH,
         source_rendering_behavior=SourceRenderingBehavior.WITH_TESTS_OR_FRESHNESS,
+        # A test with several parents (relationships to dim_company) runs as its own task after all of
+        # them; run eagerly with one parent's tests it would query a model not built yet on a fresh warehouse.
+        should_detach_multiple_parents_tests=True,
         **({"dbt_executable_path": str(settings.dbt_executable), "invocation_mode": InvocationMode.SUBPROCESS}
            if load_method != LoadMode.DBT_MANIFEST else {}),
     )

@@ -97,9 +97,32 @@ def test_one_task_per_model_and_its_tests(k8s_dag: Any, manifest: dict[str, Any]
         if m["test"]:
             assert kinds[m["test"]] == "DbtTestKubernetesOperator"
             assert upstream_ids(k8s_dag, m["test"]) >= {m["run"]}
-    # nothing else than model run/test and source freshness (+ source test) tasks
+    # nothing else than model run/test, source freshness (+ source test) and multi-parent test tasks
     sources = {t for s in source_tasks(manifest).values() for t in (s["freshness"], s["test"]) if t}
-    assert sources and dbt_ids - wanted == sources
+    assert sources and dbt_ids - wanted == sources | set(detached_tests(manifest))
+
+
+def detached_tests(manifest: dict[str, Any]) -> dict[str, list[str]]:
+    """Tests with several parent models (relationships): task id -> parent model ids."""
+    return {f"dbt.{n['name']}_test": n["depends_on"]["nodes"] for n in manifest["nodes"].values()
+            if n["resource_type"] == "test" and len(n["depends_on"]["nodes"]) > 1}
+
+
+def test_multi_parent_tests_run_after_all_their_parents(k8s_dag: Any, manifest: dict[str, Any]) -> None:
+    """A relationships test runs once every model it reads is built and tested (never half-built)."""
+    models = model_tasks(manifest)
+    detached = detached_tests(manifest)
+    assert len(detached) >= 3
+    for task_id, parents in detached.items():
+        task = k8s_dag.get_task(task_id)
+        assert type(task).__name__ == "DbtTestKubernetesOperator"
+        ancestors = upstream_ids(k8s_dag, task_id)
+        for parent in parents:
+            assert models[parent]["last"] in ancestors, (task_id, parent)
+        # and the single-parent test tasks exclude it, so it does not run early
+        for parent in parents:
+            if models[parent]["test"]:
+                assert task.select in (k8s_dag.get_task(models[parent]["test"]).exclude or ""), (task_id, parent)
 
 
 def test_models_run_in_dependency_order(k8s_dag: Any, manifest: dict[str, Any]) -> None:
