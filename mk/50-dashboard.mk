@@ -37,7 +37,7 @@ dashboard: $(DASHBOARD_VENV) db-up ## Serve the dashboard on http://localhost:85
 
 .PHONY: test-dashboard
 test-dashboard: $(DASHBOARD_VENV) $(WAREHOUSE_VENV) chromium ## Dashboard tests: AppTest per page, real headless Chromium, read-only role, outage recovery
-	$(VENVS)/dashboard/bin/python -m pytest tests/dashboard
+	$(VENVS)/dashboard/bin/python -m pytest tests/dashboard --basetemp=$(LOCAL)/pytest/dashboard
 
 .PHONY: bench-dashboard
 bench-dashboard: $(DASHBOARD_VENV) $(WAREHOUSE_VENV) chromium ## Benchmark: 500 symbols x 20 years, query p95 and first browser render per page

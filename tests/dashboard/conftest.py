@@ -20,10 +20,10 @@ import seed  # noqa: E402
 
 APP = Path(datapipe_dashboard.__file__).parent / "app.py"
 PAGES = {
-    "market": "pages/market.py",
-    "symbol": "pages/symbol.py",
-    "portfolio": "pages/portfolio.py",
-    "quality": "pages/quality.py",
+    "market": "screens/market.py",
+    "symbol": "screens/symbol.py",
+    "portfolio": "screens/portfolio.py",
+    "quality": "screens/quality.py",
 }
 
 

@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 
 import seed
+from dashboard_helpers import start_warehouse, stop_warehouse
 from datapipe_dashboard.settings import Settings
 
 PAGES = ("market", "symbol", "portfolio", "quality")
@@ -38,7 +39,7 @@ def test_warehouse_stops_then_comes_back(make_app, dataset) -> None:
     server = dataset.warehouse.server
     at = make_app("market")
     assert list(at.dataframe[0].value["symbol"])[0] == "AAPL"
-    server.stop()
+    stop_warehouse(server)
     try:
         import streamlit as st
 
@@ -48,7 +49,7 @@ def test_warehouse_stops_then_comes_back(make_app, dataset) -> None:
         assert "The warehouse is not reachable" in at.error[0].value
         assert not at.dataframe
     finally:
-        server.start()
+        start_warehouse(server)
     at.run()  # what the automatic retry does once the warehouse answers again
     assert not at.exception and not at.error
     assert len(at.dataframe[0].value) == len(seed.COMPANIES)

@@ -32,6 +32,7 @@ def streamlit_argv(address: str, port: int) -> list[str]:
         "--client.showErrorDetails=none",
         "--logger.level=info",
         "--theme.base=light",
+        "--theme.primaryColor=#1e6fd9",
     ]
 
 

@@ -13,8 +13,8 @@ from datapipe_dashboard.settings import Settings
 from datapipe_dashboard.trading_calendar import freshness
 from datapipe_dashboard.ui import as_date, freshness_badge, overview
 
-STATUS_ICONS = {"succeeded": "✅ succeeded", "failed": "❌ failed", "running": "⏳ running",
-                "unchanged": "➖ unchanged", "skipped": "⏭ skipped"}
+STATUS_LABELS = {"succeeded": "succeeded", "failed": "FAILED", "running": "running…",
+                 "unchanged": "unchanged", "skipped": "skipped"}
 
 
 def utc_day(now: datetime) -> tuple[datetime, datetime]:
@@ -28,7 +28,7 @@ def freshness_table(ov: pd.DataFrame, extracts: pd.DataFrame, now: datetime) -> 
     for symbol, trade_date in zip(ov["symbol"], ov["trade_date"], strict=True):
         status, behind, _ = freshness(as_date(trade_date), now)
         rows.append({"symbol": symbol, "last_trade_date": as_date(trade_date), "trading_days_behind": behind,
-                     "status": {"fresh": "🟢 fresh", "amber": "🟠 1 day behind", "red": "🔴 stale"}[status]})
+                     "status": {"fresh": "fresh", "amber": "1 day behind", "red": "STALE"}[status]})
     frame = pd.DataFrame(rows)
     if not extracts.empty:
         frame = frame.merge(extracts, on="symbol", how="left")
@@ -117,7 +117,7 @@ def recent_runs(q: queries.Query) -> None:
     if runs.empty:
         st.info("No extraction runs recorded yet.")
         return
-    runs = runs.assign(status=runs["status"].map(lambda s: STATUS_ICONS.get(s, s)),
+    runs = runs.assign(status=runs["status"].map(lambda s: STATUS_LABELS.get(s, s)),
                        duration_s=(pd.to_datetime(runs["finished_at"]) - pd.to_datetime(runs["started_at"]))
                        .dt.total_seconds())
     st.dataframe(
@@ -139,15 +139,15 @@ def last_gate(q: queries.Query) -> None:
         st.info("The quality gate has not run yet.")
         return
     g = gate.iloc[0]
-    verdict = "✅ passed" if bool(g["success"]) else "❌ failed"
+    verdict = ":green[:material/check_circle: passed]" if bool(g["success"]) else ":red[:material/cancel: FAILED]"
     st.markdown(f"**{verdict}** · {pd.Timestamp(g['finished_at'] or g['started_at']):%Y-%m-%d %H:%M} UTC · "
                 f"{int(g['expectations_total'] or 0) - int(g['expectations_failed'] or 0)}"
                 f"/{int(g['expectations_total'] or 0)} expectations met · schema `{g['audit_schema']}`")
     results = queries.gate_results(q, g["gate_run_id"])
-    results = results.assign(outcome=results["success"].map({True: "✅ pass", False: "❌ fail"}))
+    results = results.assign(outcome=results["success"].map({True: "pass", False: "FAIL"}))
     st.dataframe(
         results[["outcome", "mart", "expectation_type", "column_name", "observed_value", "kwargs", "details"]],
-        hide_index=True, width="stretch", height=300,
+        hide_index=True, width="stretch",
         column_config={"outcome": "Outcome", "mart": "Mart", "expectation_type": "Expectation",
                        "column_name": "Column", "observed_value": "Observed", "kwargs": "Arguments",
                        "details": "Details"},
