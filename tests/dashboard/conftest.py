@@ -7,16 +7,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import datapipe_dashboard
 import psycopg
 import pytest
 import streamlit as st
+from datapipe_dashboard.settings import Settings
 from streamlit.testing.v1 import AppTest
 
-import datapipe_dashboard
-from datapipe_dashboard.settings import Settings
-
 sys.path.insert(0, str(Path(__file__).parent))
-import seed  # noqa: E402
+import seed
 
 APP = Path(datapipe_dashboard.__file__).parent / "app.py"
 PAGES = {

@@ -10,7 +10,6 @@ from datetime import date
 
 import numpy as np
 import pytest
-
 import seed
 
 
@@ -64,7 +63,8 @@ def test_market_filter(make_app) -> None:
 @pytest.mark.parametrize(
     ("now", "badge", "note"),
     [
-        ("2026-11-27T19:00:00+00:00", ":orange-badge[:material/schedule: Data as of 2026-11-25]", "1 trading day behind"),
+        ("2026-11-27T19:00:00+00:00", ":orange-badge[:material/schedule: Data as of 2026-11-25]",
+         "1 trading day behind"),
         ("2026-12-02T22:00:00+00:00", ":red-badge[:material/warning: Data as of 2026-11-25]", "4 trading days behind"),
     ],
 )
