@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import socket
 import sys
 from pathlib import Path
 
@@ -26,6 +27,28 @@ def stop_warehouse(server) -> None:  # type: ignore[no-untyped-def]
     server.stop()
 
 
+def _port_is_free_like_postgres(port: int) -> bool:
+    """PostgreSQL binds with SO_REUSEADDR, so a port whose old connections sit in TIME_WAIT after a
+    stop is free for it; scripts/warehouse.py's check binds without it and would move the server to
+    another port, stranding every client configured with the old one."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def start_warehouse(server) -> None:  # type: ignore[no-untyped-def]
+    """Start the stopped session warehouse again on the same port."""
+    port = server.credentials().port
     server._make_traversable()
-    server.start()
+    warehouse_module = sys.modules[type(server).__module__]
+    original = warehouse_module.port_is_free
+    warehouse_module.port_is_free = _port_is_free_like_postgres
+    try:
+        server.start()
+    finally:
+        warehouse_module.port_is_free = original
+    assert server.credentials().port == port, "the warehouse came back on another port"
