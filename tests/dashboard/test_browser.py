@@ -17,6 +17,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = ROOT / "artifacts" / "dashboard"
+# Generous: the machine is shared, and a first visit imports plotly & pandas in the server.
+WAIT_MS = 90_000
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -93,17 +95,17 @@ def test_every_page_renders_in_chromium(dashboard, published, page, path) -> Non
     texts, charts, frames = PAGES[path]
     texts = [t.format(last_day=published.last_day) for t in texts]
     page.goto(f"{dashboard}/{path}", wait_until="domcontentloaded")
-    page.wait_for_selector('[data-testid="stMain"]', timeout=30_000)
+    page.wait_for_selector('[data-testid="stMain"]', timeout=WAIT_MS)
     for text in texts:
-        page.get_by_text(text, exact=False).first.wait_for(timeout=30_000)
+        page.get_by_text(text, exact=False).first.wait_for(timeout=WAIT_MS)
     if charts:
         page.wait_for_function(
-            f"document.querySelectorAll('.js-plotly-plot .main-svg').length >= {charts}", timeout=30_000
+            f"document.querySelectorAll('.js-plotly-plot .main-svg').length >= {charts}", timeout=WAIT_MS
         )
         assert page.locator(".js-plotly-plot").count() == charts
     if frames:
         page.wait_for_function(
-            f"document.querySelectorAll('[data-testid=\"stDataFrame\"] canvas').length >= {frames}", timeout=30_000
+            f"document.querySelectorAll('[data-testid=\"stDataFrame\"] canvas').length >= {frames}", timeout=WAIT_MS
         )
     page.wait_for_timeout(500)  # let the grids paint before the screenshot
     assert page.locator('[data-testid="stException"]').count() == 0
@@ -123,15 +125,15 @@ def test_outage_recovers_in_the_browser_without_reload(dataset, page) -> None:
         stop_warehouse(server)
         try:
             page.goto(f"{base}/", wait_until="domcontentloaded")
-            page.get_by_text("The warehouse is not reachable").wait_for(timeout=30_000)
+            page.get_by_text("The warehouse is not reachable").wait_for(timeout=WAIT_MS)
             page.get_by_text("Retrying in", exact=False).wait_for(timeout=10_000)
             assert page.locator('[data-testid="stException"]').count() == 0
             page.screenshot(path=str(ARTIFACTS / "outage.png"), full_page=True)
         finally:
             start_warehouse(server)
         # No reload: the retry countdown notices the warehouse and reruns the page.
-        page.get_by_text("Data as of 2026-11-25").wait_for(timeout=30_000)
-        page.wait_for_selector('[data-testid="stDataFrame"]', timeout=30_000)
+        page.get_by_text("Data as of 2026-11-25").wait_for(timeout=WAIT_MS)
+        page.wait_for_selector('[data-testid="stDataFrame"]', timeout=WAIT_MS)
         assert page.get_by_text("The warehouse is not reachable").count() == 0
         page.screenshot(path=str(ARTIFACTS / "recovered.png"), full_page=True)
     finally:
