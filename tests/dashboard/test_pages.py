@@ -9,11 +9,11 @@ import base64
 import json
 import math
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
-import seed
+from datapipe_dashboard import queries
 
 
 def decode(values):
@@ -48,10 +48,11 @@ def test_market_overview_matches_the_mart(make_app, published) -> None:
         assert row["rsi_14"] == pytest.approx(rsi), symbol
         assert row["range_52w"] == pytest.approx((close - low) / (high - low) * 100), symbol
         assert row["detail"] == f"symbol?symbol={symbol}"
-    # The sparkline is the last 92 calendar days of closes from fct_daily_prices.
+    # The sparkline is the last SPARKLINE_DAYS calendar days of closes from fct_daily_prices.
+    since = published.last_day - timedelta(days=queries.SPARKLINE_DAYS)
     ibm = published.rows("select close::float8 from marts.fct_daily_prices where symbol = 'IBM' "
-                         "and trade_date > %s order by trade_date", (published.last_day - timedelta(days=92),))
-    assert len(ibm) > 55
+                         "and trade_date > %s order by trade_date", (since,))
+    assert len(ibm) > 35
     assert table.set_index("symbol").loc["IBM", "sparkline"] == pytest.approx([r[0] for r in ibm])
     (up, down), = published.rows("select count(*) filter (where day_change_pct > 0), "
                                  "count(*) filter (where day_change_pct < 0) from marts.mart_market_overview")

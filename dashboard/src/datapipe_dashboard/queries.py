@@ -15,7 +15,7 @@ import pandas as pd
 
 Query = Callable[[str, Any], pd.DataFrame]
 
-SPARKLINE_DAYS = 92
+SPARKLINE_DAYS = 63  # about 43 trading days: a 2-month trend, cheap for 500 symbols
 INDICATOR_COLUMNS = (
     "sma_20", "sma_50", "sma_200", "ema_12", "ema_26", "macd", "macd_signal", "macd_hist",
     "rsi_14", "bb_upper", "bb_middle", "bb_lower",
