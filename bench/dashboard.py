@@ -267,13 +267,14 @@ def main() -> int:
         return 0
     env = {**server.env(reader=True), "DASHBOARD_NOW": NOW.isoformat()}
     renders = time_renders(env, args.rounds)
-    print("\nfirst full render in headless Chromium (ms; new browser context per visit; "
-          "round 1 cold server cache, then warm; recommended indexes):")
-    print(f"  {'page':12} {'cold':>8} {'warm p50':>9}")
+    print("\nfirst full render in headless Chromium, ms (first visit: new browser context and empty server cache;"
+          " returning: same context, p50 of the later rounds); 'app shell' = Streamlit's page frame only:")
+    print(f"  {'page':24} {'first':>8} {'returning':>10}")
     for page, samples in renders.items():
         warm = statistics.median(samples[1:]) if len(samples) > 1 else float("nan")
         flag = "" if max(samples) <= 2000 else "  > 2 s"
-        print(f"  {page:12} {samples[0]:8.0f} {warm:9.0f}{flag}")
+        print(f"  {page:24} {samples[0]:8.0f} {warm:10.0f}{flag}")
+    print(f"load average after the renders: {os.getloadavg()[0]:.1f}")
     server.stop()
     return 0
 
