@@ -18,6 +18,7 @@ import datetime as dt
 import os
 import shutil
 import socket
+import string
 import subprocess
 import sys
 import time
@@ -90,7 +91,9 @@ def main() -> int:
     wh.start()
     work = root / "work"
     work.mkdir(parents=True)
-    symbols = [f"B{i:04d}" for i in range(args.symbols)]
+    # the sandbox knows symbols of 1-5 letters: QAAA, QAAB, ...
+    abc = string.ascii_uppercase
+    symbols = [f"Q{abc[i // 676 % 26]}{abc[i // 26 % 26]}{abc[i % 26]}" for i in range(args.symbols)]
     prefixes = ("PG", "DATAPIPE_", "QUALITY_", "DBT_", "ALPHAVANTAGE_")
     base = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     env = {
@@ -103,6 +106,7 @@ def main() -> int:
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
     figures: list[tuple[str, str]] = []
+    sandbox: subprocess.Popen[bytes] | None = None
     try:
         sandbox, url = start_sandbox(args.as_of, args.symbols)
         env_day0 = {**env, "ALPHAVANTAGE_BASE_URL": url, "QUALITY_TODAY": next_trading_day(args.as_of).isoformat()}
@@ -137,6 +141,9 @@ def main() -> int:
                         f"{total_incr:.1f} s = {100 * total_incr / total_full:.0f} % of full (target <= 10 %)"))
         figures.append(("published fct_daily_prices rows", f"{int(rows):,}"))
     finally:
+        if sandbox is not None and sandbox.poll() is None:
+            sandbox.terminate()
+            sandbox.wait()
         if not args.keep:
             wh.destroy()
     print(f"\ntransform benchmark ({os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at the end)")

@@ -5,6 +5,7 @@ run log rows, and nothing bad stored in raw."""
 from __future__ import annotations
 
 import subprocess
+import urllib.request
 from collections import Counter
 
 import pytest
@@ -127,9 +128,9 @@ CASES = [
     ),
     (
         "slow-answer-times-out",
-        ["slow?symbols=SA&seconds=2"],
+        ["slow?symbols=SA&seconds=4"],
         "SA,SB",
-        {"ALPHAVANTAGE_TIMEOUT_S": "0.5", "ALPHAVANTAGE_MAX_RETRIES": "1"},
+        {"ALPHAVANTAGE_TIMEOUT_S": "1.5", "ALPHAVANTAGE_MAX_RETRIES": "1"},
         {"SA": ("failed", "timeout", 2), "SB": ("succeeded", None, 1)},
         1,
     ),
@@ -142,6 +143,13 @@ CASES = [
     ("faults", "symbols", "env", "expected", "exit_code"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
 )
 def test_fault_outcome(warehouse, sandbox, faults, symbols, env, expected, exit_code):
+    # Generate the histories first (no faults), so answer times do not depend on a busy machine's
+    # generation speed (the timeout case); set_faults then restarts the counters and the request log.
+    set_faults(sandbox, [])
+    for symbol in symbols.split(","):
+        urllib.request.urlopen(
+            f"{sandbox}?function=TIME_SERIES_DAILY&symbol={symbol}&outputsize=full", timeout=60
+        ).read()
     set_faults(sandbox, faults)
     result = run_extract(warehouse, sandbox, "prices", "--symbols", symbols, **env)
     assert result.returncode == exit_code, result.stderr

@@ -337,3 +337,24 @@ def test_parse_helper_processes_keep_the_contract():
         assert info.value.reason_code == "daily_quota" and KEY not in str(info.value)
     finally:
         parser.close()
+
+
+def test_parse_helpers_fall_back_to_inline_when_they_cannot_start():
+    """A __main__ that spawn cannot re-import (a script on stdin) breaks the helpers: validation goes on inline."""
+    import subprocess
+    import sys
+
+    script = (
+        "import datetime as dt\n"
+        "from extract.parsing import Parser\n"
+        "from extract.sandbox import data\n"
+        "d = dt.date(2026, 11, 25)\n"
+        "raw = data.daily_payload(data.generate('IBM', d), d, 'compact')\n"
+        "p = Parser(processes=1, inline_max_bytes=0)\n"
+        "print(p.interpret(200, 'application/json', raw, function='TIME_SERIES_DAILY', symbol='IBM', key=None).bars)\n"
+        "print(p.processes)\n"
+        "p.close()\n"
+    )
+    out = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["100", "0"]

@@ -96,7 +96,8 @@ class Chain:
 
     def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         with self.connect() as conn:
-            return conn.execute(sql, params).fetchall()
+            cur = conn.execute(sql, params)
+            return cur.fetchall() if cur.description else []
 
     def scalar(self, sql: str, params: tuple[object, ...] = ()) -> object:
         return self.query(sql, params)[0][0]

@@ -235,13 +235,14 @@ def test_bad_values_fail_dbt_tests_and_are_stored(scenario: Chain) -> None:
     assert build.returncode != 0
     results = scenario.dbt_results()
     failed = {uid for uid, status in results.items() if status in ("fail", "error")}
-    for test in ("not_null_stg_alphavantage__daily_prices_close", "not_null_stg_alphavantage__daily_prices_volume",
+    for test in ("stg_alphavantage__daily_prices_values_are_numbers",
                  "accepted_values_stg_alphavantage__daily_prices_has_conflicting_duplicate"):
         assert any(test in uid for uid in failed), (test, sorted(failed))
         assert f"Failure in test {test}" in build.output  # printed ...
     # ... and stored: the failing rows are kept by dbt (store_failures)
-    assert scenario.scalar("select count(*) from dbt_test_failures.not_null_stg_alphavantage__daily_prices_close") == 1
-    assert scenario.scalar("select count(*) from dbt_test_failures.not_null_stg_alphavantage__daily_prices_volume") == 1
+    stored = scenario.query("select symbol, trade_date::text, close is null, volume is null"
+                            " from dbt_test_failures.stg_alphavantage__daily_prices_values_are_numbers order by 1")
+    assert stored == [("AAPL", day, True, False), ("MSFT", day, False, True)]
     # everything downstream was skipped and the pipeline stops at the failed step: marts untouched
     assert all(s == "skipped" for u, s in results.items() if u.startswith("model.datapipe.int_"))
     assert_nothing_published(scenario, before, publishes)

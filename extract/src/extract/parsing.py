@@ -8,13 +8,16 @@ The pool starts lazily, so a daily compact run never spawns it.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import threading
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from extract import protocol
 
 INLINE_MAX_BYTES = 128 * 1024
+log = logging.getLogger("extract.parsing")
 
 
 def _validate(
@@ -45,8 +48,15 @@ class Parser:
     ) -> protocol.Parsed:
         if self.processes <= 0 or len(body) <= self.inline_max_bytes:
             return protocol.interpret(status, content_type, body, function=function, symbol=symbol, key=key)
-        future = self._get_pool().submit(_validate, status, content_type, body, function, symbol, key)
-        bars, last = future.result()  # typed errors raised in the helper come back as themselves
+        try:
+            future = self._get_pool().submit(_validate, status, content_type, body, function, symbol, key)
+            # typed errors raised in the helper come back as themselves
+            bars, last = future.result()
+        except (BrokenProcessPool, OSError) as exc:
+            # No helpers here (no /dev/shm, an unguarded __main__, a killed helper): validate inline.
+            log.warning("parse helper processes unavailable (%s): validating in the worker threads", exc)
+            self.processes = 0
+            return protocol.interpret(status, content_type, body, function=function, symbol=symbol, key=key)
         return protocol.Parsed(function, symbol, body, bars, last)
 
     def close(self) -> None:
