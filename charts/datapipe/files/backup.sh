@@ -12,6 +12,7 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)
 target="$dir/warehouse-$stamp.dump"
 n=1
 while [ -e "$target" ]; do target="$dir/warehouse-$stamp-$n.dump"; n=$((n + 1)); done
+trap 'rm -f -- "$target.partial"' EXIT
 pg_dump --format=custom --no-password --file="$target.partial" "${PGDATABASE:?PGDATABASE is required}"
 mv "$target.partial" "$target"
 echo "backup written: $target ($(wc -c <"$target") bytes)"
