@@ -99,6 +99,8 @@ def test_dag_configmap_carries_the_contract_names(rendered: dict[str, list[dict[
     assert data["DATAPIPE_WAREHOUSE_SECRET"] == "datapipe-pipeline-env"
     assert data["DATAPIPE_API_SECRET"] == "datapipe-api"
     assert data["DATAPIPE_SYMBOLS"].split(",")[0] == "AAPL"
+    assert data["DATAPIPE_PGSSLMODE"] == "disable"
+    assert "DATAPIPE_POD_RESOURCES" not in data
     names = {(o["kind"], o["metadata"]["name"]) for o in rendered["defaults/airflow-on"]}
     assert ("ServiceAccount", data["DATAPIPE_SERVICE_ACCOUNT"]) in names
     assert ("Secret", data["DATAPIPE_WAREHOUSE_SECRET"]) in names
@@ -117,6 +119,7 @@ def test_external_database_runs_no_warehouse_and_uses_the_managed_secrets(render
     assert env_from == [{"secretRef": {"name": "warehouse-dashboard-managed"}}]
     cm = find(objects, "ConfigMap", "datapipe-dag-config")
     assert cm is not None and cm["data"]["DATAPIPE_WAREHOUSE_SECRET"] == "warehouse-pipeline-managed"
+    assert cm["data"]["DATAPIPE_PGSSLMODE"] == "verify-full"
     egress_peers = [
         peer
         for o in objects
@@ -156,8 +159,9 @@ def test_alerts_become_airflow_connections_in_a_secret(rendered: dict[str, list[
     slack = json.loads(data["AIRFLOW_CONN_SLACK_ALERTS"])
     assert slack == {"conn_type": "slackwebhook", "password": SCENARIOS["alerts"]["alerts"]["slack"]["webhookUrl"]}
     cm = find(objects, "ConfigMap", "datapipe-dag-config")
-    assert cm is not None and cm["data"]["DATAPIPE_ALERT_EMAILS"] == "oncall@example.com"
+    assert cm is not None and cm["data"]["DATAPIPE_ALERT_EMAIL_TO"] == "oncall@example.com"
     assert cm["data"]["DATAPIPE_SLACK_CONN_ID"] == "slack_alerts"
+    assert cm["data"]["DATAPIPE_SMTP_CONN_ID"] == "smtp_default"
     assert find(rendered["defaults/airflow-on"], "Secret", "datapipe-alerts") is None
 
 

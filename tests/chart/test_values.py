@@ -57,8 +57,8 @@ def _ancestry(lines: list[str], index: int) -> list[str]:
 def _schema_mirrors(values: Any, schema: dict[str, Any], defs: dict[str, Any], path: str, problems: list[str]) -> None:
     if "$ref" in schema:
         schema = defs[schema["$ref"].rsplit("/", 1)[-1]]
-    if not isinstance(values, dict) or "properties" not in schema:
-        return
+    if not isinstance(values, dict) or not values or "properties" not in schema:
+        return  # leaves, and empty optional shapes (documented with an `eg:` comment)
     if schema.get("additionalProperties") is not False:
         problems.append(f"{path or '<root>'}: additionalProperties is not false")
     props = schema["properties"]
