@@ -8,8 +8,10 @@ import json
 from typing import Any
 
 import kubernetes_validate
+import yaml
 import pytest
 from chart_helpers import (
+    CHART,
     NAMESPACE,
     SCENARIOS,
     Renderer,
@@ -219,3 +221,22 @@ def test_scenarios_cover_airflow_on_and_off(rendered: dict[str, list[dict[str, A
     off = {o["metadata"]["name"] for o in rendered["defaults/airflow-off"]}
     assert on - off == {"datapipe-airflow-metadata", "datapipe-airflow-admin", "datapipe-airflow"}
     assert scenario_values("defaults", False) == {"airflow": {"enabled": False}}
+
+
+def test_the_cloud_values_example_renders_and_validates(renderer: Renderer) -> None:
+    values = yaml.safe_load((CHART.parents[1] / "k8s" / "values-cloud.example.yaml").read_text())
+    objects = renderer.template(values)
+    assert find(objects, "StatefulSet", "datapipe-warehouse") is None
+    cm = find(objects, "ConfigMap", "datapipe-dag-config")
+    assert cm is not None and cm["data"]["DATAPIPE_IMAGE_TRANSFORM"] == "ghcr.io/acme/datapipe-transform:0123456789ab"
+    for obj in objects:
+        kubernetes_validate.validate(obj, "1.33.0", strict=True)
+
+
+def test_the_external_secret_examples_are_valid_objects() -> None:
+    docs = [d for d in yaml.safe_load_all((CHART.parents[1] / "k8s" / "external-secrets.example.yaml").read_text()) if d]
+    assert {d["metadata"]["name"] for d in docs} >= {"datapipe-warehouse-pipeline", "datapipe-warehouse-dashboard"}
+    for doc in docs:
+        kubernetes_validate.validate(doc, "1.33.0", strict=True)
+        assert all(v == "CHANGE-ME" or "CHANGE-ME" in v or k not in ("PGPASSWORD", "ALPHAVANTAGE_API_KEY")
+                   for k, v in doc["stringData"].items())
