@@ -128,7 +128,7 @@ lint-chart: $(HELM) ## helm lint the chart (strict once `helm dependency build` 
 
 .PHONY: lint-workflows
 lint-workflows: $(TOOLS_VENV) ## actionlint and the GitHub workflow schema on .github/workflows
-	$(TOOLS_BIN)/actionlint -shellcheck= .github/workflows/*.yml
+	PATH="$(TOOLS_BIN):$$PATH" $(TOOLS_BIN)/actionlint .github/workflows/*.yml
 	$(TOOLS_BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 .PHONY: lint-images

