@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""Benchmark of the extractor (issue 2): prints figures, asserts nothing.
+
+    .local/venvs/extract/bin/python bench/extract.py [--symbols 500] [--workers 4] [--rpm 300] [--rpm-requests 50]
+
+1. Throughput: `extract prices --full` for N distinct symbols (full history, ~5,000 bars each) from the
+   sandbox API running in its own process, limiter off, W workers, into a private embedded PostgreSQL.
+   Reports wall time, requests/s, bars/s loaded (bars counted in ops.extract_runs) and the extractor's
+   peak RSS (os.wait4 rusage of the extractor process alone).
+   The sandbox generates each synthetic history once (~0.1 s of Python per symbol on this machine) and
+   caches it; the bench asks for every symbol once before timing, so the timed run measures the
+   extractor, not the stand-in for the remote API.
+2. Rate limit: `extract companies` for M symbols at R requests/minute, 4 workers; the achieved rate is
+   measured from the sandbox's own request timestamps (GET /_sandbox/requests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import string
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import warehouse as warehouse_mod  # noqa: E402
+
+EXTRACT = ROOT / ".local" / "venvs" / "extract" / "bin" / "extract"
+AS_OF = "2026-11-25"
+
+
+def symbols(n: int, seed: int = 2) -> list[str]:
+    rng = random.Random(seed)
+    out: set[str] = set()
+    while len(out) < n:
+        out.add("".join(rng.choices(string.ascii_uppercase, k=rng.randint(3, 5))))
+    return sorted(out)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=120) as resp:
+        return bytes(resp.read())
+
+
+def start_sandbox(cache: int) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(EXTRACT), "sandbox", "--port", str(port), "--as-of", AS_OF, "--cache-bodies", str(cache)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            get(f"{base}/healthz")
+            return proc, base
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("sandbox did not start")
+
+
+def run_extract(args: list[str], env: dict[str, str]) -> tuple[float, int, float, str, float]:
+    """(wall seconds, exit code, peak RSS MiB, stderr tail, CPU seconds) of one extractor process."""
+    started = time.monotonic()
+    proc = subprocess.Popen([str(EXTRACT), *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return wall, proc.returncode, usage.ru_maxrss / 1024.0, err.decode()[-2000:], usage.ru_utime + usage.ru_stime
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--symbols", type=int, default=500)
+    ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--rpm", type=float, default=300.0)
+    ap.add_argument("--rpm-requests", type=int, default=50)
+    ap.add_argument("--skip-limiter", action="store_true")
+    opts = ap.parse_args()
+    syms = symbols(opts.symbols)
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-extract-", dir=ROOT / ".local"))
+    wh = warehouse_mod.Warehouse(tmp / "warehouse")
+    wh.start()
+    sandbox, base = start_sandbox(cache=opts.symbols * 2 + 16)
+    try:
+        print(f"machine: {os.cpu_count()} cores; warehouse: embedded PostgreSQL; sandbox pid {sandbox.pid}")
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(2) as pool:
+            sizes = list(
+                pool.map(
+                    lambda s: len(get(f"{base}/query?function=TIME_SERIES_DAILY&symbol={s}&outputsize=full")), syms
+                )
+            )
+        print(
+            f"sandbox warm-up: {len(syms)} full histories generated in {time.monotonic() - t0:.1f}s "
+            f"({sum(sizes) / 1e6:.0f} MB of JSON)"
+        )
+        get(f"{base}/_sandbox/requests")
+        urllib.request.urlopen(urllib.request.Request(f"{base}/_sandbox/requests", method="DELETE"), timeout=10).read()
+
+        env = {
+            "PATH": "/usr/bin:/bin",
+            **wh.env(),
+            "ALPHAVANTAGE_BASE_URL": f"{base}/query",
+            "ALPHAVANTAGE_API_KEY": "bench",
+            "ALPHAVANTAGE_REQUESTS_PER_MINUTE": "0",
+            "EXTRACT_WORKERS": str(opts.workers),
+            "EXTRACT_LOG_LEVEL": "WARNING",
+        }
+        load = os.getloadavg()[0]
+        wall, rc, rss, err, cpu = run_extract(["prices", "--full", "--symbols", ",".join(syms)], env)
+        out = wh.psql_admin(
+            "select requests, bars, symbols_succeeded from ops.extract_runs order by started_at desc limit 1",
+            database="warehouse",
+        ).strip()
+        requests, bars, ok = (int(x) for x in out.split("|"))
+        print(f"\n== throughput: {len(syms)} symbols, full history, limiter off, {opts.workers} workers")
+        print(f"exit code          {rc}  ({ok}/{len(syms)} symbols succeeded)")
+        print(f"wall time          {wall:.1f} s")
+        print(f"requests/s         {requests / wall:.1f}")
+        print(f"bars loaded        {bars:,}")
+        print(f"bars/s             {bars / wall:,.0f}   (target >= 100,000)")
+        print(f"extractor peak RSS {rss:.0f} MiB   (target <= 300)")
+        print(
+            f"extractor CPU      {cpu:.1f} s ({bars / cpu:,.0f} bars per CPU-second); load average before: {load:.1f}"
+        )
+        if rc != 0:
+            print(err, file=sys.stderr)
+
+        if not opts.skip_limiter:
+            urllib.request.urlopen(
+                urllib.request.Request(f"{base}/_sandbox/requests", method="DELETE"), timeout=10
+            ).read()
+            lim = symbols(opts.rpm_requests, seed=3)
+            env_lim = {**env, "ALPHAVANTAGE_REQUESTS_PER_MINUTE": f"{opts.rpm:g}", "EXTRACT_WORKERS": "4"}
+            wall, rc, rss, err, _ = run_extract(["companies", "--symbols", ",".join(lim)], env_lim)
+            times = sorted(r["t"] for r in json.loads(get(f"{base}/_sandbox/requests"))["requests"])
+            achieved = (len(times) - 1) / (times[-1] - times[0]) * 60.0
+            gaps = [b - a for a, b in pairwise(times)]
+            worst_minute = max(sum(1 for t in times if s <= t < s + 60.0) for s in times)
+            print(f"\n== rate limit: {len(times)} OVERVIEW requests at R = {opts.rpm:g}/min, 4 workers (exit {rc})")
+            print(f"achieved rate      {achieved:.1f}/min = {achieved / opts.rpm:.1%} of R   (target >= 95 %)")
+            print(f"smallest gap       {min(gaps) * 1000:.0f} ms (60/R = {60000 / opts.rpm:.0f} ms)")
+            print(f"most in any 60 s   {worst_minute} (R = {opts.rpm:g})")
+    finally:
+        sandbox.terminate()
+        sandbox.wait(timeout=30)
+        wh.destroy()
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""`extract`: the console script.
+
+    extract prices    [--symbols AAPL,MSFT] [--full]   TIME_SERIES_DAILY per symbol into raw.time_series_daily
+    extract companies [--symbols ...]                  OVERVIEW per symbol into raw.company_overview
+    extract migrate                                    create the raw/ops tables (every run does it too)
+    extract sandbox   [--port 8765] [--host 127.0.0.1] [--as-of YYYY-MM-DD] [--fault SPEC ...]
+
+Configuration comes from the environment (docs/extract.md); exit 0 only when every symbol succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+import psycopg
+
+from extract import db
+from extract.errors import ConfigError
+from extract.masking import configure_logging, mask_secret
+from extract.settings import Settings, parse_symbols
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_WAREHOUSE = 0, 1, 2, 3
+log = logging.getLogger("extract")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="extract", description="Alpha Vantage extractor and sandbox API.")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, what in (("prices", "TIME_SERIES_DAILY"), ("companies", "OVERVIEW")):
+        sp = sub.add_parser(name, help=f"load {what} for each symbol into raw")
+        sp.add_argument("--symbols", help="comma-separated symbols (default: DATAPIPE_SYMBOLS, else the 10 defaults)")
+        if name == "prices":
+            sp.add_argument(
+                "--full", action="store_true", help="outputsize=full for every symbol (default: only first loads)"
+            )
+    sub.add_parser("migrate", help="create the raw and ops tables (idempotent)")
+    sb = sub.add_parser("sandbox", help="run the sandbox Alpha Vantage API (see docs/extract.md)")
+    sb.add_argument("--host", default=None, help="listen address (default SANDBOX_HOST or 127.0.0.1)")
+    sb.add_argument("--port", type=int, default=None, help="TCP port (default SANDBOX_PORT or 8765; 0 = any free port)")
+    sb.add_argument(
+        "--as-of",
+        default=None,
+        help="pin the calendar: the last session is the last trading day <= this date "
+        "(default SANDBOX_AS_OF, else today's clock in US/Eastern)",
+    )
+    sb.add_argument(
+        "--unknown-symbols",
+        default=None,
+        help="comma-separated symbols answered as unknown (default SANDBOX_UNKNOWN_SYMBOLS)",
+    )
+    sb.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="inject a fault, e.g. 'throttle?every=3' (repeatable; also SANDBOX_FAULTS, ';'-separated)",
+    )
+    sb.add_argument(
+        "--require-key",
+        default=None,
+        help="answer the invalid-key error unless apikey equals this "
+        "(default SANDBOX_REQUIRE_KEY; unset = any key or none)",
+    )
+    sb.add_argument(
+        "--cache-bodies",
+        type=int,
+        default=None,
+        help="response bodies kept in memory (default SANDBOX_CACHE_BODIES or 64; a full history is ~0.6 MB)",
+    )
+    return p
+
+
+def run_extract(command: str, args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from extract.runner import Run, summary_table
+
+    try:
+        settings = Settings.from_env(env)
+        symbols = parse_symbols(args.symbols) if args.symbols else settings.symbols
+    except ConfigError as exc:
+        configure_logging(None)
+        log.error("configuration error: %s", exc)
+        return EXIT_CONFIG
+    configure_logging(settings.api_key, settings.log_level)
+    try:
+        run = Run(settings, command, symbols, full=getattr(args, "full", False))
+        outcomes = run.execute()
+    except psycopg.Error as exc:
+        log.error(
+            "warehouse error (check PGHOST/PGPORT/PGDATABASE/PGUSER/PGPASSWORD): %s",
+            mask_secret(str(exc).strip(), settings.api_key),
+        )
+        return EXIT_WAREHOUSE
+    summary_table(outcomes)
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        log.error("%d of %d symbols did not succeed (run %s)", len(failed), len(outcomes), run.run_id)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def run_migrate(env: Mapping[str, str]) -> int:
+    configure_logging(None)
+    pg_env = {k: env[k] for k in ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD", "PGSSLMODE") if k in env}
+    try:
+        with db.connect(pg_env) as conn:
+            db.migrate(conn)
+    except psycopg.Error as exc:
+        log.error("warehouse error: %s", str(exc).strip())
+        return EXIT_WAREHOUSE
+    log.info("schemas raw and ops are up to date")
+    return EXIT_OK
+
+
+def run_sandbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from extract.sandbox.faults import FaultSpecError, parse_faults
+    from extract.sandbox.server import SandboxConfig, serve
+
+    configure_logging(None, env.get("SANDBOX_LOG_LEVEL", "INFO"))
+    try:
+        as_of_raw = args.as_of or env.get("SANDBOX_AS_OF", "").strip() or None
+        as_of = dt.date.fromisoformat(as_of_raw) if as_of_raw else None
+    except ValueError:
+        log.error("--as-of / SANDBOX_AS_OF %r is not a YYYY-MM-DD date", as_of_raw)
+        return EXIT_CONFIG
+    try:
+        faults = parse_faults(env.get("SANDBOX_FAULTS", "")) + parse_faults(list(args.fault))
+    except FaultSpecError as exc:
+        log.error("%s", exc)
+        return EXIT_CONFIG
+    unknown_raw = args.unknown_symbols if args.unknown_symbols is not None else env.get("SANDBOX_UNKNOWN_SYMBOLS", "")
+    try:
+        port = args.port if args.port is not None else int(env.get("SANDBOX_PORT", "8765"))
+        cache = args.cache_bodies if args.cache_bodies is not None else int(env.get("SANDBOX_CACHE_BODIES", "64"))
+    except ValueError as exc:
+        log.error("bad SANDBOX_PORT / SANDBOX_CACHE_BODIES: %s", exc)
+        return EXIT_CONFIG
+    config = SandboxConfig(
+        host=args.host or env.get("SANDBOX_HOST", "127.0.0.1"),
+        port=port,
+        as_of=as_of,
+        unknown_symbols=frozenset(s.strip().upper() for s in unknown_raw.split(",") if s.strip()),
+        faults=faults,
+        require_key=args.require_key or env.get("SANDBOX_REQUIRE_KEY") or None,
+        cache_bodies=max(1, cache),
+    )
+    try:
+        serve(config)
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", config.host, config.port, exc)
+        return EXIT_CONFIG
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    env = dict(os.environ) if env is None else env
+    if args.command in ("prices", "companies"):
+        return run_extract(args.command, args, env)
+    if args.command == "migrate":
+        return run_migrate(env)
+    return run_sandbox(args, env)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""The warehouse side: schema migration, payload storage, and the ops run log (docs/warehouse.md)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib.resources import files
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+# Stable advisory-lock key for the schema migration ("extract" in ASCII).
+MIGRATION_LOCK = 0x65787472616374
+TABLES = {"TIME_SERIES_DAILY": "raw.time_series_daily", "OVERVIEW": "raw.company_overview"}
+
+
+def connect(pg_env: Mapping[str, str], *, autocommit: bool = False) -> psycopg.Connection[tuple[object, ...]]:
+    """A connection from the libpq variables only (PGHOST PGPORT PGDATABASE PGUSER PGPASSWORD PGSSLMODE)."""
+    keys = {
+        "PGHOST": "host",
+        "PGPORT": "port",
+        "PGDATABASE": "dbname",
+        "PGUSER": "user",
+        "PGPASSWORD": "password",
+        "PGSSLMODE": "sslmode",
+    }
+    kwargs = {keys[k]: v for k, v in pg_env.items() if k in keys and v}
+    conninfo = make_conninfo("", application_name="extract", **kwargs)
+    return psycopg.connect(conninfo, autocommit=autocommit)
+
+
+def schema_sql() -> str:
+    return files("extract").joinpath("schema.sql").read_text()
+
+
+def migrate(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """Create the raw and ops tables if missing; safe to run concurrently and repeatedly."""
+    with conn.transaction():
+        conn.execute("select pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        conn.execute(schema_sql().encode())
+
+
+def sha256(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+@dataclass
+class SymbolOutcome:
+    symbol: str
+    function: str
+    output_size: str | None
+    status: str = "skipped"
+    bars: int = 0
+    requests: int = 0
+    reason_code: str | None = None
+    reason: str | None = None
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("succeeded", "unchanged")
+
+
+def start_run(
+    conn: psycopg.Connection[tuple[object, ...]],
+    run_id: uuid.UUID,
+    command: str,
+    function: str,
+    base_url: str,
+    symbols: int,
+) -> None:
+    with conn.transaction():
+        conn.execute(
+            "insert into ops.extract_runs (run_id, command, function, started_at, status, symbols_requested, base_url)"
+            " values (%s, %s, %s, now(), 'running', %s, %s)",
+            (run_id, command, function, symbols, base_url),
+        )
+
+
+def finish_run(conn: psycopg.Connection[tuple[object, ...]], run_id: uuid.UUID, outcomes: list[SymbolOutcome]) -> None:
+    ok = sum(o.ok for o in outcomes)
+    with conn.transaction():
+        conn.execute(
+            "update ops.extract_runs set finished_at = now(), status = %s, symbols_succeeded = %s,"
+            " symbols_failed = %s, requests = %s, bars = %s where run_id = %s",
+            (
+                "succeeded" if ok == len(outcomes) else "failed",
+                ok,
+                len(outcomes) - ok,
+                sum(o.requests for o in outcomes),
+                sum(o.bars for o in outcomes),
+                run_id,
+            ),
+        )
+
+
+def has_payload(conn: psycopg.Connection[tuple[object, ...]], function: str, symbol: str) -> bool:
+    table = TABLES[function]
+    row = conn.execute(
+        f"select exists (select 1 from {table} where symbol = %s and function = %s)", (symbol, function)
+    ).fetchone()
+    conn.commit()
+    return bool(row and row[0])
+
+
+_INSERT_SYMBOL = (
+    "insert into ops.extract_run_symbols (run_id, symbol, function, output_size, status, bars, requests,"
+    " reason_code, reason, started_at, finished_at) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " on conflict (run_id, symbol) do update set status = excluded.status, bars = excluded.bars,"
+    " requests = excluded.requests, reason_code = excluded.reason_code, reason = excluded.reason,"
+    " finished_at = excluded.finished_at"
+)
+
+
+def _symbol_row(run_id: uuid.UUID, o: SymbolOutcome) -> tuple[object, ...]:
+    return (
+        run_id,
+        o.symbol,
+        o.function,
+        o.output_size,
+        o.status,
+        o.bars,
+        o.requests,
+        o.reason_code,
+        o.reason,
+        o.started_at,
+        o.finished_at,
+    )
+
+
+def record_symbol(conn: psycopg.Connection[tuple[object, ...]], run_id: uuid.UUID, outcome: SymbolOutcome) -> None:
+    with conn.transaction():
+        conn.execute(_INSERT_SYMBOL, _symbol_row(run_id, outcome))
+
+
+def store_payload(
+    conn: psycopg.Connection[tuple[object, ...]],
+    run_id: uuid.UUID,
+    outcome: SymbolOutcome,
+    *,
+    url: str,
+    requested_at: dt.datetime,
+    received_at: dt.datetime,
+    body: bytes,
+) -> bool:
+    """One transaction: the payload (unless identical to the latest stored one for this symbol and
+    function) and the symbol's run-log row. Returns True when a new payload row was written."""
+    table = TABLES[outcome.function]
+    digest = sha256(body)
+    with conn.transaction():
+        # Serialise concurrent extractors on the same symbol, so "latest" is well defined.
+        conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"{table}:{outcome.symbol}",))
+        row = conn.execute(
+            f"select payload_sha256 from {table} where symbol = %s and function = %s"
+            " order by received_at desc, payload_id desc limit 1",
+            (outcome.symbol, outcome.function),
+        ).fetchone()
+        stored = not (row and row[0] == digest)
+        if stored:
+            conn.execute(
+                f"insert into {table} (run_id, symbol, function, output_size, request_url, requested_at,"
+                " received_at, payload_sha256, payload) values (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)",
+                (
+                    run_id,
+                    outcome.symbol,
+                    outcome.function,
+                    outcome.output_size,
+                    url,
+                    requested_at,
+                    received_at,
+                    digest,
+                    body.decode("utf-8"),
+                ),
+            )
+        outcome.status = "succeeded" if stored else "unchanged"
+        if not stored:
+            outcome.bars = 0  # `bars` counts what this run loaded
+        conn.execute(_INSERT_SYMBOL, _symbol_row(run_id, outcome))
+    return stored

@@ -1,0 +1,1 @@
+"""The sandbox Alpha Vantage API: deterministic synthetic market data and injectable faults."""
