@@ -1,0 +1,44 @@
+{#-
+  Objects the models need, created idempotently by the on-run-start hook (dbt_project.yml):
+  - the schemas, so hooks and macros can reference them before the first model runs;
+  - staging.dbt_watermarks: per incremental model, the highest upstream cursor it has consumed;
+  - staging.datapipe_indicator_step / staging.datapipe_indicators: the aggregate behind the
+    recursive indicators (see macros/indicators.sql and docs/transform.md).
+  One DO block under an advisory lock, so parallel dbt invocations (Cosmos runs one per model)
+  never race on CREATE OR REPLACE.
+-#}
+{% macro datapipe_create_support_objects() %}
+do $datapipe$
+begin
+  perform pg_advisory_xact_lock(hashtext('datapipe_support_objects'));
+  create schema if not exists staging;
+  create schema if not exists {{ env_var('DATAPIPE_AUDIT_SCHEMA', 'audit') }};
+  create table if not exists staging.dbt_watermarks (
+    model text primary key,
+    watermark bigint,
+    watermark_at timestamptz,
+    updated_at timestamptz not null default now()
+  );
+  {{ datapipe_indicator_function_ddl() | replace('$$', '$fn$') }}
+end
+$datapipe$;
+{% endmacro %}
+
+
+{#- SQL expression: the watermark (bigint cursor) an incremental model has consumed, or 0. -#}
+{% macro datapipe_watermark(model_name) -%}
+(select coalesce(max(watermark), 0) from staging.dbt_watermarks where model = '{{ model_name }}')
+{%- endmacro %}
+
+{#- SQL expression: the timestamp watermark, or -infinity. -#}
+{% macro datapipe_watermark_at(model_name) -%}
+(select coalesce(max(watermark_at), '-infinity'::timestamptz) from staging.dbt_watermarks where model = '{{ model_name }}')
+{%- endmacro %}
+
+{#- Post-hook: record what a model consumed (runs in the model's transaction). -#}
+{% macro datapipe_set_watermark(model_name, watermark_sql='null', watermark_at_sql='null') -%}
+insert into staging.dbt_watermarks (model, watermark, watermark_at, updated_at)
+values ('{{ model_name }}', {{ watermark_sql }}, {{ watermark_at_sql }}, now())
+on conflict (model) do update
+  set watermark = excluded.watermark, watermark_at = excluded.watermark_at, updated_at = excluded.updated_at
+{%- endmacro %}

@@ -1,0 +1,266 @@
+{#-
+  One row per symbol per trading day: prices, daily return, 52-week range and every technical
+  indicator, plus the recursion state the next incremental run starts from.
+
+  Incremental and exact. A run looks at the staging bars that arrived since the watermark, finds
+  per symbol the first bar whose values changed (or is new), and recomputes from there:
+  - recursive indicators (EMA, MACD signal, Wilder RSI) restart from the stored state of the bar
+    just before it (`indicator_state`), so they continue exactly where a full run would be;
+  - window indicators (SMA, Bollinger, 52-week range, daily return) read a look-back of at least
+    251 earlier bars (from the start of a 252-bar block) as context.
+  A full refresh runs the same SQL with no seed and no context: both give identical rows.
+-#}
+{{
+    config(
+        materialized='incremental',
+        unique_key=['symbol', 'trade_date'],
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+        indexes=[
+            {'columns': ['symbol', 'trade_date'], 'unique': True},
+            {'columns': ['symbol', 'bar_index'], 'unique': True},
+            {'columns': ['computed_at']},
+        ],
+        post_hook=[
+            "{{ datapipe_set_watermark(this.identifier, '(select max(source_payload_id) from ' ~ ref('stg_alphavantage__daily_prices') ~ ')') }}",
+        ],
+    )
+}}
+
+{%- set block = 252 %}
+
+with
+
+prices as (
+
+    select
+        symbol,
+        trade_date,
+        open,
+        high,
+        low,
+        close,
+        volume,
+        source_payload_id
+    from {{ ref('stg_alphavantage__daily_prices') }}
+
+),
+
+{% if is_incremental() %}
+
+new_bars as (
+
+    select * from prices
+    where source_payload_id > {{ datapipe_watermark(this.identifier) }}
+
+),
+
+changed_symbols as (
+
+    select
+        new_bars.symbol,
+        min(new_bars.trade_date) as first_changed_date
+    from new_bars
+    left join {{ this }} as stored
+        on stored.symbol = new_bars.symbol
+        and stored.trade_date = new_bars.trade_date
+    where stored.symbol is null
+        or (new_bars.open, new_bars.high, new_bars.low, new_bars.close, new_bars.volume)
+            is distinct from (stored.open, stored.high, stored.low, stored.close, stored.volume)
+    group by new_bars.symbol
+
+),
+
+anchors as (
+
+    select
+        changed_symbols.symbol,
+        coalesce(previous_bar.bar_index + 1, 0) as first_changed_index,
+        previous_bar.indicator_state as seed_state,
+        -- context starts at the 252-bar block holding the bar 251 bars before the first change
+        greatest(coalesce(previous_bar.bar_index + 1, 0) - {{ block - 1 }}, 0) / {{ block }} * {{ block }}
+            as context_index
+    from changed_symbols
+    left join lateral (
+        select stored.bar_index, stored.indicator_state
+        from {{ this }} as stored
+        where stored.symbol = changed_symbols.symbol
+            and stored.trade_date < changed_symbols.first_changed_date
+        order by stored.trade_date desc
+        limit 1
+    ) as previous_bar on true
+
+),
+
+scope as (
+
+    select
+        anchors.*,
+        context_bar.trade_date as context_date
+    from anchors
+    left join {{ this }} as context_bar
+        on context_bar.symbol = anchors.symbol
+        and context_bar.bar_index = anchors.context_index
+        and anchors.context_index > 0
+
+),
+
+scoped_prices as (
+
+    select
+        prices.*,
+        scope.first_changed_index,
+        scope.seed_state,
+        scope.context_index
+    from prices
+    inner join scope
+        on scope.symbol = prices.symbol
+        and (scope.context_date is null or prices.trade_date >= scope.context_date)
+
+),
+
+{% else %}
+
+scoped_prices as (
+
+    select
+        prices.*,
+        0::bigint as first_changed_index,
+        null::double precision[] as seed_state,
+        0::bigint as context_index
+    from prices
+
+),
+
+{% endif %}
+
+indexed as (
+
+    select
+        scoped_prices.*,
+        context_index + row_number() over (partition by symbol order by trade_date) - 1 as bar_index
+    from scoped_prices
+
+),
+
+numbered as (
+
+    select
+        indexed.*,
+        lag(close) over by_day as previous_close,
+        sum(close) over running as running_close,
+        sum(close * close) over running as running_close_sq,
+        -- fed only from the first changed bar on; seeded with the state of the bar before it
+        staging.datapipe_indicators(close::double precision, seed_state)
+            filter (where bar_index >= first_changed_index)
+            over running as indicator_state
+    from indexed
+    window
+        by_day as (partition by symbol order by trade_date),
+        running as (partition by symbol order by trade_date rows between unbounded preceding and current row)
+
+),
+
+windows as (
+
+    select
+        numbered.*,
+        bar_index / {{ block }} as block_number,
+        -- exact rolling sums from running numeric sums (O(n), no float drift)
+        running_close - lag(running_close, 20, 0) over by_day as close_sum_20,
+        running_close_sq - lag(running_close_sq, 20, 0) over by_day as close_sq_sum_20,
+        running_close - lag(running_close, 50, 0) over by_day as close_sum_50,
+        running_close - lag(running_close, 200, 0) over by_day as close_sum_200
+    from numbered
+    window by_day as (partition by symbol order by trade_date)
+
+),
+
+ranges as (
+
+    -- 52-week (252-bar) high/low in O(n): running max/min within 252-bar blocks, forwards and
+    -- backwards; a trailing window is the tail of the previous block plus the head of this one.
+    select
+        windows.*,
+        max(high) over block_forward as high_block_head,
+        min(low) over block_forward as low_block_head,
+        max(high) over block_backward as high_block_tail,
+        min(low) over block_backward as low_block_tail
+    from windows
+    window
+        block_forward as (
+            partition by symbol, block_number order by trade_date
+            rows between unbounded preceding and current row
+        ),
+        block_backward as (
+            partition by symbol, block_number order by trade_date desc
+            rows between unbounded preceding and current row
+        )
+
+),
+
+ranged as (
+
+    select
+        ranges.*,
+        case
+            when block_number = 0 or bar_index % {{ block }} = {{ block - 1 }} then high_block_head
+            else greatest(high_block_head, lag(high_block_tail, {{ block - 1 }}) over by_day)
+        end as high_52w,
+        case
+            when block_number = 0 or bar_index % {{ block }} = {{ block - 1 }} then low_block_head
+            else least(low_block_head, lag(low_block_tail, {{ block - 1 }}) over by_day)
+        end as low_52w
+    from ranges
+    window by_day as (partition by symbol order by trade_date)
+
+),
+
+final as (
+
+    select
+        symbol,
+        trade_date,
+        bar_index,
+        open,
+        high,
+        low,
+        close,
+        volume,
+        previous_close,
+        (close::double precision / nullif(previous_close, 0)::double precision) - 1 as daily_return,
+        high_52w,
+        low_52w,
+        case when bar_index >= 19 then (close_sum_20 / 20)::double precision end as sma_20,
+        case when bar_index >= 49 then (close_sum_50 / 50)::double precision end as sma_50,
+        case when bar_index >= 199 then (close_sum_200 / 200)::double precision end as sma_200,
+        case when indicator_state[1] >= 12 then indicator_state[4] end as ema_12,
+        case when indicator_state[1] >= 26 then indicator_state[6] end as ema_26,
+        case when indicator_state[1] >= 26 then indicator_state[4] - indicator_state[6] end as macd,
+        case when indicator_state[7] >= 9 then indicator_state[9] end as macd_signal,
+        case when indicator_state[7] >= 9 then indicator_state[4] - indicator_state[6] - indicator_state[9] end
+            as macd_hist,
+        case
+            when indicator_state[1] < 15 then null
+            when indicator_state[13] = 0 then 100::double precision
+            else 100 - 100 / (1 + indicator_state[12] / indicator_state[13])
+        end as rsi_14,
+        -- population variance of the last 20 closes, exact in numeric: (n*sum(x^2) - sum(x)^2) / n^2
+        case when bar_index >= 19 then
+            (close_sum_20 / 20)::double precision
+            + 2 * sqrt(((20 * close_sq_sum_20 - close_sum_20 * close_sum_20) / 400)::double precision)
+        end as bb_upper,
+        case when bar_index >= 19 then (close_sum_20 / 20)::double precision end as bb_middle,
+        case when bar_index >= 19 then
+            (close_sum_20 / 20)::double precision
+            - 2 * sqrt(((20 * close_sq_sum_20 - close_sum_20 * close_sum_20) / 400)::double precision)
+        end as bb_lower,
+        indicator_state,
+        source_payload_id,
+        '{{ run_started_at }}'::timestamptz as computed_at
+    from ranged
+    where bar_index >= first_changed_index
+
+)
+
+select * from final

@@ -1,0 +1,44 @@
+{#- One row per symbol per trading day: prices, daily return and 52-week range. Incremental:
+    takes the rows the indicator model recomputed since this model's watermark. -#}
+{{
+    config(
+        materialized='incremental',
+        unique_key=['symbol', 'trade_date'],
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+        indexes=[{'columns': ['symbol', 'trade_date'], 'unique': True}],
+        post_hook=[
+            "{{ datapipe_set_watermark(this.identifier, watermark_at_sql='(select max(computed_at) from ' ~ ref('int_daily_prices__indicators') ~ ')') }}",
+        ],
+    )
+}}
+
+with
+
+indicators as (
+
+    select * from {{ ref('int_daily_prices__indicators') }}
+    {% if is_incremental() %}
+    where computed_at > {{ datapipe_watermark_at(this.identifier) }}
+    {% endif %}
+
+),
+
+final as (
+
+    select
+        symbol,
+        trade_date,
+        open,
+        high,
+        low,
+        close,
+        volume,
+        daily_return,
+        high_52w,
+        low_52w
+    from indicators
+
+)
+
+select * from final

@@ -1,0 +1,117 @@
+"""`quality` console script: gate, publish, grant-reader, summary, calendar.
+
+    quality gate           validate the audited marts (GX); exit 1 with the failing expectations
+    quality publish        copy the audited marts into `marts` in one transaction (needs a passed gate)
+    quality grant-reader   read-only grants for the dashboard role (idempotent)
+    quality summary        print the published marts: rows, symbols, latest trading day
+    quality calendar       print the trading day the freshness check expects
+
+Configuration (environment, read once): PGHOST PGPORT PGDATABASE PGUSER PGPASSWORD PGSSLMODE,
+DATAPIPE_SYMBOLS, DATAPIPE_AUDIT_SCHEMA (audit), DATAPIPE_MARTS_SCHEMA (marts), DASHBOARD_ROLE
+(dashboard), QUALITY_DATA_DOCS_DIR (target/data_docs), QUALITY_ROW_COUNT_TOLERANCE (0.05),
+QUALITY_FRESHNESS_LAG_DAYS (0), QUALITY_TODAY (pin the date, YYYY-MM-DD),
+QUALITY_MARKET_CLOSE_DELAY_MINUTES (60), QUALITY_LOCK_TIMEOUT_S (60).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+import psycopg
+
+from quality.settings import ConfigError, Settings
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+def _gate(settings: Settings) -> int:
+    from quality.gate import run_gate
+
+    outcome = run_gate(settings)
+    total, failed = len(outcome.results), len(outcome.failures)
+    print(f"gate run {outcome.gate_run_id}: {total - failed}/{total} expectations passed"
+          f" (freshness: latest bar >= {outcome.expected_latest_date})")
+    if outcome.data_docs_path:
+        print(f"data docs: {outcome.data_docs_path}")
+    if outcome.success:
+        print("GATE PASSED")
+        return EXIT_OK
+    print(f"GATE FAILED: {failed} failing expectation(s); nothing will be published:", file=sys.stderr)
+    for failure in outcome.failures:
+        print(f"  - {failure.describe()}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _publish(settings: Settings) -> int:
+    from quality.publish import PublishRefused, publish
+
+    try:
+        outcome = publish(settings)
+    except PublishRefused as exc:
+        print(f"PUBLISH REFUSED: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    counts = ", ".join(f"{m}={n:,}" for m, n in outcome.row_counts.items())
+    print(f"published (publish_id {outcome.publish_id}, gate run {outcome.gate_run_id}): {counts}")
+    return EXIT_OK
+
+
+def _grant(settings: Settings) -> int:
+    from quality.grants import GrantError, grant_reader
+
+    try:
+        granted = grant_reader(settings)
+    except GrantError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"role {settings.dashboard_role}: SELECT on {settings.marts_schema}.* (and future tables),"
+          f" ops.{', ops.'.join(granted) if granted else '(no ops tables yet)'}")
+    return EXIT_OK
+
+
+def _summary(settings: Settings) -> int:
+    from quality.summary import format_table, last_publish, summary_rows
+
+    rows = summary_rows(settings)
+    print(f"published marts ({settings.marts_schema}), last publish: {last_publish(settings)}")
+    print(format_table(rows))
+    return EXIT_OK if all(r[3] != "not published" for r in rows) else EXIT_FAILED
+
+
+def _calendar(settings: Settings) -> int:
+    from quality.calendar import expected_latest_trade_date
+
+    expected = expected_latest_trade_date(
+        dt.datetime.now(dt.UTC), today=settings.today, lag_days=settings.freshness_lag_days,
+        close_delay_minutes=settings.market_close_delay_minutes,
+    )
+    print(expected.isoformat())
+    return EXIT_OK
+
+
+COMMANDS = {"gate": _gate, "publish": _publish, "grant-reader": _grant, "summary": _summary, "calendar": _calendar}
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="quality", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=sorted(COMMANDS))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env(os.environ if env is None else env)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        return COMMANDS[args.command](settings)
+    except psycopg.OperationalError as exc:
+        print(f"warehouse error: {exc}".strip(), file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Warehouse access (psycopg 3) and the `ops` tables owned by `quality`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg import sql
+
+from quality.settings import Settings
+
+OPS_DDL = """
+create schema if not exists ops;
+create table if not exists ops.gate_runs (
+    gate_run_id uuid primary key,
+    started_at timestamptz not null,
+    finished_at timestamptz,
+    success boolean,
+    audit_schema text not null,
+    expectations_total integer,
+    expectations_failed integer,
+    data_docs_path text,
+    audit_fingerprint jsonb
+);
+create table if not exists ops.gate_results (
+    gate_run_id uuid not null references ops.gate_runs (gate_run_id),
+    mart text not null,
+    expectation_type text not null,
+    column_name text,
+    kwargs jsonb,
+    success boolean not null,
+    observed_value text,
+    details text
+);
+create index if not exists gate_results_run on ops.gate_results (gate_run_id);
+create table if not exists ops.publish_history (
+    publish_id bigint generated always as identity primary key,
+    gate_run_id uuid,
+    published_at timestamptz not null default now(),
+    status text not null,
+    row_counts jsonb
+);
+"""
+
+
+@contextmanager
+def connect(settings: Settings, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(settings.conninfo(), autocommit=autocommit, application_name="datapipe-quality") as conn:
+        yield conn
+
+
+def ensure_ops_tables(conn: psycopg.Connection) -> None:
+    """Create the gate/publish tables idempotently (advisory lock: safe when run in parallel)."""
+    with conn.transaction():
+        conn.execute("select pg_advisory_xact_lock(hashtext('datapipe_quality_ops'))")
+        conn.execute(OPS_DDL)
+
+
+def table_exists(conn: psycopg.Connection, schema: str, table: str) -> bool:
+    row = conn.execute("select to_regclass(%s) is not null", (f"{schema}.{table}",)).fetchone()
+    return bool(row and row[0])
+
+
+def row_count(conn: psycopg.Connection, schema: str, table: str) -> int:
+    row = conn.execute(sql.SQL("select count(*) from {}.{}").format(sql.Identifier(schema), sql.Identifier(table))).fetchone()
+    return int(row[0]) if row else 0
+
+
+def fingerprint(conn: psycopg.Connection, schema: str, tables: tuple[str, ...]) -> dict[str, dict[str, int]]:
+    """Cheap identity of table contents: row count, physical file and newest writing transaction.
+    Any dbt rebuild (full or incremental) changes at least one of them."""
+    out: dict[str, dict[str, int]] = {}
+    for table in tables:
+        if not table_exists(conn, schema, table):
+            continue
+        row = conn.execute(
+            sql.SQL(
+                "select count(*), coalesce(max(xmin::text::bigint), 0), pg_relation_filenode({rel}::regclass) from {t}"
+            ).format(rel=sql.Literal(f"{schema}.{table}"), t=sql.Identifier(schema, table))
+        ).fetchone()
+        assert row is not None
+        out[table] = {"rows": int(row[0]), "max_xmin": int(row[1]), "filenode": int(row[2] or 0)}
+    return out

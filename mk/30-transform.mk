@@ -1,0 +1,58 @@
+# The transform component: dbt project (dbt/) + the `quality` package (dbt/quality/): GX gate,
+# write-audit-publish, reader grants. One lock (dbt/requirements.lock) shared by the
+# datapipe-transform image and the local venv `transform`.
+TRANSFORM_VENV   := $(VENVS)/transform/.datapipe-synced
+TRANSFORM_BIN    := $(VENVS)/transform/bin
+DBT_MANIFEST     := $(ROOT)/dbt/target/manifest.json
+DBT_SOURCES      := $(shell find $(ROOT)/dbt/models $(ROOT)/dbt/macros $(ROOT)/dbt/tests -type f 2>/dev/null) \
+                    $(ROOT)/dbt/dbt_project.yml $(ROOT)/dbt/profiles.yml
+VENV_TARGETS     += $(TRANSFORM_VENV)
+TEST_TARGETS     += test-transform
+LOCK_TARGETS     += lock-transform
+
+# Bytecode compiled at install time: dbt and GX import thousands of modules, and a process that
+# cannot write __pycache__ (PYTHONDONTWRITEBYTECODE, read-only image) would recompile them on every
+# start (GX alone: ~20 s of CPU).
+$(TRANSFORM_VENV): dbt/requirements.lock dbt/requirements-test.lock dbt/quality/pyproject.toml | $(UV)
+	@UV_COMPILE_BYTECODE=1 scripts/sync-venv $(VENVS)/transform dbt/requirements.lock dbt/requirements-test.lock -- dbt/quality
+
+.PHONY: lock-transform
+lock-transform: $(UV)
+	$(UV) pip compile $(LOCK_FLAGS) dbt/quality/pyproject.toml -o dbt/requirements.lock
+	$(UV) pip compile $(LOCK_FLAGS) -c dbt/requirements.lock dbt/requirements-test.in -o dbt/requirements-test.lock
+
+# dbt parse needs no database: placeholder libpq values keep env_var() happy at setup/build time.
+DBT_PARSE_ENV := DBT_PROFILES_DIR=. DBT_PROJECT_DIR=. PGHOST=$${PGHOST:-localhost} PGPORT=$${PGPORT:-5432} \
+  PGDATABASE=$${PGDATABASE:-warehouse} PGUSER=$${PGUSER:-pipeline} PGPASSWORD=$${PGPASSWORD:-unused} \
+  PGSSLMODE=$${PGSSLMODE:-disable}
+
+$(DBT_MANIFEST): $(TRANSFORM_VENV) $(DBT_SOURCES)
+	@cd dbt && env $(DBT_PARSE_ENV) $(TRANSFORM_BIN)/dbt parse --quiet --no-partial-parse
+	@echo "==> dbt manifest: dbt/target/manifest.json"
+
+##@ Local
+
+.PHONY: dbt-manifest
+dbt-manifest: $(DBT_MANIFEST) ## Parse the dbt project into dbt/target/manifest.json (read by the Airflow DAG)
+
+.PHONY: pipeline
+pipeline: db-up ## Run the whole pipeline locally: extract (sandbox unless a real API is configured), dbt build, gate, publish
+	@$(MAKE) $(TRANSFORM_VENV) $(DBT_MANIFEST)
+	@if [ -z "$${ALPHAVANTAGE_BASE_URL:-}" ] && [ -z "$${ALPHAVANTAGE_API_KEY:-}" ]; then $(MAKE) sandbox-up; fi
+	@set -a; . $(WAREHOUSE_ENV); \
+	  if [ -z "$${ALPHAVANTAGE_BASE_URL:-}" ] && [ -z "$${ALPHAVANTAGE_API_KEY:-}" ] && [ -f $(LOCAL)/sandbox.env ]; then . $(LOCAL)/sandbox.env; fi; \
+	  set +a; $(PY) scripts/run-step --pipeline
+
+.PHONY: marts-summary
+marts-summary: $(TRANSFORM_VENV) ## Print a short summary of the published marts (row counts, symbols, latest date)
+	@set -a; . $(WAREHOUSE_ENV); set +a; $(TRANSFORM_BIN)/quality summary
+
+##@ Test
+
+.PHONY: test-transform
+test-transform: $(TRANSFORM_VENV) $(DBT_MANIFEST) $(WAREHOUSE_VENV) $(EXTRACT_VENV) ## Run the transform tests (real dbt, GX, embedded PostgreSQL, sandbox API)
+	@$(TRANSFORM_BIN)/python -m pytest tests/transform $(PYTEST_ARGS)
+
+.PHONY: bench-transform
+bench-transform: $(TRANSFORM_VENV) $(DBT_MANIFEST) $(WAREHOUSE_VENV) $(EXTRACT_VENV) ## Benchmark: 500 symbols x 20 years full build + gate + publish, then a daily incremental run
+	@$(TRANSFORM_BIN)/python bench/transform.py $(BENCH_ARGS)
