@@ -1,0 +1,1 @@
+"""datapipe-analytics dashboard: Streamlit views over the published marts (read-only)."""

@@ -1,0 +1,207 @@
+"""Every SQL statement the dashboard runs, one function per question, grouped by page.
+
+Each function takes a `Query` callable (sql, params) -> DataFrame: the app passes a cached runner
+(st.cache_data with a short TTL), the benchmark an uncached one. Only `marts.*` and the documented
+`ops` tables are read, and every value travels as a bound parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+Query = Callable[[str, Any], pd.DataFrame]
+
+SPARKLINE_DAYS = 92
+INDICATOR_COLUMNS = (
+    "sma_20", "sma_50", "sma_200", "ema_12", "ema_26", "macd", "macd_signal", "macd_hist",
+    "rsi_14", "bb_upper", "bb_middle", "bb_lower",
+)
+
+# -- market overview --------------------------------------------------------------------------
+
+MARKET_OVERVIEW_SQL = """
+select symbol, name, sector, industry, trade_date, close, previous_close, day_change,
+       day_change_pct, volume, high_52w, low_52w, sma_20, sma_50, sma_200, macd, macd_signal, rsi_14
+from marts.mart_market_overview
+order by symbol
+"""
+
+SPARKLINES_SQL = """
+select symbol, array_agg(close::float8 order by trade_date) as closes
+from marts.fct_daily_prices
+where trade_date > %s
+group by symbol
+"""
+
+LAST_PUBLISH_SQL = """
+select published_at, status
+from ops.publish_history
+order by published_at desc
+limit 1
+"""
+
+
+def market_overview(q: Query) -> pd.DataFrame:
+    return q(MARKET_OVERVIEW_SQL, ())
+
+
+def sparklines(q: Query, latest: date) -> pd.DataFrame:
+    return q(SPARKLINES_SQL, (latest - timedelta(days=SPARKLINE_DAYS),))
+
+
+def last_publish(q: Query) -> pd.DataFrame:
+    return q(LAST_PUBLISH_SQL, ())
+
+
+# -- symbol detail ----------------------------------------------------------------------------
+
+COMPANY_SQL = """
+select symbol, name, description, asset_type, exchange, currency, country, sector, industry,
+       market_capitalization, pe_ratio, dividend_yield, beta, updated_at
+from marts.dim_company
+where symbol = %s
+"""
+
+PRICE_BOUNDS_SQL = """
+select min(trade_date) as first_date, max(trade_date) as last_date, count(*) as bars
+from marts.fct_daily_prices
+where symbol = %s
+"""
+
+PRICE_HISTORY_SQL = f"""
+select p.trade_date, p.open, p.high, p.low, p.close, p.volume, p.daily_return,
+       {", ".join("i." + c for c in INDICATOR_COLUMNS)}
+from marts.fct_daily_prices as p
+left join marts.fct_technical_indicators as i
+  on i.symbol = p.symbol and i.trade_date = p.trade_date
+where p.symbol = %s and p.trade_date between %s and %s
+order by p.trade_date
+"""
+
+
+def company(q: Query, symbol: str) -> pd.DataFrame:
+    return q(COMPANY_SQL, (symbol,))
+
+
+def price_bounds(q: Query, symbol: str) -> pd.DataFrame:
+    return q(PRICE_BOUNDS_SQL, (symbol,))
+
+
+def price_history(q: Query, symbol: str, start: date, end: date) -> pd.DataFrame:
+    return q(PRICE_HISTORY_SQL, (symbol, start, end))
+
+
+# -- portfolio --------------------------------------------------------------------------------
+
+CLOSES_SQL = """
+select symbol, trade_date, close
+from marts.fct_daily_prices
+where symbol = any(%s) and trade_date >= %s
+order by trade_date, symbol
+"""
+
+
+def closes(q: Query, symbols: Sequence[str], start: date) -> pd.DataFrame:
+    return q(CLOSES_SQL, (sorted(set(symbols)), start))
+
+
+# -- data quality -----------------------------------------------------------------------------
+
+EXTRACT_RUNS_SQL = """
+select run_id, command, function, started_at, finished_at, status, symbols_requested,
+       symbols_succeeded, symbols_failed, requests, bars, base_url
+from ops.extract_runs
+order by started_at desc
+limit %s
+"""
+
+LAST_GATE_RUN_SQL = """
+select gate_run_id, started_at, finished_at, success, audit_schema, expectations_total,
+       expectations_failed, data_docs_path
+from ops.gate_runs
+order by started_at desc
+limit 1
+"""
+
+GATE_RESULTS_SQL = """
+select mart, expectation_type, column_name, kwargs::text as kwargs, success, observed_value, details
+from ops.gate_results
+where gate_run_id = %s
+order by success, mart, expectation_type, column_name
+"""
+
+PUBLISH_HISTORY_SQL = """
+select publish_id, gate_run_id, published_at, status, row_counts::text as row_counts
+from ops.publish_history
+order by published_at desc
+limit %s
+"""
+
+LAST_EXTRACT_PER_SYMBOL_SQL = """
+select distinct on (symbol) symbol, status as last_extract_status, finished_at as last_extract_at,
+       reason_code as last_reason_code
+from ops.extract_run_symbols
+where function = 'TIME_SERIES_DAILY'
+order by symbol, started_at desc
+"""
+
+# Requests per run: the per-symbol counts (retries included) or the run total, whichever is larger
+# (a run still in progress may not have written its total yet).
+API_REQUESTS_SQL = """
+with runs as (
+    select run_id, coalesce(requests, 0) as run_requests
+    from ops.extract_runs
+    where started_at >= %(start)s and started_at < %(end)s
+),
+symbols as (
+    select run_id, sum(coalesce(requests, 0)) as symbol_requests
+    from ops.extract_run_symbols
+    where started_at >= %(start)s and started_at < %(end)s
+    group by run_id
+)
+select coalesce(sum(greatest(coalesce(r.run_requests, 0), coalesce(s.symbol_requests, 0))), 0)::int as requests,
+       count(distinct coalesce(r.run_id, s.run_id))::int as runs
+from runs as r
+full join symbols as s on s.run_id = r.run_id
+"""
+
+FAILURES_BY_REASON_SQL = """
+select coalesce(reason_code, 'unknown') as reason_code, count(*)::int as failures,
+       max(started_at) as last_seen, (array_agg(reason order by started_at desc))[1] as last_reason
+from ops.extract_run_symbols
+where status in ('failed', 'skipped') and started_at >= %s and started_at < %s
+group by 1
+order by failures desc, reason_code
+"""
+
+
+def extract_runs(q: Query, limit: int = 20) -> pd.DataFrame:
+    return q(EXTRACT_RUNS_SQL, (limit,))
+
+
+def last_gate_run(q: Query) -> pd.DataFrame:
+    return q(LAST_GATE_RUN_SQL, ())
+
+
+def gate_results(q: Query, gate_run_id: Any) -> pd.DataFrame:
+    return q(GATE_RESULTS_SQL, (gate_run_id,))
+
+
+def publish_history(q: Query, limit: int = 20) -> pd.DataFrame:
+    return q(PUBLISH_HISTORY_SQL, (limit,))
+
+
+def last_extract_per_symbol(q: Query) -> pd.DataFrame:
+    return q(LAST_EXTRACT_PER_SYMBOL_SQL, ())
+
+
+def api_requests(q: Query, start: datetime, end: datetime) -> pd.DataFrame:
+    return q(API_REQUESTS_SQL, {"start": start, "end": end})
+
+
+def failures_by_reason(q: Query, start: datetime, end: datetime) -> pd.DataFrame:
+    return q(FAILURES_BY_REASON_SQL, (start, end))

@@ -1,0 +1,157 @@
+"""What every page shares: settings, the cached query runner, the friendly error states, the badge."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import date, datetime
+from functools import partial
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from datapipe_dashboard import queries
+from datapipe_dashboard.db import AccessDenied, Connector, NotPublished, WarehouseUnavailable
+from datapipe_dashboard.settings import Settings, SettingsError
+from datapipe_dashboard.trading_calendar import freshness
+
+# Query results are cached this long: short enough that a new publish shows up within a minute.
+CACHE_TTL_SECONDS = 60
+# Tests (AppTest) put a Settings object here instead of touching os.environ.
+SETTINGS_KEY = "datapipe_settings"
+BADGE_COLORS = {"fresh": "green", "amber": "orange", "red": "red"}
+
+Page = Callable[[Settings, queries.Query], None]
+
+
+@st.cache_resource(show_spinner=False)
+def _settings_from_env() -> Settings:
+    return Settings.from_env(os.environ)
+
+
+def current_settings() -> Settings:
+    injected = st.session_state.get(SETTINGS_KEY)
+    return injected if isinstance(injected, Settings) else _settings_from_env()
+
+
+@st.cache_resource(show_spinner=False)
+def connector(conninfo: str) -> Connector:
+    return Connector(conninfo)
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False, max_entries=1000)
+def _cached_query(conninfo: str, sql: str, params: Any) -> pd.DataFrame:
+    return connector(conninfo).query(sql, params)
+
+
+def runner(settings: Settings) -> queries.Query:
+    return partial(_cached_query, settings.conninfo)
+
+
+def render(page: Page) -> None:
+    """Run one page; turn a missing warehouse, missing marts or missing grants into guidance."""
+    try:
+        settings = current_settings()
+    except SettingsError as exc:
+        st.error(f"The dashboard is misconfigured: {exc}")
+        return
+    try:
+        page(settings, runner(settings))
+    except WarehouseUnavailable as exc:
+        unavailable(settings, str(exc))
+    except NotPublished as exc:
+        empty_state(str(exc))
+    except AccessDenied as exc:
+        st.error(
+            f"The dashboard role `{settings.libpq.get('PGUSER', '?')}` may not read a table it needs ({exc}). "
+            "Grant it with `quality grant-reader` (part of `make pipeline`)."
+        )
+
+
+def unavailable(settings: Settings, reason: str) -> None:
+    st.error(
+        f"**The warehouse is not reachable** ({settings.target}). The dashboard retries automatically "
+        "and shows the data as soon as it answers.",
+        icon=":material/cloud_off:",
+    )
+    st.caption(f"Last error: {reason}")
+    st.markdown(
+        "Locally, start it with `make db-up`; on Kubernetes check the warehouse pod "
+        "(`kubectl get pods -l app.kubernetes.io/component=warehouse`)."
+    )
+    st.session_state.setdefault("_retry_left", settings.retry_seconds)
+
+    @st.fragment(run_every=1)
+    def retry() -> None:
+        left = int(st.session_state.get("_retry_left", settings.retry_seconds)) - 1
+        if left <= 0:
+            st.session_state["_retry_left"] = settings.retry_seconds
+            if connector(settings.conninfo).ping():
+                st.session_state.pop("_retry_left", None)
+                st.rerun(scope="app")
+            left = settings.retry_seconds
+        st.session_state["_retry_left"] = left
+        st.caption(f":material/autorenew: Retrying in {left} s …")
+
+    retry()
+
+
+def empty_state(reason: str) -> None:
+    st.info("**No published data yet.** The dashboard shows the marts once the pipeline has published them.",
+            icon=":material/inbox:")
+    st.markdown(
+        """
+Run the pipeline, then reload this page:
+
+- `make pipeline` — extract, transform, validate and publish into the local warehouse
+- `make demo` — everything at once (embedded warehouse, sandbox API, then this dashboard)
+- on Kubernetes, trigger the `datapipe` DAG in the Airflow UI
+"""
+    )
+    st.caption(f"Detail: {reason}")
+
+
+def require_rows(frame: pd.DataFrame, what: str) -> pd.DataFrame:
+    if frame.empty:
+        raise NotPublished(f"{what} has no rows")
+    return frame
+
+
+def overview(q: queries.Query) -> pd.DataFrame:
+    return require_rows(queries.market_overview(q), "marts.mart_market_overview")
+
+
+def as_date(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return pd.Timestamp(value).date()
+
+
+def freshness_badge(latest: date, settings: Settings) -> str:
+    """Show the "data as of" badge; returns the status (fresh / amber / red)."""
+    status, behind, reference = freshness(latest, settings.now())
+    icon = {"fresh": ":material/check_circle:", "amber": ":material/schedule:", "red": ":material/warning:"}[status]
+    st.badge(f"Data as of {latest:%Y-%m-%d}", icon=icon, color=BADGE_COLORS[status])  # type: ignore[arg-type]
+    if behind == 0:
+        note = f"up to date (last completed US trading day: {reference:%a %Y-%m-%d})"
+    else:
+        note = (f"{behind} trading day{'s' if behind > 1 else ''} behind the last completed US trading day "
+                f"({reference:%a %Y-%m-%d})")
+    st.caption(note)
+    return status
+
+
+def signed_color(value: Any) -> str:
+    """Pandas Styler rule: green for gains, red for losses."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return ""
+    if v > 0:
+        return "color: #1b873f"
+    if v < 0:
+        return "color: #d1242f"
+    return ""

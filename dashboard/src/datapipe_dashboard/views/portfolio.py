@@ -1,0 +1,104 @@
+"""Portfolio: holdings from an editable table or a CSV, valued from the published closes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pandas as pd
+import streamlit as st
+
+from datapipe_dashboard import charts, queries
+from datapipe_dashboard import portfolio as pf
+from datapipe_dashboard.settings import Settings
+from datapipe_dashboard.ui import as_date, overview, signed_color
+
+PERIODS = {"3 months": 92, "1 year": 365, "3 years": 3 * 365, "5 years": 5 * 365, "All": None}
+EXAMPLE_SHARES = (10, 25, 5)
+
+
+def example_holdings(ov: pd.DataFrame) -> pd.DataFrame:
+    """A starting point: a few published symbols at 90 % of their last close."""
+    rows = []
+    for shares, (_, r) in zip(EXAMPLE_SHARES, ov.head(len(EXAMPLE_SHARES)).iterrows(), strict=False):
+        rows.append({"symbol": r["symbol"], "shares": float(shares),
+                     "cost_basis": round(float(r["close"]) * shares * 0.9, 2)})
+    return pd.DataFrame(rows, columns=list(pf.CSV_COLUMNS))
+
+
+def page(settings: Settings, q: queries.Query) -> None:
+    ov = overview(q)
+    known = set(ov["symbol"])
+    st.title("Portfolio")
+    st.caption("Enter holdings in the table or upload a CSV with the header `symbol,shares,cost_basis` "
+               "(cost_basis = total paid for the position). Nothing you enter is stored.")
+
+    left, right = st.columns([3, 2])
+    with left:
+        edited = st.data_editor(
+            example_holdings(ov), key="holdings", num_rows="dynamic", hide_index=True, width="stretch",
+            column_config={
+                "symbol": st.column_config.TextColumn("symbol", help="a published symbol, e.g. IBM"),
+                "shares": st.column_config.NumberColumn("shares", format="%.4g"),
+                "cost_basis": st.column_config.NumberColumn("cost_basis", format="%.2f"),
+            },
+        )
+    with right:
+        upload = st.file_uploader("Upload holdings CSV", type=["csv"], key="holdings_csv",
+                                  help="Replaces the table while a file is uploaded")
+
+    if upload is not None:
+        parsed = pf.parse_csv(upload.getvalue(), known)
+        source = f"CSV {upload.name}"
+    else:
+        parsed = pf.parse_table(edited, known)
+        source = "the table"
+    if parsed.problems:
+        lines = "\n".join(f"- {p}" for p in parsed.problems)
+        st.warning(f"**{len(parsed.problems)} row(s) of {source} ignored:**\n{lines}", icon=":material/error:")
+    if not parsed.holdings:
+        st.info("No valid holdings to value yet.")
+        return
+
+    pos = pf.positions(parsed.holdings)
+    val = pf.valuation(pos, dict(zip(ov["symbol"], ov["close"].astype(float), strict=True)),
+                       dict(zip(ov["symbol"], ov["sector"], strict=True)))
+    tot = pf.totals(val)
+    m = st.columns(4)
+    m[0].metric("Market value", f"{tot['value']:,.2f}")
+    m[1].metric("Cost basis", f"{tot['cost']:,.2f}")
+    m[2].metric("P/L", f"{tot['pl']:+,.2f}", f"{tot['pl_pct']:+.2f} %", delta_color="normal")
+    m[3].metric("Positions", len(val))
+
+    latest = as_date(ov["trade_date"].max())
+    period = st.segmented_control("Period", list(PERIODS), default="1 year", key="period") or "1 year"
+    days = PERIODS[period]
+    start = latest - timedelta(days=days) if days else as_date("1900-01-01")
+    series = pf.value_over_time(pos, queries.closes(q, list(pos["symbol"]), start))
+
+    chart_col, alloc_col = st.columns([3, 2])
+    with chart_col:
+        st.subheader("Value over time")
+        if series.empty:
+            st.info("No common price history for these symbols in this period.")
+        else:
+            st.plotly_chart(charts.value_chart(series, tot["cost"]), key="value_chart")
+    with alloc_col:
+        st.subheader("Allocation")
+        st.plotly_chart(charts.allocation_chart(val), key="allocation_chart")
+
+    st.subheader("Positions")
+    table = val[["symbol", "sector", "shares", "cost_basis", "last_close", "market_value", "pl", "pl_pct",
+                 "weight_pct"]]
+    st.dataframe(
+        table.style.map(signed_color, subset=["pl", "pl_pct"]),
+        hide_index=True, width="stretch",
+        column_config={
+            "shares": st.column_config.NumberColumn("Shares", format="%.4g"),
+            "cost_basis": st.column_config.NumberColumn("Cost basis", format="%.2f"),
+            "last_close": st.column_config.NumberColumn("Last close", format="%.2f"),
+            "market_value": st.column_config.NumberColumn("Market value", format="%.2f"),
+            "pl": st.column_config.NumberColumn("P/L", format="%+.2f"),
+            "pl_pct": st.column_config.NumberColumn("P/L %", format="%+.2f %%"),
+            "weight_pct": st.column_config.ProgressColumn("Weight", min_value=0, max_value=100, format="%.1f %%"),
+        },
+    )

@@ -1,0 +1,44 @@
+# The Streamlit dashboard (dashboard/): venv, lock, local server, tests.
+DASHBOARD_VENV := $(VENVS)/dashboard/.datapipe-synced
+DASHBOARD_ENV  := $(LOCAL)/dashboard.env
+DASHBOARD_PORT    ?= 8501
+DASHBOARD_ADDRESS ?= 127.0.0.1
+CHROMIUM       ?= /usr/bin/chromium
+VENV_TARGETS += $(DASHBOARD_VENV)
+TEST_TARGETS += test-dashboard
+LOCK_TARGETS += lock-dashboard
+
+$(DASHBOARD_VENV): dashboard/requirements.lock dashboard/requirements-test.lock dashboard/pyproject.toml | $(UV)
+	@scripts/sync-venv $(VENVS)/dashboard dashboard/requirements.lock dashboard/requirements-test.lock -- dashboard
+
+.PHONY: lock-dashboard
+lock-dashboard: $(UV)
+	$(UV) pip compile $(LOCK_FLAGS) dashboard/pyproject.toml -o dashboard/requirements.lock
+	$(UV) pip compile $(LOCK_FLAGS) -c dashboard/requirements.lock dashboard/requirements-test.in -o dashboard/requirements-test.lock
+
+# The browser tests drive the system Chromium through Playwright (no `playwright install`).
+.PHONY: chromium
+chromium:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  echo "==> installing chromium (apt) for the dashboard browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+	@test -x $(CHROMIUM) || { echo "error: $(CHROMIUM) missing; install it with 'apt-get install -y chromium'" >&2; exit 1; }
+
+##@ Local
+
+.PHONY: dashboard
+dashboard: $(DASHBOARD_VENV) db-up ## Serve the dashboard on http://localhost:8501 against the local warehouse (reader role)
+	@set -a; source $(DASHBOARD_ENV); set +a; \
+	  echo "==> dashboard on http://localhost:$(DASHBOARD_PORT) (Ctrl-C to stop)"; \
+	  exec $(VENVS)/dashboard/bin/datapipe-dashboard --port $(DASHBOARD_PORT) --address $(DASHBOARD_ADDRESS)
+
+##@ Test
+
+.PHONY: test-dashboard
+test-dashboard: $(DASHBOARD_VENV) $(WAREHOUSE_VENV) chromium ## Dashboard tests: AppTest per page, real headless Chromium, read-only role, outage recovery
+	$(VENVS)/dashboard/bin/python -m pytest tests/dashboard --basetemp=$(LOCAL)/pytest/dashboard
+
+.PHONY: bench-dashboard
+bench-dashboard: $(DASHBOARD_VENV) $(WAREHOUSE_VENV) chromium ## Benchmark: 500 symbols x 20 years, query p95 and first browser render per page
+	$(VENVS)/dashboard/bin/python bench/dashboard.py
