@@ -1,0 +1,228 @@
+"""On-call alerts: email through the SMTP provider's notifier and Slack through an incoming webhook.
+
+One notifier, `PipelineAlert`, is attached as `on_failure_callback` to every task (and as Cosmos'
+`on_warning_callback` for source-freshness warnings). It classifies what happened:
+
+- `quality_gate_failed` — the `quality_gate` task failed; the message lists the failing
+  expectations, read from `ops.gate_results` (docs/warehouse.md) of the latest gate run;
+- `stale_source_data` — a dbt source-freshness task failed (error threshold) or warned;
+- `task_failed` — any other task failed (after its retries).
+
+The message names the DAG, task, run id, logical date, try number and links to the task log in the
+Airflow UI (`DATAPIPE_AIRFLOW_BASE_URL`). Each channel is enabled only when configured
+(`DATAPIPE_ALERT_EMAIL_TO` for email over connection `smtp_default`; `DATAPIPE_SLACK_CONN_ID` for a
+Slack incoming-webhook connection). No secret goes into a message: error texts are redacted.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from airflow.sdk import BaseNotifier
+
+from datapipe.config import Settings
+
+GATE_TASK_ID = "quality_gate"
+MAX_EXPECTATIONS = 25
+MAX_ERROR_CHARS = 600
+
+TITLES = {
+    "task_failed": "Task failed",
+    "quality_gate_failed": "Quality gate failed",
+    "stale_source_data": "Stale source data",
+}
+
+_REDACTIONS = (
+    # key=value secrets in URLs, DSNs and messages
+    (re.compile(r"(?i)\b(apikey|api_key|password|passwd|pwd|token|secret)(\s*[=:]\s*)([^\s&'\",;]+)"), r"\1\2***"),
+    # credentials in URLs: scheme://user:password@host
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^/\s:@]+):([^@\s/]+)@"), r"\1:***@"),
+)
+
+# The latest gate run's failing expectations (tables and columns: docs/warehouse.md).
+GATE_RESULTS_SQL = """
+select r.mart, r.expectation_type, coalesce(r.column_name, ''), coalesce(r.observed_value, ''),
+       coalesce(r.details, '')
+from ops.gate_results as r
+where r.gate_run_id = (select g.gate_run_id from ops.gate_runs as g order by g.started_at desc limit 1)
+  and not r.success
+order by r.mart, r.expectation_type, r.column_name
+"""
+
+
+def redact(text: str) -> str:
+    for pattern, repl in _REDACTIONS:
+        text = pattern.sub(repl, text)
+    return text
+
+
+@dataclass(frozen=True)
+class AlertMessage:
+    kind: str
+    subject: str
+    lines: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    @property
+    def html(self) -> str:
+        return f"<h3>{html.escape(self.subject)}</h3><pre>{html.escape(self.text)}</pre>"
+
+
+def task_log_url(base_url: str, dag_id: str, run_id: str, task_id: str, try_number: int | None,
+                 map_index: int | None = None) -> str:
+    """The Airflow 3 UI page of one task try (its log), as the UI itself links it."""
+    url = f"{base_url.rstrip('/')}/dags/{quote(dag_id)}/runs/{quote(run_id, safe='')}/tasks/{quote(task_id)}"
+    if map_index is not None and map_index >= 0:
+        url += f"/mapped/{map_index}"
+    if try_number:
+        url += f"?try_number={try_number}"
+    return url
+
+
+def classify(task: Any, warning: bool = False) -> str:
+    if task is not None and getattr(task, "task_id", "") == GATE_TASK_ID:
+        return "quality_gate_failed"
+    from cosmos.operators.base import DbtSourceMixin
+
+    if warning or isinstance(task, DbtSourceMixin):
+        return "stale_source_data"
+    return "task_failed"
+
+
+def build_message(kind: str, context: Any, base_url: str, *, expectations: list[str] | None = None,
+                  expectations_error: str | None = None) -> AlertMessage:
+    ti = context["ti"]
+    dag_id = ti.dag_id
+    task_id = ti.task_id
+    run_id = context.get("run_id") or ti.run_id
+    logical_date = context.get("logical_date")
+    try_number = getattr(ti, "try_number", None)
+    title = TITLES[kind]
+    when = logical_date.isoformat() if logical_date is not None else "(none)"
+    lines = [
+        f"{title} in DAG {dag_id}",
+        "",
+        f"DAG:          {dag_id}",
+        f"Task:         {task_id}",
+        f"Run id:       {run_id}",
+        f"Logical date: {when}",
+        f"Try number:   {try_number}",
+        f"Log:          {task_log_url(base_url, dag_id, run_id, task_id, try_number, getattr(ti, 'map_index', None))}",
+    ]
+    exc = context.get("exception")
+    if exc is not None:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        lines.append(f"Error:        {type(exc).__name__}: {redact(first)[:MAX_ERROR_CHARS]}")
+    warned = context.get("test_names")
+    if warned:
+        lines.append(f"Warnings:     {', '.join(map(str, warned))[:MAX_ERROR_CHARS]}")
+    if kind == "quality_gate_failed":
+        lines.append("")
+        if expectations:
+            shown = expectations[:MAX_EXPECTATIONS]
+            lines.append(f"Failing expectations ({len(expectations)}):")
+            lines.extend(f"  - {redact(e)}" for e in shown)
+            if len(expectations) > len(shown):
+                lines.append(f"  ... and {len(expectations) - len(shown)} more (see the task log)")
+        else:
+            reason = expectations_error or "none recorded in ops.gate_results"
+            lines.append(f"Failing expectations: unavailable ({redact(reason)}); see the task log.")
+    subject = f"[datapipe] {title}: {dag_id}.{task_id} ({when})"
+    return AlertMessage(kind=kind, subject=subject, lines=tuple(lines))
+
+
+def format_expectation(row: tuple[Any, ...]) -> str:
+    mart, expectation, column, observed, details = (str(v) for v in row)
+    text = f"{mart}: {expectation}" + (f"({column})" if column else "")
+    if observed:
+        text += f" observed={observed[:120]}"
+    if details:
+        text += f" — {details[:200]}"
+    return text
+
+
+def fetch_failing_expectations(settings: Settings) -> tuple[list[str] | None, str | None]:
+    """Failing expectations of the latest gate run, or (None, reason) when they cannot be read."""
+    try:
+        if settings.warehouse_conn_id:
+            from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+            rows = PostgresHook(postgres_conn_id=settings.warehouse_conn_id).get_records(GATE_RESULTS_SQL)
+        elif settings.is_local:
+            # Local runtime: the steps use the libpq variables of this process; so does libpq here.
+            import psycopg
+
+            with psycopg.connect("", connect_timeout=10) as conn:
+                rows = conn.execute(GATE_RESULTS_SQL).fetchall()
+        else:
+            return None, "set DATAPIPE_WAREHOUSE_CONN_ID to include them"
+    except Exception as exc:  # an alert must still go out when the warehouse is unreachable
+        return None, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    return [format_expectation(tuple(r)) for r in rows], None
+
+
+class PipelineAlert(BaseNotifier):
+    """Sends one alert per failed task (or freshness warning) to every configured channel."""
+
+    template_fields = ()  # messages are built in Python; nothing user-supplied is rendered by Jinja
+
+    def __init__(self, settings: Settings, *, warning: bool = False) -> None:
+        super().__init__()
+        self.settings = settings
+        self.warning = warning
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.settings.alert_email_to or self.settings.slack_conn_id)
+
+    def message(self, context: Any) -> AlertMessage:
+        kind = classify(context["ti"].task if hasattr(context["ti"], "task") else None, warning=self.warning)
+        if kind == "task_failed" and context["ti"].task_id == GATE_TASK_ID:
+            kind = "quality_gate_failed"
+        expectations: list[str] | None = None
+        error: str | None = None
+        if kind == "quality_gate_failed":
+            expectations, error = fetch_failing_expectations(self.settings)
+        return build_message(kind, context, self.settings.airflow_base_url,
+                             expectations=expectations, expectations_error=error)
+
+    def notify(self, context: Any) -> None:
+        if not self.enabled:
+            self.log.info("alerts are not configured (DATAPIPE_ALERT_EMAIL_TO / DATAPIPE_SLACK_CONN_ID)")
+            return
+        msg = self.message(context)
+        failures: list[str] = []
+        if self.settings.alert_email_to:
+            try:
+                from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+                SmtpNotifier(
+                    to=list(self.settings.alert_email_to),
+                    from_email=self.settings.alert_email_from,
+                    subject=msg.subject,
+                    html_content=msg.html,
+                    smtp_conn_id=self.settings.smtp_conn_id,
+                ).notify(context)
+                self.log.info("alert %s emailed to %s", msg.kind, ", ".join(self.settings.alert_email_to))
+            except Exception as exc:
+                failures.append(f"email via {self.settings.smtp_conn_id}: {type(exc).__name__}: {exc}")
+        if self.settings.slack_conn_id:
+            try:
+                from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+
+                SlackWebhookNotifier(
+                    slack_webhook_conn_id=self.settings.slack_conn_id,
+                    text=f"*{msg.subject}*\n```\n{msg.text}\n```",
+                ).notify(context)
+                self.log.info("alert %s posted to Slack connection %s", msg.kind, self.settings.slack_conn_id)
+            except Exception as exc:
+                failures.append(f"Slack via {self.settings.slack_conn_id}: {type(exc).__name__}: {exc}")
+        for failure in failures:
+            self.log.error("could not deliver alert %s: %s", msg.kind, redact(failure))

@@ -1,0 +1,250 @@
+"""The DAGs' configuration: environment variables read once into a frozen `Settings`.
+
+`Settings.from_env(os.environ)` is called once, by the DAG file (the entry point); everything else
+receives the object. Tests build it from a plain dict. Invalid values raise `ConfigError` at DAG
+parse time with the variable's name, so the Airflow UI shows a clear import error instead of a
+failing pod. No secret is read here: on Kubernetes credentials come from Secrets into the pods;
+locally the steps inherit the environment of the Airflow process.
+
+Every variable is documented in docs/airflow.md.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+DEFAULT_SYMBOLS = ("AAPL", "MSFT", "GOOGL", "AMZN", "NVDA", "META", "TSLA", "JPM", "V", "IBM")
+# The tag the images are built with by default (images/*/Dockerfile, the chart's appVersion).
+DEFAULT_IMAGE_TAG = "0.1.0"
+
+# Requests/limits per component (Kubernetes quantities); DATAPIPE_POD_RESOURCES overrides them.
+DEFAULT_RESOURCES: dict[str, dict[str, dict[str, str]]] = {
+    "extract": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
+    "transform": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
+}
+
+Runtime = Literal["local", "kubernetes"]
+
+_SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9.\-]{0,19}$")
+_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_CONN_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$")
+
+
+class ConfigError(ValueError):
+    """A configuration variable is missing or invalid; the message names it and says what to do."""
+
+
+def check_image(var: str, ref: str) -> str:
+    """Accept only an image reference with a pinned tag or digest (never untagged or `:latest`)."""
+    ref = ref.strip()
+    if not ref or any(c.isspace() for c in ref):
+        raise ConfigError(f"{var}={ref!r} is not an image reference (expected e.g. 'datapipe-extract:0.1.0')")
+    if "@sha256:" in ref:
+        return ref
+    last = ref.rsplit("/", 1)[-1]
+    if ":" not in last:
+        raise ConfigError(
+            f"{var}={ref!r} has no tag: pin the image version (e.g. '{ref}:{DEFAULT_IMAGE_TAG}') or a digest"
+        )
+    tag = last.rsplit(":", 1)[1]
+    if not tag:
+        raise ConfigError(f"{var}={ref!r} has an empty tag: pin the image version")
+    if tag.lower() == "latest":
+        raise ConfigError(
+            f"{var}={ref!r} uses ':latest', which is not allowed: pin a version tag "
+            f"(e.g. '{ref.rsplit(':', 1)[0]}:{DEFAULT_IMAGE_TAG}') so every run uses the same image"
+        )
+    return ref
+
+
+def _k8s_name(var: str, value: str) -> str:
+    if not _K8S_NAME.match(value):
+        raise ConfigError(f"{var}={value!r} is not a valid Kubernetes name (lower case, digits, '-', max 63)")
+    return value
+
+
+def _conn_id(var: str, value: str) -> str:
+    if not _CONN_ID.match(value):
+        raise ConfigError(f"{var}={value!r} is not a valid Airflow connection id")
+    return value
+
+
+def _int(env: Mapping[str, str], var: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(var, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{var}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ConfigError(f"{var}={value} must be >= {minimum}")
+    return value
+
+
+def _symbols(raw: str) -> tuple[str, ...]:
+    symbols = tuple(s.strip().upper() for s in raw.split(",") if s.strip())
+    if not symbols:
+        raise ConfigError("DATAPIPE_SYMBOLS is empty: give a comma-separated list such as 'AAPL,MSFT'")
+    bad = [s for s in symbols if not _SYMBOL.match(s)]
+    if bad:
+        raise ConfigError(f"DATAPIPE_SYMBOLS has invalid symbols {bad}: letters, digits, '.' and '-' only")
+    return tuple(dict.fromkeys(symbols))
+
+
+def _resources(raw: str) -> dict[str, dict[str, dict[str, str]]]:
+    merged = json.loads(json.dumps(DEFAULT_RESOURCES))
+    if not raw.strip():
+        return merged  # type: ignore[no-any-return]
+    try:
+        override = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"DATAPIPE_POD_RESOURCES is not valid JSON: {exc}") from None
+    if not isinstance(override, dict):
+        raise ConfigError("DATAPIPE_POD_RESOURCES must be a JSON object keyed by component (extract, transform)")
+    for component, spec in override.items():
+        if component not in merged:
+            raise ConfigError(f"DATAPIPE_POD_RESOURCES: unknown component {component!r} (known: {sorted(merged)})")
+        if not isinstance(spec, dict) or set(spec) - {"requests", "limits"}:
+            raise ConfigError(f"DATAPIPE_POD_RESOURCES[{component!r}] may only have 'requests' and 'limits'")
+        for kind, values in spec.items():
+            if not isinstance(values, dict):
+                raise ConfigError(f"DATAPIPE_POD_RESOURCES[{component!r}][{kind!r}] must be an object")
+            for res, qty in values.items():
+                if res not in ("cpu", "memory") or not _QUANTITY.match(str(qty)):
+                    raise ConfigError(f"DATAPIPE_POD_RESOURCES[{component!r}][{kind!r}]: bad {res}={qty!r}")
+                merged[component][kind][res] = str(qty)
+    return merged  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the DAGs need to know about where and how to run the pipeline."""
+
+    runtime: Runtime = "kubernetes"
+    # Kubernetes: where the pods run and which images/Secrets they use.
+    namespace: str = "datapipe"
+    service_account: str = "datapipe-pipeline"
+    image_extract: str = f"datapipe-extract:{DEFAULT_IMAGE_TAG}"
+    image_transform: str = f"datapipe-transform:{DEFAULT_IMAGE_TAG}"
+    image_pull_policy: str = "IfNotPresent"
+    warehouse_secret: str = "datapipe-warehouse-writer"
+    api_secret: str = "datapipe-alphavantage"
+    pgsslmode: str = "prefer"
+    resources: dict[str, dict[str, dict[str, str]]] = field(default_factory=lambda: _resources(""))
+    pod_startup_timeout_s: int = 600
+    # Task behaviour.
+    retries: int = 3
+    retry_delay_s: int = 60
+    max_retry_delay_s: int = 1800
+    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    schedule: str = "30 17 * * 1-5"
+    schedule_timezone: str = "America/New_York"
+    # dbt: the manifest (parse time) and the project as seen by whoever runs dbt.
+    dbt_manifest: Path = REPO_ROOT / "dbt" / "target" / "manifest.json"
+    dbt_project_dir: str = "."
+    dbt_profile: str | None = None
+    dbt_target: str | None = None
+    # Local runtime: repository checkout and its virtualenvs.
+    repo_root: Path = REPO_ROOT
+    venvs_dir: Path = REPO_ROOT / ".local" / "venvs"
+    dbt_executable: Path = REPO_ROOT / ".local" / "venvs" / "transform" / "bin" / "dbt"
+    # Alerts.
+    airflow_base_url: str = "http://localhost:8080"
+    alert_email_to: tuple[str, ...] = ()
+    alert_email_from: str | None = None
+    smtp_conn_id: str = "smtp_default"
+    slack_conn_id: str | None = None
+    warehouse_conn_id: str | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.runtime == "local"
+
+    def image(self, component: str) -> str:
+        images = {"extract": self.image_extract, "transform": self.image_transform}
+        if component not in images:
+            raise ConfigError(f"no image configured for component {component!r}")
+        return images[component]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Build the settings from an environment mapping (os.environ at the DAG file, a dict in tests)."""
+
+        def get(var: str, default: str) -> str:
+            value = env.get(var, "").strip()
+            return value or default
+
+        runtime = get("DATAPIPE_RUNTIME", "kubernetes").lower()
+        if runtime not in ("local", "kubernetes"):
+            raise ConfigError(f"DATAPIPE_RUNTIME={runtime!r}: use 'local' or 'kubernetes'")
+        repo_root = Path(get("DATAPIPE_REPO_DIR", str(REPO_ROOT))).resolve()
+        venvs_dir = Path(get("DATAPIPE_LOCAL_VENVS", str(repo_root / ".local" / "venvs")))
+        default_project_dir = str(repo_root / "dbt") if runtime == "local" else "."
+        pull_policy = get("DATAPIPE_IMAGE_PULL_POLICY", "IfNotPresent")
+        if pull_policy not in ("Always", "IfNotPresent", "Never"):
+            raise ConfigError(f"DATAPIPE_IMAGE_PULL_POLICY={pull_policy!r}: use Always, IfNotPresent or Never")
+        sslmode = get("DATAPIPE_PGSSLMODE", "prefer")
+        if sslmode not in ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"):
+            raise ConfigError(f"DATAPIPE_PGSSLMODE={sslmode!r} is not a libpq sslmode")
+        base_url = get("DATAPIPE_AIRFLOW_BASE_URL", "http://localhost:8080").rstrip("/")
+        if not base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"DATAPIPE_AIRFLOW_BASE_URL={base_url!r} must start with http:// or https://")
+        emails = tuple(e.strip() for e in env.get("DATAPIPE_ALERT_EMAIL_TO", "").split(",") if e.strip())
+        bad_emails = [e for e in emails if "@" not in e or any(c.isspace() for c in e)]
+        if bad_emails:
+            raise ConfigError(f"DATAPIPE_ALERT_EMAIL_TO has invalid addresses: {bad_emails}")
+        slack = env.get("DATAPIPE_SLACK_CONN_ID", "").strip() or None
+        warehouse_conn = env.get("DATAPIPE_WAREHOUSE_CONN_ID", "").strip() or None
+        settings = cls(
+            runtime=runtime,  # type: ignore[arg-type]
+            namespace=_k8s_name("DATAPIPE_NAMESPACE", get("DATAPIPE_NAMESPACE", cls.namespace)),
+            service_account=_k8s_name(
+                "DATAPIPE_SERVICE_ACCOUNT", get("DATAPIPE_SERVICE_ACCOUNT", cls.service_account)
+            ),
+            image_extract=check_image("DATAPIPE_IMAGE_EXTRACT", get("DATAPIPE_IMAGE_EXTRACT", cls.image_extract)),
+            image_transform=check_image(
+                "DATAPIPE_IMAGE_TRANSFORM", get("DATAPIPE_IMAGE_TRANSFORM", cls.image_transform)
+            ),
+            image_pull_policy=pull_policy,
+            warehouse_secret=_k8s_name(
+                "DATAPIPE_WAREHOUSE_SECRET", get("DATAPIPE_WAREHOUSE_SECRET", cls.warehouse_secret)
+            ),
+            api_secret=_k8s_name("DATAPIPE_API_SECRET", get("DATAPIPE_API_SECRET", cls.api_secret)),
+            pgsslmode=sslmode,
+            resources=_resources(env.get("DATAPIPE_POD_RESOURCES", "")),
+            pod_startup_timeout_s=_int(env, "DATAPIPE_POD_STARTUP_TIMEOUT_SECONDS", cls.pod_startup_timeout_s, 1),
+            retries=_int(env, "DATAPIPE_TASK_RETRIES", cls.retries),
+            retry_delay_s=_int(env, "DATAPIPE_RETRY_DELAY_SECONDS", cls.retry_delay_s, 1),
+            max_retry_delay_s=_int(env, "DATAPIPE_MAX_RETRY_DELAY_SECONDS", cls.max_retry_delay_s, 1),
+            symbols=_symbols(env.get("DATAPIPE_SYMBOLS", ",".join(DEFAULT_SYMBOLS))),
+            schedule=get("DATAPIPE_SCHEDULE", cls.schedule),
+            schedule_timezone=get("DATAPIPE_SCHEDULE_TIMEZONE", cls.schedule_timezone),
+            dbt_manifest=Path(get("DATAPIPE_DBT_MANIFEST", str(repo_root / "dbt" / "target" / "manifest.json"))),
+            dbt_project_dir=get("DATAPIPE_DBT_PROJECT_DIR", default_project_dir),
+            dbt_profile=env.get("DATAPIPE_DBT_PROFILE", "").strip() or None,
+            dbt_target=env.get("DATAPIPE_DBT_TARGET", "").strip() or None,
+            repo_root=repo_root,
+            venvs_dir=venvs_dir,
+            dbt_executable=Path(get("DATAPIPE_DBT_EXECUTABLE", str(venvs_dir / "transform" / "bin" / "dbt"))),
+            airflow_base_url=base_url,
+            alert_email_to=emails,
+            alert_email_from=env.get("DATAPIPE_ALERT_EMAIL_FROM", "").strip() or None,
+            smtp_conn_id=_conn_id("DATAPIPE_SMTP_CONN_ID", get("DATAPIPE_SMTP_CONN_ID", cls.smtp_conn_id)),
+            slack_conn_id=_conn_id("DATAPIPE_SLACK_CONN_ID", slack) if slack else None,
+            warehouse_conn_id=_conn_id("DATAPIPE_WAREHOUSE_CONN_ID", warehouse_conn) if warehouse_conn else None,
+        )
+        if settings.max_retry_delay_s < settings.retry_delay_s:
+            raise ConfigError(
+                f"DATAPIPE_MAX_RETRY_DELAY_SECONDS={settings.max_retry_delay_s} is below "
+                f"DATAPIPE_RETRY_DELAY_SECONDS={settings.retry_delay_s}"
+            )
+        return settings

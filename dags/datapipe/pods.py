@@ -1,0 +1,92 @@
+"""The one pod definition shared by our KubernetesPodOperator tasks and Cosmos' dbt pods.
+
+`pod_kwargs(settings, component)` returns the KubernetesPodOperator arguments every pod of a
+component gets: namespace, service account, pinned image, credentials as env from Kubernetes Secrets
+(`airflow.providers.cncf.kubernetes.secret.Secret`: the DAG and the pod spec carry only the
+Secret's name and key, never a value), resources, a hardened security context, pod deletion when
+the task finishes, logs streamed into the task log, and the startup timeout. `retry_kwargs`
+(retries with exponential backoff) applies to every task of the DAG, pods or not.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from airflow.providers.cncf.kubernetes.secret import Secret
+from kubernetes.client import models as k8s
+
+from datapipe.config import Settings
+from datapipe.steps import Component
+
+# Keys of the Secrets (the chart creates them; docs/airflow.md). Values never leave the Secret.
+WAREHOUSE_KEYS = ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD")
+API_KEYS = ("ALPHAVANTAGE_API_KEY", "ALPHAVANTAGE_BASE_URL")
+# Which Secrets each component's pods receive.
+COMPONENT_SECRETS = {"extract": ("warehouse", "api"), "transform": ("warehouse",)}
+
+
+def secrets_for(settings: Settings, component: str) -> list[Secret]:
+    wanted = COMPONENT_SECRETS.get(component, ("warehouse",))
+    secrets: list[Secret] = []
+    if "warehouse" in wanted:
+        secrets += [Secret("env", key, settings.warehouse_secret, key) for key in WAREHOUSE_KEYS]
+    if "api" in wanted:
+        secrets += [Secret("env", key, settings.api_secret, key) for key in API_KEYS]
+    return secrets
+
+
+def plain_env(settings: Settings, component: Component, *, pod: bool = True) -> dict[str, str]:
+    """Non-secret environment of a step, the same for its pod and its local run.
+
+    A local run inherits the libpq variables (PGSSLMODE included) from the Airflow process, so only
+    pods get PGSSLMODE here.
+    """
+    env = {"DATAPIPE_SYMBOLS": ",".join(settings.symbols), **dict(component.env)}
+    if pod:
+        env["PGSSLMODE"] = settings.pgsslmode
+    return env
+
+
+def resources(settings: Settings, component: str) -> k8s.V1ResourceRequirements:
+    spec = settings.resources.get(component) or settings.resources["transform"]
+    return k8s.V1ResourceRequirements(requests=dict(spec["requests"]), limits=dict(spec["limits"]))
+
+
+def pod_kwargs(settings: Settings, component: Component) -> dict[str, Any]:
+    """KubernetesPodOperator arguments shared by every pod of `component` (ours and Cosmos')."""
+    return {
+        "namespace": settings.namespace,
+        "service_account_name": settings.service_account,
+        "automount_service_account_token": False,  # the steps never call the Kubernetes API
+        "image": settings.image(component.name),
+        "image_pull_policy": settings.image_pull_policy,
+        "secrets": secrets_for(settings, component.name),
+        # A list of V1EnvVar (not a dict): Cosmos merges its own env into this list at execute time.
+        "env_vars": [k8s.V1EnvVar(name=k, value=v) for k, v in plain_env(settings, component).items()],
+        "container_resources": resources(settings, component.name),
+        "container_security_context": k8s.V1SecurityContext(
+            allow_privilege_escalation=False,
+            capabilities=k8s.V1Capabilities(drop=["ALL"]),
+            seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+        ),
+        "labels": {
+            "app.kubernetes.io/part-of": "datapipe",
+            "app.kubernetes.io/component": component.name,
+        },
+        "on_finish_action": "delete_pod",
+        "get_logs": True,
+        "log_events_on_failure": True,
+        "startup_timeout_seconds": settings.pod_startup_timeout_s,
+        "do_xcom_push": False,
+    }
+
+
+def retry_kwargs(settings: Settings) -> dict[str, Any]:
+    """Retries with exponential backoff, for every task."""
+    return {
+        "retries": settings.retries,
+        "retry_delay": timedelta(seconds=settings.retry_delay_s),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(seconds=settings.max_retry_delay_s),
+    }

@@ -1,0 +1,183 @@
+"""Alerts: message contents (unit) and real delivery from real Airflow task failures (`airflow dags
+test`) to a real SMTP server (aiosmtpd) and a local Slack-style webhook receiver."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pendulum
+import pytest
+from dagtest import DAGS, alert_connections, email_text, run_airflow
+
+from datapipe.alerts import build_message, classify, redact, task_log_url
+
+RUN_ID = "manual__2026-11-25T22:30:00+00:00"
+
+
+def context(task_id: str, exc: Exception | None = None, try_number: int = 2) -> dict[str, Any]:
+    ti = SimpleNamespace(dag_id="market_data_daily", task_id=task_id, run_id=RUN_ID, try_number=try_number,
+                         map_index=-1, task=SimpleNamespace(task_id=task_id))
+    return {"ti": ti, "run_id": RUN_ID, "logical_date": pendulum.datetime(2026, 11, 25, 22, 30, tz="UTC"),
+            "exception": exc}
+
+
+def test_task_failure_message_names_everything_on_call_needs() -> None:
+    msg = build_message("task_failed", context("extract_prices", RuntimeError("step extract_prices exited 3")),
+                        "https://airflow.example.com")
+    text = msg.text
+    assert msg.subject == "[datapipe] Task failed: market_data_daily.extract_prices (2026-11-25T22:30:00+00:00)"
+    for expected in ("DAG:          market_data_daily", "Task:         extract_prices", f"Run id:       {RUN_ID}",
+                     "Logical date: 2026-11-25T22:30:00+00:00", "Try number:   2",
+                     "Error:        RuntimeError: step extract_prices exited 3"):
+        assert expected in text
+    assert ("Log:          https://airflow.example.com/dags/market_data_daily/runs/"
+            "manual__2026-11-25T22%3A30%3A00%2B00%3A00/tasks/extract_prices?try_number=2") in text
+
+
+def test_gate_message_lists_failing_expectations() -> None:
+    msg = build_message("quality_gate_failed", context("quality_gate"), "http://x",
+                        expectations=[f"fct_daily_prices: expect_{i}" for i in range(30)])
+    assert "Failing expectations (30):" in msg.text
+    assert "  - fct_daily_prices: expect_0" in msg.text
+    assert "... and 5 more" in msg.text
+    unavailable = build_message("quality_gate_failed", context("quality_gate"), "http://x", expectations_error="no db")
+    assert "Failing expectations: unavailable (no db)" in unavailable.text
+
+
+def test_html_is_escaped() -> None:
+    msg = build_message("task_failed", context("t", RuntimeError("<script>alert(1)</script>")), "http://x")
+    assert "<script>" not in msg.html and "&lt;script&gt;" in msg.html
+
+
+@pytest.mark.parametrize(
+    ("raw", "secret"),
+    [
+        ("GET https://www.alphavantage.co/query?function=X&apikey=ABCD1234SECRET failed", "ABCD1234SECRET"),
+        ("could not connect to postgresql://pipeline:hunter2pw@db:5432/warehouse", "hunter2pw"),
+        ("password=s3cr3t host=db", "s3cr3t"),
+        ("Token: xoxb-123-456", "xoxb-123-456"),
+    ],
+)
+def test_redaction(raw: str, secret: str) -> None:
+    assert secret not in redact(raw)
+    msg = build_message("task_failed", context("t", RuntimeError(raw)), "http://x")
+    assert secret not in msg.text and secret not in msg.html
+
+
+def test_classification() -> None:
+    from cosmos.operators.base import DbtSourceMixin
+
+    class FakeSource(DbtSourceMixin):
+        task_id = "dbt.alphavantage_time_series_daily_source"
+
+    assert classify(SimpleNamespace(task_id="quality_gate")) == "quality_gate_failed"
+    assert classify(FakeSource()) == "stale_source_data"
+    assert classify(SimpleNamespace(task_id="dbt.dim_company.run"), warning=True) == "stale_source_data"
+    assert classify(SimpleNamespace(task_id="extract_prices")) == "task_failed"
+    assert task_log_url("http://a/", "d", "r 1", "t", None) == "http://a/dags/d/runs/r%201/tasks/t"
+
+
+# A throwaway DAG that fails like the pipeline's tasks do: a LocalStepOperator step exits non-zero.
+PROBE_DAG = '''
+"""alerts_probe: fails two local steps so the alert notifier fires (airflow test DAG)."""
+import os
+import pendulum
+from airflow.sdk import DAG
+from datapipe.alerts import PipelineAlert
+from datapipe.config import Settings
+from datapipe.local import LocalStepOperator
+
+settings = Settings.from_env(os.environ)
+failing = ["python", "-c", "import sys; print('apikey=LEAKED-IN-LOG-ONLY'); sys.exit(3)"]
+with DAG("alerts_probe", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+         default_args={"retries": 0, "on_failure_callback": [PipelineAlert(settings)]}):
+    for task_id in ("extract_prices", "quality_gate"):
+        LocalStepOperator(task_id=task_id, step_name=task_id, command=failing, cwd=os.getcwd(),
+                          venv_dir=os.environ["PROBE_VENV"], step_env={})
+'''
+
+# Gate results as `quality gate` stores them (docs/warehouse.md), in a private database.
+GATE_SQL = """
+create schema ops;
+create table ops.gate_runs (gate_run_id uuid primary key, started_at timestamptz, finished_at timestamptz,
+  success bool, audit_schema text, expectations_total int, expectations_failed int, data_docs_path text);
+create table ops.gate_results (gate_run_id uuid, mart text, expectation_type text, column_name text,
+  kwargs jsonb, success bool, observed_value text, details text);
+insert into ops.gate_runs values
+  ('00000000-0000-0000-0000-000000000001', now() - interval '1 day', now() - interval '1 day', false, 'audit', 3, 1, null),
+  ('00000000-0000-0000-0000-000000000002', now(), now(), false, 'audit', 3, 2, null);
+insert into ops.gate_results values
+  ('00000000-0000-0000-0000-000000000001', 'dim_company', 'expect_old_failure', null, '{}', false, null, 'yesterday'),
+  ('00000000-0000-0000-0000-000000000002', 'fct_daily_prices', 'expect_column_values_to_not_be_null', 'close',
+   '{}', false, '3 nulls', 'close must be set'),
+  ('00000000-0000-0000-0000-000000000002', 'mart_market_overview', 'expect_table_row_count_to_be_between', null,
+   '{}', false, '7', 'every configured symbol present'),
+  ('00000000-0000-0000-0000-000000000002', 'dim_company', 'expect_column_values_to_be_unique', 'symbol',
+   '{}', true, null, null);
+"""
+
+
+@pytest.mark.slow
+def test_failed_tasks_email_and_post_to_slack_for_real(tmp_path: Path, airflow_home: dict[str, str], warehouse: Any,
+                                                        smtp_server: Any, webhook_server: Any) -> None:
+    import sys
+
+    warehouse.psql("create database alerts_probe owner pipeline", admin=True)
+    db_env = {**warehouse.env, "PGDATABASE": "alerts_probe"}
+    probe_wh = type(warehouse)(warehouse.server, db_env, warehouse.reader_env, warehouse.admin_env)
+    probe_wh.psql(GATE_SQL)
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "alerts_probe.py").write_text(textwrap.dedent(PROBE_DAG))
+    env = {
+        **airflow_home, **db_env, **alert_connections(smtp_server, webhook_server),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "PYTHONPATH": str(DAGS),  # the datapipe package
+        "DATAPIPE_RUNTIME": "local",
+        "PROBE_VENV": str(Path(sys.executable).parent.parent),
+        "ALPHAVANTAGE_API_KEY": "AV-KEY-MUST-NOT-APPEAR",
+    }
+    proc = run_airflow(["dags", "test", "alerts_probe", "2026-11-25T22:30:00+00:00"], env)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode != 0, "a failed DAG run must exit non-zero\n" + log[-3000:]
+    assert "could not deliver alert" not in log, log[-5000:]
+
+    mails = {m["message"]["Subject"]: m for m in smtp_server.messages}
+    assert len(mails) == 2, (list(mails), log[-4000:])
+    posts = [json.loads(p["body"]) for p in webhook_server.posts]
+    assert len(posts) == 2 and all(p["path"] == "/services/T000/B000/XXXX" for p in webhook_server.posts)
+
+    run_id_line = next(line for line in email_text(next(iter(mails.values()))["message"]).splitlines()
+                       if line.startswith("Run id:"))
+    run_id = run_id_line.split(":", 1)[1].strip()
+    assert run_id
+    for task_id, title in (("extract_prices", "Task failed"), ("quality_gate", "Quality gate failed")):
+        subject = f"[datapipe] {title}: alerts_probe.{task_id} (2026-11-25T22:30:00+00:00)"
+        assert subject in mails, list(mails)
+        mail = mails[subject]
+        assert mail["to"] == ["oncall@datapipe.test"] and mail["from"] == "airflow@datapipe.test"
+        body = email_text(mail["message"])
+        slack = next(p["text"] for p in posts if f"alerts_probe.{task_id}" in p["text"])
+        for text in (body, slack):
+            assert "DAG:          alerts_probe" in text
+            assert f"Task:         {task_id}" in text
+            assert f"Run id:       {run_id}" in text
+            assert "Logical date: 2026-11-25T22:30:00+00:00" in text
+            assert "Try number:   1" in text
+            assert f"http://airflow.example:8080/dags/alerts_probe/runs/" in text
+            assert f"/tasks/{task_id}?try_number=1" in text
+            assert f"step {task_id} (python -c" in text and "exited with code 3" in text
+            for secret in (warehouse.env["PGPASSWORD"], "AV-KEY-MUST-NOT-APPEAR", "LEAKED-IN-LOG-ONLY"):
+                assert secret not in text
+        if task_id == "quality_gate":
+            for text in (body, slack):
+                assert "Failing expectations (2):" in text
+                assert "fct_daily_prices: expect_column_values_to_not_be_null(close) observed=3 nulls" in text
+                assert "mart_market_overview: expect_table_row_count_to_be_between" in text
+                assert "expect_old_failure" not in text and "expect_column_values_to_be_unique" not in text
+        else:
+            assert "Failing expectations" not in body

@@ -1,0 +1,163 @@
+"""The task graph: one task per dbt model (plus its tests) in dependency order, between the
+extraction and the quality gate; publishing strictly after the gate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from datapipe.pipeline import DAG_ID, wants_company_refresh
+
+
+def upstream_ids(dag: Any, task_id: str) -> set[str]:
+    return {t.task_id for t in dag.get_task(task_id).get_flat_relatives(upstream=True)}
+
+
+def model_tasks(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per model: the Cosmos task ids expected for it (run, and test when the model has tests)."""
+    tested = {
+        dep
+        for node in manifest["nodes"].values() if node["resource_type"] == "test"
+        for dep in node["depends_on"]["nodes"]
+    }
+    out = {}
+    for uid, node in manifest["nodes"].items():
+        if node["resource_type"] != "model":
+            continue
+        name = node["name"]
+        if uid in tested:
+            out[uid] = {"name": name, "run": f"dbt.{name}.run", "test": f"dbt.{name}.test", "last": f"dbt.{name}.test"}
+        else:
+            out[uid] = {"name": name, "run": f"dbt.{name}_run", "test": None, "last": f"dbt.{name}_run"}
+    return out
+
+
+def serialized(dag: Any) -> Any:
+    """The DAG as the scheduler sees it (what the dag processor stores)."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    return DagSerialization.from_dict(DagSerialization.to_dict(dag))
+
+
+def test_dag_basics(k8s_dag: Any) -> None:
+    dag = serialized(k8s_dag)
+    assert dag.dag_id == DAG_ID
+    assert dag.catchup is False
+    assert dag.max_active_runs == 1
+    assert dag.timetable.summary == "30 17 * * 1-5"
+    assert set(dag.task_ids) == set(k8s_dag.task_ids)
+
+
+def test_schedule_is_weekdays_after_the_us_close(k8s_dag: Any) -> None:
+    import pendulum
+
+    tt = serialized(k8s_dag).timetable
+    # Friday 2026-11-27 -> next run Friday 17:30 New York; after it, Monday (no weekend runs).
+    start = pendulum.datetime(2026, 11, 27, 12, 0, tz="America/New_York")
+    fires = []
+    last = None
+    from airflow.timetables.base import TimeRestriction
+
+    for _ in range(3):
+        info = tt.next_dagrun_info(last_automated_data_interval=last,
+                                   restriction=TimeRestriction(earliest=start, latest=None, catchup=True))
+        assert info is not None
+        fires.append(info.logical_date.in_timezone("America/New_York"))
+        last = info.data_interval
+    assert [d.strftime("%a %H:%M") for d in fires] == ["Fri 17:30", "Mon 17:30", "Tue 17:30"]
+
+
+def test_one_task_per_model_and_its_tests(k8s_dag: Any, manifest: dict[str, Any]) -> None:
+    expected = model_tasks(manifest)
+    dbt_ids = {t for t in k8s_dag.task_ids if t.startswith("dbt.")}
+    wanted = {m["run"] for m in expected.values()} | {m["test"] for m in expected.values() if m["test"]}
+    assert wanted <= dbt_ids
+    kinds = {t: type(k8s_dag.get_task(t)).__name__ for t in dbt_ids}
+    for m in expected.values():
+        assert kinds[m["run"]] == "DbtRunKubernetesOperator"
+        if m["test"]:
+            assert kinds[m["test"]] == "DbtTestKubernetesOperator"
+            assert upstream_ids(k8s_dag, m["test"]) >= {m["run"]}
+    # nothing else than model run/test and source freshness tasks
+    others = dbt_ids - wanted
+    assert others and all(t.endswith("_source") for t in others), others
+
+
+def test_models_run_in_dependency_order(k8s_dag: Any, manifest: dict[str, Any]) -> None:
+    expected = model_tasks(manifest)
+    checked = 0
+    for uid, m in expected.items():
+        parents = [p for p in manifest["nodes"][uid]["depends_on"]["nodes"] if p in expected]
+        ancestors = upstream_ids(k8s_dag, m["run"])
+        for parent in parents:
+            # the parent model is built AND tested before the child model runs
+            assert expected[parent]["last"] in ancestors, (m["run"], expected[parent]["last"])
+            checked += 1
+    assert checked >= 5
+
+
+def test_source_freshness_tasks_gate_the_staging_models(k8s_dag: Any, manifest: dict[str, Any]) -> None:
+    with_freshness = [s for s in manifest["sources"].values() if (s.get("freshness") or {}).get("error_after", {}).get("count")]
+    assert with_freshness
+    for source in with_freshness:
+        task_id = f"dbt.{source['source_name']}_{source['name']}_source"
+        task = k8s_dag.get_task(task_id)
+        assert type(task).__name__ == "DbtSourceKubernetesOperator"
+        assert task.select == f"source:{source['source_name']}.{source['name']}"
+        dependants = [n["name"] for n in manifest["nodes"].values()
+                      if n["resource_type"] == "model" and source["unique_id"] in n["depends_on"]["nodes"]]
+        for model in dependants:
+            run_id = model_tasks(manifest)
+            run = next(v["run"] for v in run_id.values() if v["name"] == model)
+            assert task_id in upstream_ids(k8s_dag, run)
+
+
+def test_dbt_group_sits_between_extraction_and_gate_and_publish_follows_the_gate(k8s_dag: Any) -> None:
+    dag = k8s_dag
+    dbt_ids = {t for t in dag.task_ids if t.startswith("dbt.")}
+    gate_upstream = upstream_ids(dag, "quality_gate")
+    assert dbt_ids <= gate_upstream
+    for t in dbt_ids:
+        assert {"extract_prices", "extracted"} <= upstream_ids(dag, t)
+    assert dag.get_task("publish_marts").upstream_task_ids == {"quality_gate"}
+    assert dbt_ids | {"quality_gate", "extract_prices"} <= upstream_ids(dag, "publish_marts")
+    assert dag.get_task("grant_reader").upstream_task_ids == {"publish_marts"}
+    # publish never runs unless the gate succeeded (default trigger rule)
+    assert str(dag.get_task("publish_marts").trigger_rule) in ("all_success", "TriggerRule.ALL_SUCCESS")
+    assert str(dag.get_task("quality_gate").trigger_rule) in ("all_success", "TriggerRule.ALL_SUCCESS")
+
+
+def test_company_refresh_branch(k8s_dag: Any) -> None:
+    assert k8s_dag.get_task("check_company_refresh").downstream_task_ids == {"extract_companies", "keep_companies"}
+    assert k8s_dag.get_task("extracted").upstream_task_ids == {"extract_prices", "extract_companies", "keep_companies"}
+
+
+@pytest.mark.parametrize(
+    ("day", "params", "previous", "expected"),
+    [
+        ("2026-11-23", {}, "2026-11-20", True),    # Monday: weekly refresh
+        ("2026-11-24", {}, "2026-11-23", False),   # Tuesday with an earlier success: skip
+        ("2026-11-24", {}, None, True),            # first successful run ever: refresh
+        ("2026-11-25", {"refresh_companies": True}, "2026-11-24", True),
+    ],
+)
+def test_wants_company_refresh(day: str, params: dict, previous: str | None, expected: bool) -> None:
+    import pendulum
+
+    logical = pendulum.parse(f"{day}T22:30:00Z")
+    prev = pendulum.parse(previous) if previous else None
+    assert wants_company_refresh(logical, "America/New_York", params, prev) is expected
+
+
+def test_every_task_alerts_and_retries_with_backoff(k8s_dag: Any) -> None:
+    from datapipe.alerts import PipelineAlert
+
+    for task in k8s_dag.tasks:
+        if task.task_id == "check_company_refresh":
+            continue
+        callbacks = task.on_failure_callback if isinstance(task.on_failure_callback, list) else [task.on_failure_callback]
+        assert any(isinstance(c, PipelineAlert) for c in callbacks), task.task_id
+        assert task.retries == 3, task.task_id
+        assert task.retry_exponential_backoff == 2.0, task.task_id
+        assert task.max_retry_delay is not None, task.task_id

@@ -1,0 +1,155 @@
+"""Every pod the DAG would create — our KubernetesPodOperator steps and Cosmos' dbt pods — rendered
+offline (`build_pod_request_obj`, after Cosmos fills the dbt command with `build_kube_args`),
+validated strictly against the Kubernetes schema, and checked against the one shared definition."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import kubernetes_validate
+import pytest
+from dagtest import base_env, fake_context
+
+from datapipe.config import Settings
+from datapipe.pipeline import build_market_data_daily
+from datapipe.pods import API_KEYS, WAREHOUSE_KEYS
+
+K8S_VERSION = "1.33.0"
+# Secret values present in the environment the settings are read from: they must never reach a pod.
+POISON = {"PGPASSWORD": "pg-secret-must-not-leak", "ALPHAVANTAGE_API_KEY": "av-key-must-not-leak",
+          "PGHOST": "db.secret.internal"}
+PLAIN_ENV_ALLOWED = {"DATAPIPE_SYMBOLS", "PGSSLMODE", "DBT_PROFILES_DIR", "DBT_PROJECT_DIR"}
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, tuple[Any, dict[str, Any]]]:
+    """task_id -> (operator, pod as the API server would receive it)."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from kubernetes.client import ApiClient
+
+    dag = build_market_data_daily(Settings.from_env({**POISON, **base_env()}))
+    api = ApiClient()
+    pods = {}
+    for task in dag.tasks:
+        if not isinstance(task, KubernetesPodOperator):
+            continue
+        context = fake_context(dag, task)
+        if hasattr(task, "build_kube_args"):  # Cosmos: fills cmds/arguments/env at execute time
+            task.build_kube_args(context, task.add_cmd_flags())
+        pod = task.build_pod_request_obj(context, dry_run=True)
+        pods[task.task_id] = (task, api.sanitize_for_serialization(pod))
+    return pods
+
+
+def test_every_pod_task_is_rendered(rendered: dict[str, Any]) -> None:
+    ids = set(rendered)
+    assert {"extract_prices", "extract_companies", "quality_gate", "publish_marts", "grant_reader"} <= ids
+    assert sum(1 for t in ids if t.startswith("dbt.")) >= 10
+
+
+def test_pods_validate_strictly_against_the_kubernetes_schema(rendered: dict[str, Any]) -> None:
+    for task_id, (_, pod) in rendered.items():
+        try:
+            kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"pod of {task_id} is invalid: {exc.message} at {list(exc.path)}")
+
+
+def test_a_broken_pod_is_caught_by_the_validator(rendered: dict[str, Any]) -> None:
+    """The validator really checks: an unknown field and a wrong type are both rejected."""
+    _, pod = rendered["extract_prices"]
+    broken = json.loads(json.dumps(pod))
+    broken["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+    broken = json.loads(json.dumps(pod))
+    broken["spec"]["containers"][0]["resources"]["limits"]["cpu"] = {"lots": 1}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+
+
+def test_shared_pod_definition(rendered: dict[str, Any]) -> None:
+    env = base_env()
+    for task_id, (task, pod) in rendered.items():
+        component = "extract" if task_id.startswith("extract_") else "transform"
+        image = env["DATAPIPE_IMAGE_EXTRACT"] if component == "extract" else env["DATAPIPE_IMAGE_TRANSFORM"]
+        spec = pod["spec"]
+        (container,) = spec["containers"]
+        assert pod["metadata"]["namespace"] == "pipelines", task_id
+        assert spec["serviceAccountName"] == "datapipe-runner", task_id
+        assert spec["automountServiceAccountToken"] is False, task_id
+        assert spec["restartPolicy"] == "Never"
+        assert container["image"] == image, task_id
+        assert not image.endswith(":latest") and ":" in image.rsplit("/", 1)[-1]
+        res = container["resources"]
+        assert set(res["requests"]) == {"cpu", "memory"} and set(res["limits"]) == {"cpu", "memory"}, task_id
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+        assert pod["metadata"]["labels"]["app.kubernetes.io/part-of"] == "datapipe"
+        assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == component
+        # operator behaviour that is not part of the pod object
+        assert str(task.on_finish_action.value) == "delete_pod", task_id
+        assert task.get_logs is True
+        assert task.startup_timeout_seconds == 600
+        assert task.retries == 3 and task.retry_exponential_backoff == 2.0
+
+
+def test_credentials_come_only_from_secret_references(rendered: dict[str, Any]) -> None:
+    for task_id, (_, pod) in rendered.items():
+        (container,) = pod["spec"]["containers"]
+        assert "envFrom" not in container or not container["envFrom"], task_id
+        refs: dict[str, tuple[str, str]] = {}
+        for var in container.get("env", []):
+            name = var["name"]
+            if "valueFrom" in var:
+                ref = var["valueFrom"]["secretKeyRef"]
+                refs[name] = (ref["name"], ref["key"])
+            else:
+                assert name in PLAIN_ENV_ALLOWED or name.startswith("AIRFLOW_CTX_"), (task_id, name)
+        for key in WAREHOUSE_KEYS:
+            assert refs[key] == ("warehouse-writer", key), (task_id, key)
+        for key in API_KEYS:
+            if task_id.startswith("extract_"):
+                assert refs[key] == ("alphavantage-api", key), (task_id, key)
+            else:
+                assert key not in refs, (task_id, key)  # least privilege: only extract calls the API
+        text = json.dumps(pod)
+        for value in POISON.values():
+            assert value not in text, (task_id, "secret value leaked into the pod spec")
+
+
+def test_step_pods_run_the_steps_toml_command(rendered: dict[str, Any]) -> None:
+    from datapipe.steps import load_steps
+
+    steps = load_steps()
+    for name in ("extract_prices", "extract_companies", "quality_gate", "publish_marts", "grant_reader"):
+        (container,) = rendered[name][1]["spec"]["containers"]
+        assert [*container["command"], *container.get("args", [])] == list(steps[name].command)
+
+
+def test_cosmos_pods_run_the_dbt_command_for_their_node(rendered: dict[str, Any], manifest: dict[str, Any]) -> None:
+    models = {n["name"]: n for n in manifest["nodes"].values() if n["resource_type"] == "model"}
+    seen = {"run": 0, "test": 0, "source": 0}
+    for task_id, (_, pod) in rendered.items():
+        if not task_id.startswith("dbt."):
+            continue
+        (container,) = pod["spec"]["containers"]
+        assert container["command"] == ["dbt"], task_id
+        args = container["args"]
+        assert args[-2:] == ["--project-dir", "/opt/datapipe/dbt"], task_id
+        select = args[args.index("--select") + 1]
+        if task_id.endswith("_source"):
+            assert args[:2] == ["source", "freshness"], task_id
+            assert select.startswith("source:")
+            seen["source"] += 1
+            continue
+        verb = "test" if task_id.endswith(".test") else "run"
+        assert args[0] == verb, task_id
+        name = task_id.removeprefix("dbt.").removesuffix(".run").removesuffix(".test").removesuffix("_run")
+        # run selects the model by fqn; test selects the model's tests by its name
+        assert select == ("fqn:" + ".".join(models[name]["fqn"]) if verb == "run" else name), task_id
+        seen[verb] += 1
+        # dbt finds its credentials through profiles.yml's env_var() in the image's project dir
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["DBT_PROFILES_DIR"] == "."
+    assert seen["run"] == len(models) and seen["test"] >= 4 and seen["source"] >= 1
