@@ -150,15 +150,18 @@ lint-sql: $(TOOLS_VENV) ## sqlfluff (postgres, jinja with dbt builtins) on the d
 
 .PHONY: test-chart
 test-chart: $(TOOLS_VENV) $(WAREHOUSE_VENV) $(HELM) ## Chart tests: lint, template x scenarios, strict schema 1.30-1.35, policies, checkov, backup/restore
+	@mkdir -p $(LOCAL)/pytest
 	$(TOOLS_BIN)/python -m pytest tests/chart --basetemp=$(LOCAL)/pytest/chart
 
 .PHONY: test-workflows
 test-workflows: $(TOOLS_VENV) ## Workflow tests: actionlint, workflow schema, pinned actions, make targets exist
+	@mkdir -p $(LOCAL)/pytest
 	$(TOOLS_BIN)/python -m pytest tests/workflows --basetemp=$(LOCAL)/pytest/workflows
 
 # Image tests: static checks always; building and running the images when a Docker engine starts.
 .PHONY: test-images
 test-images: $(TOOLS_VENV) ## Image tests: hadolint + checkov always; builds + real commands when Docker can start
+	@mkdir -p $(LOCAL)/pytest
 	$(TOOLS_BIN)/python -m pytest tests/images -m "not docker" --basetemp=$(LOCAL)/pytest/images-static
 	@if host=$$($(MAKE) -s docker-engine 2>$(LOCAL)/docker-engine.err); then \
 	  $(MAKE) images-test DOCKER_HOST="$$host"; \
@@ -171,6 +174,7 @@ test-images: $(TOOLS_VENV) ## Image tests: hadolint + checkov always; builds + r
 
 .PHONY: images-test
 images-test: $(TOOLS_VENV) $(WAREHOUSE_VENV) ## Build extract/transform/dashboard on the local base image and run their real commands
+	@mkdir -p $(LOCAL)/pytest
 	@export DOCKER_HOST=$${DOCKER_HOST:-$$($(MAKE) -s docker-engine)}; \
 	  $(TOOLS_BIN)/python -m pytest tests/images -m docker --basetemp=$(LOCAL)/pytest/images
 

@@ -42,7 +42,8 @@ def test_hadolint_does_fail_on_a_bad_dockerfile(tmp_path: Path) -> None:
 
 def test_checkov_finds_no_failed_check(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [str(tool("checkov")), "--directory", str(ROOT / "images"), "--framework", "dockerfile", "--skip-download",
+        [str(tool("checkov")), *[arg for f in DOCKERFILES.values() for arg in ("--file", str(f))],
+         "--framework", "dockerfile", "--skip-download",
          "--compact", "--quiet", "--output", "json"],
         capture_output=True, text=True, env={"BC_SKIP_MAPPING": "TRUE", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )
