@@ -136,11 +136,11 @@ lint-images: $(TOOLS_VENV) ## hadolint the Dockerfiles (failure threshold: warni
 	$(TOOLS_BIN)/hadolint --failure-threshold warning images/*/Dockerfile
 
 .PHONY: lint-python
-lint-python: $(TOOLS_VENV) ## ruff on the whole repository, mypy on each component in its own venv
+lint-python: venvs ## ruff on the whole repository, mypy on each component against its own venv
 	$(TOOLS_BIN)/ruff check .
-	@for c in extract:extract/src dbt/quality:dbt/quality/src dashboard:dashboard/src; do \
-	  venv=$${c%%:*}; src=$${c#*:}; venv=$${venv/dbt\/quality/transform}; \
-	  if [ -d "$$src" ]; then echo "==> mypy $$src"; \
+	@for c in extract:extract/src transform:dbt/quality/src dashboard:dashboard/src airflow:dags; do \
+	  venv=$${c%%:*}; src=$${c#*:}; \
+	  if [ -d "$$src" ] && [ -x $(VENVS)/$$venv/bin/python ]; then echo "==> mypy $$src (venv $$venv)"; \
 	    $(TOOLS_BIN)/mypy --python-executable $(VENVS)/$$venv/bin/python "$$src" || exit 1; fi; \
 	done
 

@@ -30,18 +30,20 @@ class AirflowError(RuntimeError):
 
 class Client:
     def __init__(self, url: str, token: str | None = None) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise AirflowError(f"--url must be an http(s) URL, got {url!r}")
         self.url = url.rstrip("/")
         self.token = token
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method)
+        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method)  # noqa: S310 - http(s) only
         request.add_header("Content-Type", "application/json")
         request.add_header("Accept", "application/json")
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - http(s) only
                 payload = response.read()
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")[:500]
@@ -73,7 +75,9 @@ def wait_for(what: str, check: Any, timeout_s: float, interval_s: float = 5.0) -
         except (AirflowError, OSError) as exc:
             last_error = str(exc)
         time.sleep(interval_s)
-    raise AirflowError(f"timed out after {timeout_s:.0f}s waiting for {what}" + (f" (last error: {last_error})" if last_error else ""))
+    raise AirflowError(
+        f"timed out after {timeout_s:.0f}s waiting for {what}" + (f" (last error: {last_error})" if last_error else "")
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

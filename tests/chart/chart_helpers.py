@@ -121,8 +121,9 @@ class Renderer:
             (dest / "templates" / "_lookup.tpl").write_text(lookup_stub)
         return dest
 
-    def run(self, args: list[str], chart: Path | None = None, values: dict[str, Any] | None = None,
-            check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, args: list[str], chart: Path | None = None, values: dict[str, Any] | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         chart = chart or self.default_chart
         cmd = [str(self.helm), *args, str(chart)]
         if values:
@@ -140,10 +141,12 @@ class Renderer:
             self._default = self.chart_copy()
         return self._default
 
-    def template(self, values: dict[str, Any] | None = None, chart: Path | None = None,
-                 release: str = RELEASE) -> list[dict[str, Any]]:
-        proc = self.run(["template", release, "--namespace", NAMESPACE, "--kube-version", "1.33.0"],
-                        chart=chart, values=values)
+    def template(
+        self, values: dict[str, Any] | None = None, chart: Path | None = None, release: str = RELEASE
+    ) -> list[dict[str, Any]]:
+        proc = self.run(
+            ["template", release, "--namespace", NAMESPACE, "--kube-version", "1.33.0"], chart=chart, values=values
+        )
         return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
 
     def template_error(self, values: dict[str, Any], release: str = RELEASE) -> str:

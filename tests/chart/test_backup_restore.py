@@ -68,15 +68,23 @@ def test_dump_drop_restore_gives_the_same_row_counts(seeded, tmp_path: Path) -> 
 
     # disaster: the data is gone
     seeded.psql("drop schema raw cascade; drop schema marts cascade; drop schema ops cascade;")
-    assert seeded.psql("select count(*) from information_schema.schemata where schema_name in ('raw','marts','ops')") == "0"
+    assert (
+        seeded.psql("select count(*) from information_schema.schemata where schema_name in ('raw','marts','ops')")
+        == "0"
+    )
 
     proc = run_script(RESTORE, {**seeded.env, "BACKUP_DIR": str(backups)}, bin_dir)
     assert proc.returncode == 0, proc.stderr
     assert seeded.psql(COUNTS_SQL) == before
     # the read-only role's grants come back with the dump
     reader = {**os.environ, **seeded.reader_env}
-    out = subprocess.run([str(bin_dir / "psql"), "-X", "-At", "-c", "select count(*) from marts.fct_daily_prices"],
-                         env=reader, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(bin_dir / "psql"), "-X", "-At", "-c", "select count(*) from marts.fct_daily_prices"],
+        env=reader,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip() == "2000"
     # identity sequences continue after the restored rows
     seeded.psql("insert into raw.time_series_daily (symbol, payload) values ('NEW', '{}')")
@@ -86,7 +94,11 @@ def test_dump_drop_restore_gives_the_same_row_counts(seeded, tmp_path: Path) -> 
 def test_backup_keeps_only_the_newest_dumps(seeded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     backups = tmp_path / "backups"
     backups.mkdir()
-    for old in ("warehouse-20200101T000000Z.dump", "warehouse-20200102T000000Z.dump", "warehouse-20200103T000000Z.dump"):
+    for old in (
+        "warehouse-20200101T000000Z.dump",
+        "warehouse-20200102T000000Z.dump",
+        "warehouse-20200103T000000Z.dump",
+    ):
         (backups / old).write_bytes(b"old")
     (backups / "notes.txt").write_text("not a dump")
     env = {**seeded.env, "BACKUP_DIR": str(backups), "BACKUP_KEEP": "2"}
@@ -145,13 +157,27 @@ def test_init_script_creates_roles_and_databases_idempotently(seeded) -> None:  
     # the generated passwords work, the reader may connect but not create
     for user, password in (("pipeline_t", "pw-pipeline-1"), ("dashboard_t", "pw-dashboard-1")):
         login = {**os.environ, **seeded.env, "PGUSER": user, "PGPASSWORD": password, "PGDATABASE": "warehouse_t"}
-        out = subprocess.run([str(seeded.server.bin / "psql"), "-X", "-At", "-c", "select current_user"],
-                             env=login, capture_output=True, text=True)
+        out = subprocess.run(
+            [str(seeded.server.bin / "psql"), "-X", "-At", "-c", "select current_user"],
+            env=login,
+            capture_output=True,
+            text=True,
+        )
         assert out.stdout.strip() == user, out.stderr
     # a rotated password reaches the server on the next run
     proc = run_script(INIT, {**env, "DASHBOARD_PASSWORD": "pw-dashboard-2"}, seeded.server.bin)
     assert proc.returncode == 0, proc.stderr
-    login = {**os.environ, **seeded.env, "PGUSER": "dashboard_t", "PGPASSWORD": "pw-dashboard-2", "PGDATABASE": "warehouse_t"}
-    out = subprocess.run([str(seeded.server.bin / "psql"), "-X", "-At", "-c", "create table t (i int)"],
-                         env=login, capture_output=True, text=True)
+    login = {
+        **os.environ,
+        **seeded.env,
+        "PGUSER": "dashboard_t",
+        "PGPASSWORD": "pw-dashboard-2",
+        "PGDATABASE": "warehouse_t",
+    }
+    out = subprocess.run(
+        [str(seeded.server.bin / "psql"), "-X", "-At", "-c", "create table t (i int)"],
+        env=login,
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode != 0 and "permission denied" in out.stderr

@@ -120,7 +120,9 @@ def test_no_secret_value_outside_secrets(rendered: Rendered) -> None:
 
 def test_planted_secrets_do_reach_their_secret(rendered: Rendered) -> None:
     """The check above can fail: the planted values are really rendered (into Secrets)."""
-    values = {v for objects in rendered.values() for o in objects if o["kind"] == "Secret" for v in secret_data(o).values()}
+    values = {
+        v for objects in rendered.values() for o in objects if o["kind"] == "Secret" for v in secret_data(o).values()
+    }
     joined = "\n".join(values)
     for planted in PLANTED_SECRETS:
         assert planted in joined
@@ -133,10 +135,13 @@ def allow_policies(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def test_default_deny_covers_the_namespace(rendered: Rendered) -> None:
     for key, objects in rendered.items():
         deny = [
-            o for o in objects
-            if o["kind"] == "NetworkPolicy" and o["spec"]["podSelector"] == {}
+            o
+            for o in objects
+            if o["kind"] == "NetworkPolicy"
+            and o["spec"]["podSelector"] == {}
             and set(o["spec"]["policyTypes"]) == {"Ingress", "Egress"}
-            and not o["spec"].get("ingress") and not o["spec"].get("egress")
+            and not o["spec"].get("ingress")
+            and not o["spec"].get("egress")
         ]
         assert len(deny) == 1, key
 
@@ -187,9 +192,20 @@ def test_checkov_finds_no_failed_check(rendered: Rendered, tmp_path: Path) -> No
     files = [arg for f in sorted(tmp_path.glob("*.yaml")) for arg in ("--file", str(f))]
     checkov = ROOT / ".local" / "venvs" / "tools" / "bin" / "checkov"
     proc = subprocess.run(
-        [str(checkov), *files, "--framework", "kubernetes", "--skip-download",
-         "--compact", "--quiet", "--output", "json"],
-        capture_output=True, text=True, env={"BC_SKIP_MAPPING": "TRUE", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        [
+            str(checkov),
+            *files,
+            "--framework",
+            "kubernetes",
+            "--skip-download",
+            "--compact",
+            "--quiet",
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        env={"BC_SKIP_MAPPING": "TRUE", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )
     report = json.loads(proc.stdout) if proc.stdout.strip().startswith(("{", "[")) else None
     if report is None:
@@ -197,7 +213,8 @@ def test_checkov_finds_no_failed_check(rendered: Rendered, tmp_path: Path) -> No
     reports = report if isinstance(report, list) else [report]
     failed = [
         f"{c['check_id']} {c['check_name']} on {c['resource']} ({Path(c['file_path']).name})"
-        for r in reports for c in r.get("results", {}).get("failed_checks", [])
+        for r in reports
+        for c in r.get("results", {}).get("failed_checks", [])
     ]
     passed = sum(r.get("summary", {}).get("passed", 0) for r in reports)
     assert passed > 100, f"checkov ran too few checks ({passed}); is the kubernetes framework active?"

@@ -8,8 +8,8 @@ import json
 from typing import Any
 
 import kubernetes_validate
-import yaml
 import pytest
+import yaml
 from chart_helpers import (
     CHART,
     NAMESPACE,
@@ -109,7 +109,9 @@ def test_dag_configmap_carries_the_contract_names(rendered: dict[str, list[dict[
     assert ("Secret", data["DATAPIPE_API_SECRET"]) in names
 
 
-def test_external_database_runs_no_warehouse_and_uses_the_managed_secrets(rendered: dict[str, list[dict[str, Any]]]) -> None:
+def test_external_database_runs_no_warehouse_and_uses_the_managed_secrets(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
     objects = rendered["external-db/airflow-on"]
     assert not [o for o in objects if o["kind"] == "StatefulSet"]
     assert find(objects, "Service", "datapipe-warehouse") is None
@@ -172,7 +174,10 @@ def test_api_key_turns_the_sandbox_off(rendered: dict[str, list[dict[str, Any]]]
     assert find(objects, "Deployment", "datapipe-sandbox") is None
     assert find(objects, "Service", "datapipe-sandbox") is None
     api = secret_data(find(objects, "Secret", "datapipe-api") or {})
-    assert api == {"ALPHAVANTAGE_API_KEY": "AVKEY0123456789SECRET", "ALPHAVANTAGE_BASE_URL": "https://www.alphavantage.co/query"}
+    assert api == {
+        "ALPHAVANTAGE_API_KEY": "AVKEY0123456789SECRET",
+        "ALPHAVANTAGE_BASE_URL": "https://www.alphavantage.co/query",
+    }
     tasks = find(objects, "NetworkPolicy", "datapipe-pipeline-tasks")
     assert tasks is not None
     assert any(p["port"] == 443 for rule in tasks["spec"]["egress"] for p in rule["ports"])
@@ -234,9 +239,13 @@ def test_the_cloud_values_example_renders_and_validates(renderer: Renderer) -> N
 
 
 def test_the_external_secret_examples_are_valid_objects() -> None:
-    docs = [d for d in yaml.safe_load_all((CHART.parents[1] / "k8s" / "external-secrets.example.yaml").read_text()) if d]
+    docs = [
+        d for d in yaml.safe_load_all((CHART.parents[1] / "k8s" / "external-secrets.example.yaml").read_text()) if d
+    ]
     assert {d["metadata"]["name"] for d in docs} >= {"datapipe-warehouse-pipeline", "datapipe-warehouse-dashboard"}
     for doc in docs:
         kubernetes_validate.validate(doc, "1.33.0", strict=True)
-        assert all(v == "CHANGE-ME" or "CHANGE-ME" in v or k not in ("PGPASSWORD", "ALPHAVANTAGE_API_KEY")
-                   for k, v in doc["stringData"].items())
+        assert all(
+            v == "CHANGE-ME" or "CHANGE-ME" in v or k not in ("PGPASSWORD", "ALPHAVANTAGE_API_KEY")
+            for k, v in doc["stringData"].items()
+        )

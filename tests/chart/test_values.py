@@ -31,9 +31,16 @@ def test_every_values_key_has_a_comment_above_it() -> None:
         if prev.startswith("#"):
             continue
         # keys of a small block whose parent line is commented (eg. runAsUser under securityContexts.pod)
-        parent = next((lines[j] for j in range(i - 1, -1, -1)
-                       if lines[j].strip() and not lines[j].lstrip().startswith("#")
-                       and len(lines[j]) - len(lines[j].lstrip()) < indent), None)
+        parent = next(
+            (
+                lines[j]
+                for j in range(i - 1, -1, -1)
+                if lines[j].strip()
+                and not lines[j].lstrip().startswith("#")
+                and len(lines[j]) - len(lines[j].lstrip()) < indent
+            ),
+            None,
+        )
         if parent is not None and indent >= 4 and "airflow" in _ancestry(lines, i):
             continue
         undocumented.append(f"line {i + 1}: {line.strip()}")
@@ -162,7 +169,12 @@ def test_generated_secrets_survive_an_upgrade(renderer: Renderer, tmp_path: Path
 
 def test_generated_warehouse_secrets_are_kept_on_uninstall(renderer: Renderer) -> None:
     objects = renderer.template()
-    for name in ("datapipe-warehouse-admin", "datapipe-pipeline-env", "datapipe-dashboard-env", "datapipe-airflow-metadata"):
+    for name in (
+        "datapipe-warehouse-admin",
+        "datapipe-pipeline-env",
+        "datapipe-dashboard-env",
+        "datapipe-airflow-metadata",
+    ):
         secret = find(objects, "Secret", name)
         assert secret is not None
         # the data volume outlives an uninstall, so must the passwords it was initialised with

@@ -28,31 +28,49 @@ def test_every_image_has_a_dockerfile() -> None:
 
 
 def test_hadolint_is_clean_at_warning_threshold() -> None:
-    proc = subprocess.run([str(tool("hadolint")), "--failure-threshold", "warning", *map(str, DOCKERFILES.values())],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(tool("hadolint")), "--failure-threshold", "warning", *map(str, DOCKERFILES.values())],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_hadolint_does_fail_on_a_bad_dockerfile(tmp_path: Path) -> None:
     bad = tmp_path / "Dockerfile"
     bad.write_text("FROM python:latest\nRUN apt-get update && apt-get install -y curl\n")
-    proc = subprocess.run([str(tool("hadolint")), "--failure-threshold", "warning", str(bad)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(tool("hadolint")), "--failure-threshold", "warning", str(bad)], capture_output=True, text=True
+    )
     assert proc.returncode != 0 and "DL3007" in proc.stdout
 
 
 def test_checkov_finds_no_failed_check(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [str(tool("checkov")), *[arg for f in DOCKERFILES.values() for arg in ("--file", str(f))],
-         "--framework", "dockerfile", "--skip-download",
-         "--compact", "--quiet", "--output", "json"],
-        capture_output=True, text=True, env={"BC_SKIP_MAPPING": "TRUE", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        [
+            str(tool("checkov")),
+            *[arg for f in DOCKERFILES.values() for arg in ("--file", str(f))],
+            "--framework",
+            "dockerfile",
+            "--skip-download",
+            "--compact",
+            "--quiet",
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        env={"BC_SKIP_MAPPING": "TRUE", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )
     if not proc.stdout.strip().startswith(("{", "[")):
         pytest.fail(f"checkov produced no JSON report (exit {proc.returncode}): {proc.stderr[-2000:]}")
     report = json.loads(proc.stdout)
     reports = report if isinstance(report, list) else [report]
-    failed = [f"{c['check_id']} {c['check_name']} in {c['file_path']}"
-              for r in reports for c in r.get("results", {}).get("failed_checks", [])]
+    failed = [
+        f"{c['check_id']} {c['check_name']} in {c['file_path']}"
+        for r in reports
+        for c in r.get("results", {}).get("failed_checks", [])
+    ]
     assert sum(r.get("summary", {}).get("passed", 0) for r in reports) > 50
     assert not failed, "\n".join(failed)
     skipped = [c for r in reports for c in r.get("results", {}).get("skipped_checks", [])]
@@ -67,7 +85,9 @@ def test_base_images_are_pinned_build_args(name: str) -> None:
     assert args, f"{name}: no base image build arg"
     for arg, default in args.items():
         repo, _, tag = default.rpartition(":")
-        assert repo and tag and tag != "latest" and re.search(r"\d+\.\d+", tag), f"{name}: {arg}={default} is not pinned"
+        assert repo and tag and tag != "latest" and re.search(r"\d+\.\d+", tag), (
+            f"{name}: {arg}={default} is not pinned"
+        )
     for line in re.findall(r"^FROM\s+(\S+)", text, re.M):
         assert line.startswith("${") or line in {"build", "manifest"}, f"{name}: FROM {line} is not a build arg"
 

@@ -32,18 +32,25 @@ COMPONENT_DIRS = {"extract": "extract", "transform": "dbt", "dashboard": "dashbo
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
-def docker(*args: str, env: dict[str, str] | None = None, check: bool = True,
-           timeout: float = 1800) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+def docker(
+    *args: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 1800
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
     if check and proc.returncode != 0:
-        pytest.fail(f"docker {' '.join(args[:6])} ... failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        pytest.fail(
+            f"docker {' '.join(args[:6])} ... failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     return proc
 
 
 def local_base_image_script() -> Path:
-    candidates = [os.environ.get("LOCAL_BASE_IMAGE", ""), str(ROOT.parent / "shared" / "tools" / "local-base-image"),
-                  "/work/shared/tools/local-base-image"]
+    candidates = [
+        os.environ.get("LOCAL_BASE_IMAGE", ""),
+        str(ROOT.parent / "shared" / "tools" / "local-base-image"),
+        "/work/shared/tools/local-base-image",
+    ]
     for c in candidates:
         if c and Path(c).is_file():
             return Path(c)
@@ -77,11 +84,23 @@ def build(name: str, base: str) -> str:
     folder = ROOT / COMPONENT_DIRS[name]
     lock = folder / "requirements.lock"
     if not lock.exists():
-        pytest.fail(f"cannot build datapipe-{name}: {lock.relative_to(ROOT)} is missing (is the {name} component merged?)")
+        pytest.fail(
+            f"cannot build datapipe-{name}: {lock.relative_to(ROOT)} is missing (is the {name} component merged?)"
+        )
     image = f"datapipe-{name}:{TAG}"
     started = time.monotonic()
-    docker("build", "--network", "host", "--build-arg", f"BASE_IMAGE={base}", "-f", f"images/{name}/Dockerfile",
-           "-t", image, str(ROOT))
+    docker(
+        "build",
+        "--network",
+        "host",
+        "--build-arg",
+        f"BASE_IMAGE={base}",
+        "-f",
+        f"images/{name}/Dockerfile",
+        "-t",
+        image,
+        str(ROOT),
+    )
     print(f"built {image} in {time.monotonic() - started:.0f}s")
     _built[name] = image
     return image
@@ -90,14 +109,18 @@ def build(name: str, base: str) -> str:
 HARDENED = ["--network", "host", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
 
 
-def run_step(image: str, step: str, env: dict[str, str], *, read_only: bool = False) -> subprocess.CompletedProcess[str]:
+def run_step(
+    image: str, step: str, env: dict[str, str], *, read_only: bool = False
+) -> subprocess.CompletedProcess[str]:
     """Run one step of steps.toml exactly as its pod would: the image's WORKDIR and user, env only."""
     command = STEPS["steps"][step]["command"]
     flags = [*HARDENED, *(["--read-only", "--tmpfs", "/tmp"] if read_only else [])]
     # `-e NAME` (no value) passes the variable from our environment: no secret on the command line.
     env_flags = [arg for name in env for arg in ("-e", name)]
     proc = docker("run", "--rm", *flags, *env_flags, image, *command, env=env, check=False)
-    assert proc.returncode == 0, f"{step} in {image} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, (
+        f"{step} in {image} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    )
     return proc
 
 
@@ -135,8 +158,24 @@ def sandbox(base_image: str) -> Iterator[str]:
     image = build("extract", base_image)
     port = free_port()
     name = f"datapipe-sandbox-{uuid.uuid4().hex[:8]}"
-    docker("run", "-d", "--rm", "--name", name, *HARDENED, "--read-only", "--tmpfs", "/tmp", image,
-           "extract", "sandbox", "--host", "127.0.0.1", "--port", str(port))
+    docker(
+        "run",
+        "-d",
+        "--rm",
+        "--name",
+        name,
+        *HARDENED,
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        image,
+        "extract",
+        "sandbox",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", 60)
         yield f"http://127.0.0.1:{port}/query"
@@ -146,8 +185,13 @@ def sandbox(base_image: str) -> Iterator[str]:
 
 def test_extract_image_loads_raw_from_the_sandbox(warehouse, sandbox: str, base_image: str) -> None:  # type: ignore[no-untyped-def]
     image = build("extract", base_image)
-    env = {**warehouse.env, "ALPHAVANTAGE_BASE_URL": sandbox, "ALPHAVANTAGE_API_KEY": "images-test",
-           "ALPHAVANTAGE_REQUESTS_PER_MINUTE": "600", "DATAPIPE_SYMBOLS": SYMBOLS}
+    env = {
+        **warehouse.env,
+        "ALPHAVANTAGE_BASE_URL": sandbox,
+        "ALPHAVANTAGE_API_KEY": "images-test",
+        "ALPHAVANTAGE_REQUESTS_PER_MINUTE": "600",
+        "DATAPIPE_SYMBOLS": SYMBOLS,
+    }
     for step in ("extract_prices", "extract_companies"):
         run_step(image, step, env, read_only=True)
     assert warehouse.psql("select count(distinct symbol) from raw.time_series_daily") == "3"
@@ -165,8 +209,12 @@ def test_transform_image_builds_gates_and_publishes(warehouse, base_image: str) 
     assert int(warehouse.psql("select count(*) from marts.fct_daily_prices")) > 100
     assert warehouse.psql("select count(*) from marts.mart_market_overview") == "3"
     reader = {**os.environ, **warehouse.reader_env}
-    out = subprocess.run([str(warehouse.server.bin / "psql"), "-X", "-At", "-c", "select count(*) from marts.dim_company"],
-                         env=reader, capture_output=True, text=True)
+    out = subprocess.run(
+        [str(warehouse.server.bin / "psql"), "-X", "-At", "-c", "select count(*) from marts.dim_company"],
+        env=reader,
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0 and out.stdout.strip() == "3", out.stderr
 
 
@@ -175,8 +223,24 @@ def test_dashboard_image_answers_its_health_check(warehouse, base_image: str, co
     port = free_port()
     env = dict(warehouse.reader_env)
     env_flags = [arg for name in env for arg in ("-e", name)]
-    docker("run", "-d", "--name", container_name, *HARDENED, "--read-only", "--tmpfs", "/tmp", *env_flags, image,
-           "datapipe-dashboard", "--address", "127.0.0.1", "--port", str(port), env=env)
+    docker(
+        "run",
+        "-d",
+        "--name",
+        container_name,
+        *HARDENED,
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        *env_flags,
+        image,
+        "datapipe-dashboard",
+        "--address",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        env=env,
+    )
     try:
         assert wait_http(f"http://127.0.0.1:{port}/_stcore/health", 120).strip() == "ok"
         page = wait_http(f"http://127.0.0.1:{port}/", 30)

@@ -22,7 +22,7 @@ VERSION_COMMENT = re.compile(r"#\s*v\d+\.\d+\.\d+\s*$")
 
 def load(path: Path) -> dict[str, Any]:
     # PyYAML reads the key `on` as True; keep it a string.
-    data = yaml.load(path.read_text(), Loader=yaml.BaseLoader)  # noqa: S506 - BaseLoader builds only strs/lists/dicts
+    data = yaml.load(path.read_text(), Loader=yaml.BaseLoader)
     assert isinstance(data, dict)
     return data
 
@@ -52,7 +52,9 @@ def test_actionlint(path: Path) -> None:
 
 def test_actionlint_does_fail_on_a_broken_workflow(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yml"
-    bad.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-24.04\n    steps:\n      - run: echo ${{ github.nope.x }}\n")
+    bad.write_text(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-24.04\n    steps:\n      - run: echo ${{ github.nope.x }}\n"
+    )
     proc = subprocess.run([str(tool("actionlint")), str(bad)], capture_output=True, text=True)
     assert proc.returncode != 0
     unquoted = tmp_path / "sc.yml"
@@ -64,8 +66,11 @@ def test_actionlint_does_fail_on_a_broken_workflow(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
 def test_github_workflow_schema(path: Path) -> None:
-    proc = subprocess.run([str(tool("check-jsonschema")), "--builtin-schema", "vendor.github-workflows", str(path)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(tool("check-jsonschema")), "--builtin-schema", "vendor.github-workflows", str(path)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -126,10 +131,11 @@ def test_no_secret_is_echoed(path: Path) -> None:
         secret_vars = [k for k, v in (step.get("env") or {}).items() if "secrets." in v]
         for line in step.get("run", "").splitlines():
             for var in secret_vars:
-                if f"${var}" in line or f"${{{var}}}" in line:
-                    # allowed only when the value goes straight into a pipe or a file
-                    if re.search(r"\b(echo|printf)\b", line) and not re.search(r"\|\s*base64 -d\s*>", line):
-                        problems.append(f"{job_id}: {line.strip()}")
+                uses_var = f"${var}" in line or f"${{{var}}}" in line
+                printed = re.search(r"\b(echo|printf)\b", line) is not None
+                # allowed only when the value goes straight through a pipe into a file
+                if uses_var and printed and not re.search(r"\|\s*base64 -d\s*>", line):
+                    problems.append(f"{job_id}: {line.strip()}")
     assert not problems, "\n".join(problems)
     # GITHUB_TOKEN and the kubeconfig are used through actions or files only
     text = path.read_text()
@@ -173,7 +179,7 @@ def test_ci_covers_lint_tests_images_and_kind_e2e() -> None:
     for target in ("lint-python", "lint-sql", "lint-chart", "lint-workflows", "lint-images"):
         assert target in lint
     assert any(s.get("run") == "make test" for s in jobs["test"]["steps"])
-    build = [s for s in jobs["images"]["steps"] if "build-push-action" in s.get("uses", "")][0]["with"]
+    build = next(s for s in jobs["images"]["steps"] if "build-push-action" in s.get("uses", ""))["with"]
     assert build["cache-from"].startswith("type=gha") and build["cache-to"].startswith("type=gha")
     e2e = jobs["e2e"]["steps"]
     runs = [s.get("run", "") for s in e2e]
@@ -189,7 +195,9 @@ def make_targets() -> tuple[set[str], set[str]]:
     """(every target in the make database, the documented ones listed by `make help`)."""
     db = subprocess.run(["make", "-pRrn", "help"], cwd=ROOT, capture_output=True, text=True).stdout
     targets = {m.group(1) for m in re.finditer(r"^([A-Za-z0-9][\w.-]*):(?!=)", db, re.M)}
-    help_text = subprocess.run(["make", "--no-print-directory", "help"], cwd=ROOT, capture_output=True, text=True).stdout
+    help_text = subprocess.run(
+        ["make", "--no-print-directory", "help"], cwd=ROOT, capture_output=True, text=True
+    ).stdout
     documented = set(re.findall(r"^\s+(?:\x1b\[\d+m)?([\w.-]+)", help_text, re.M))
     return targets, documented
 
