@@ -163,8 +163,11 @@ test-workflows: $(TOOLS_VENV) ## Workflow tests: actionlint, workflow schema, pi
 test-images: $(TOOLS_VENV) ## Image tests: hadolint + checkov always; builds + real commands when Docker can start
 	@mkdir -p $(LOCAL)/pytest
 	$(TOOLS_BIN)/python -m pytest tests/images -m "not docker" --basetemp=$(LOCAL)/pytest/images-static
-	@if host=$$($(MAKE) -s docker-engine 2>$(LOCAL)/docker-engine.err); then \
-	  $(MAKE) images-test DOCKER_HOST="$$host"; \
+	@running=no; if $(DOCKER) info >/dev/null 2>&1 || { [ -n "$(DOCKERD_SAFE)" ] && DOCKER_HOST=$$($(DOCKERD_SAFE) env | sed 's/^export DOCKER_HOST=//') $(DOCKER) info >/dev/null 2>&1; }; then running=yes; fi; \
+	if host=$$($(MAKE) -s docker-engine 2>$(LOCAL)/docker-engine.err); then \
+	  rc=0; $(MAKE) images-test DOCKER_HOST="$$host" || rc=$$?; \
+	  if [ $$running = no ] && [ -n "$(DOCKERD_SAFE)" ]; then echo "==> stopping the Docker engine this test started"; $(DOCKERD_SAFE) stop; fi; \
+	  exit $$rc; \
 	else \
 	  echo "================================================================================"; \
 	  echo "NOT RUN: image build/run tests (make images-test): no Docker engine could be started:"; \
