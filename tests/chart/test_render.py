@@ -249,3 +249,35 @@ def test_the_external_secret_examples_are_valid_objects() -> None:
             v == "CHANGE-ME" or "CHANGE-ME" in v or k not in ("PGPASSWORD", "ALPHAVANTAGE_API_KEY")
             for k, v in doc["stringData"].items()
         )
+
+
+def test_notes_print_port_forwards_and_how_to_read_the_passwords(renderer: Renderer) -> None:
+    proc = renderer.run(["install", "datapipe", "--namespace", NAMESPACE, "--dry-run=client"])
+    notes = proc.stdout[proc.stdout.index("NOTES:") :]
+    assert "port-forward service/datapipe-dashboard 8501:8501" in notes
+    assert "port-forward service/datapipe-api-server 8080:8080" in notes
+    for secret in (
+        "datapipe-airflow-admin",
+        "datapipe-pipeline-env",
+        "datapipe-dashboard-env",
+        "datapipe-warehouse-admin",
+    ):
+        assert f"get secret {secret} -o jsonpath=" in notes
+    assert "sandbox API" in notes
+    # no generated value is printed, only the commands that read them
+    rendered = [
+        secret_data(o)
+        for o in yaml.safe_load_all(proc.stdout[: proc.stdout.index("NOTES:")])
+        if o and o.get("kind") == "Secret"
+    ]
+    assert rendered and not any(v in notes for data in rendered for k, v in data.items() if "PASSWORD" in k.upper())
+
+
+def test_helm_test_hook_checks_the_warehouse_and_the_dashboard(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    pod = find(rendered["defaults/airflow-on"], "Pod", "datapipe-test")
+    assert pod is not None and pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    by_name = {c["name"]: c for c in pod["spec"]["containers"]}
+    assert by_name["warehouse"]["envFrom"] == [{"secretRef": {"name": "datapipe-dashboard-env"}}]
+    assert "psql" in " ".join(by_name["warehouse"]["command"])
+    assert "http://datapipe-dashboard:8501/_stcore/health" in " ".join(by_name["dashboard"]["command"])
+    assert pod["spec"]["restartPolicy"] == "Never"
