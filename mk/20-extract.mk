@@ -47,6 +47,9 @@ sandbox-up: $(EXTRACT_VENV) ## Start the sandbox API in the background; writes .
 	@printf 'export ALPHAVANTAGE_BASE_URL=http://%s:%s/query\nexport ALPHAVANTAGE_API_KEY=sandbox\nexport ALPHAVANTAGE_REQUESTS_PER_MINUTE=%s\n' \
 	  $(SANDBOX_HOST) $(SANDBOX_PORT) $(SANDBOX_RPM) >$(SANDBOX_ENV)
 
+# `make clean` also stops the background sandbox (its pid file lives in .local).
+clean: sandbox-down
+
 .PHONY: sandbox-down
 sandbox-down: ## Stop the background sandbox API
 	@if [ -f $(SANDBOX_PID) ]; then \

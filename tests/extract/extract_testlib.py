@@ -24,6 +24,7 @@ FAST = {
     "ALPHAVANTAGE_THROTTLE_WAIT_S": "0.01",
     "ALPHAVANTAGE_TIMEOUT_S": "5",
     "EXTRACT_WORKERS": "2",
+    "EXTRACT_PARSE_PROCESSES": "0",  # inline validation: cheaper for tiny runs (a few cases turn helpers on)
 }
 
 

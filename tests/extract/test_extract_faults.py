@@ -81,10 +81,10 @@ CASES = [
         1,
     ),
     (
-        "html-503-then-success",
+        "html-503-then-success-with-parse-helpers",
         ["html503?symbols=HA&times=2"],
         "HA,HB",
-        {},
+        {"EXTRACT_PARSE_PROCESSES": "2"},
         {"HA": ("succeeded", None, 3), "HB": ("succeeded", None, 1)},
         0,
     ),
@@ -100,10 +100,10 @@ CASES = [
     ("http-429-then-success", ["http429?symbols=RA&times=1"], "RA", {}, {"RA": ("succeeded", None, 2)}, 0),
     ("truncated-json-then-success", ["truncate?symbols=JA&times=1"], "JA", {}, {"JA": ("succeeded", None, 2)}, 0),
     (
-        "truncated-json-persistent",
+        "truncated-json-persistent-with-parse-helpers",
         ["truncate?symbols=JB"],
         "JB,JC",
-        {},
+        {"EXTRACT_PARSE_PROCESSES": "2"},  # the typed errors cross the helper-process boundary
         {"JB": ("failed", "invalid_payload", 3), "JC": ("succeeded", None, 1)},
         1,
     ),

@@ -316,3 +316,45 @@ def test_structural_mutations_of_a_valid_document(draw):
     result = outcome(body(doc))
     if not isinstance(result, ExtractError):
         assert result.bars == independent_check(doc)
+
+
+def test_parse_helper_processes_keep_the_contract():
+    """Big payloads are validated in helper processes: same result, same typed errors (reason_code kept)."""
+    from extract.parsing import Parser
+
+    parser = Parser(processes=1, inline_max_bytes=0)
+    try:
+        ok = parser.interpret(200, "application/json", BASE, function=DAILY, symbol="IBM", key=KEY)
+        assert (ok.bars, ok.body, ok.last_refreshed) == (100, BASE, "2026-11-25")
+        doc = orjson.loads(BASE)
+        first_bar(doc)["3. low"] = "100000"
+        with pytest.raises(PermanentSymbolError, match="OHLC inconsistent") as info:
+            parser.interpret(200, "application/json", body(doc), function=DAILY, symbol="IBM", key=KEY)
+        assert info.value.reason_code == "invalid_payload"
+        quota = body({"Information": sandbox.TEXT_QUOTA.format(key=KEY)})
+        with pytest.raises(StopAllError) as info:
+            parser.interpret(200, "application/json", quota, function=DAILY, symbol="IBM", key=KEY)
+        assert info.value.reason_code == "daily_quota" and KEY not in str(info.value)
+    finally:
+        parser.close()
+
+
+def test_parse_helpers_fall_back_to_inline_when_they_cannot_start():
+    """A __main__ that spawn cannot re-import (a script on stdin) breaks the helpers: validation goes on inline."""
+    import subprocess
+    import sys
+
+    script = (
+        "import datetime as dt\n"
+        "from extract.parsing import Parser\n"
+        "from extract.sandbox import data\n"
+        "d = dt.date(2026, 11, 25)\n"
+        "raw = data.daily_payload(data.generate('IBM', d), d, 'compact')\n"
+        "p = Parser(processes=1, inline_max_bytes=0)\n"
+        "print(p.interpret(200, 'application/json', raw, function='TIME_SERIES_DAILY', symbol='IBM', key=None).bars)\n"
+        "print(p.processes)\n"
+        "p.close()\n"
+    )
+    out = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["100", "0"]

@@ -35,7 +35,7 @@ def sandbox():
 
 
 def test_rate_limit_is_never_exceeded_with_several_workers(warehouse, sandbox):
-    rpm = 240  # one request every 0.25 s
+    rpm = 120  # one request every 0.5 s
     set_faults(sandbox, ["throttle?every=5&times=1"])  # retries go through the limiter too
     symbols = [f"RL{c}" for c in "ABCDEFGHIJKL"]
     result = run_extract(
@@ -51,10 +51,10 @@ def test_rate_limit_is_never_exceeded_with_several_workers(warehouse, sandbox):
     times = sorted(r["t"] for r in requests_seen(sandbox))
     assert len(times) >= len(symbols) + 1  # at least one throttled retry happened
     # "R per minute, burst of one": requests i..j span at least (j - i) * 60 / R seconds, less a small
-    # allowance for the jitter between the client's release and the server's clock (threads on a busy
-    # 2-core machine). Over a real one-minute window the limiter's 1 % spacing margin (0.6 s) absorbs it,
-    # so no minute ever holds more than R requests.
-    interval, jitter = 60.0 / rpm, 0.05
+    # allowance for the delay between the client's release and the server's clock (thread scheduling on
+    # a busy 2-core machine: up to ~0.15 s seen under load 10). Over a real one-minute window the limiter's
+    # 1 % spacing margin (0.6 s) absorbs such delays, so no minute ever holds more than R requests.
+    interval, jitter = 60.0 / rpm, 0.2
     for i in range(len(times)):
         for j in range(i + 1, len(times)):
             assert times[j] - times[i] >= (j - i) * interval - jitter, (i, j, times[j] - times[i])
@@ -108,7 +108,9 @@ def test_rate_limiter_is_shared_by_threads():
         t.join()
     stamps.sort()
     assert len(stamps) == 20
-    assert min(b - a for a, b in pairwise(stamps)) >= 0.05
+    # stamps are taken after acquire() returns, so allow a little scheduling noise on top of max_late
+    assert min(b - a for a, b in pairwise(stamps)) >= limiter.interval - limiter.max_late - 0.005
+    assert stamps[-1] - stamps[0] >= 19 * limiter.interval - limiter.max_late - 0.005
 
 
 # -- idempotency and load modes -------------------------------------------------------------------------
@@ -276,3 +278,52 @@ def test_masking():
     record = logging.LogRecord("x", logging.ERROR, __file__, 1, "key %s in %s", ("S3CR3T", "apikey=S3CR3T"), None)
     MaskingFilter("S3CR3T").filter(record)
     assert record.getMessage() == "key *** in apikey=***"
+
+
+def test_refetched_partial_bar_replaces_the_earlier_one(warehouse, sandbox_server):
+    """Same day, market open: the noon run and the 15:30 run store different partial bars for today;
+    picking the latest payload per (symbol, date) gives the 15:30 bar and one row per day."""
+    noon = sandbox_server("--intraday", "--now", "2026-11-24T12:00")
+    late = sandbox_server("--intraday", "--now", "2026-11-24T15:30")
+    first = run_extract(warehouse, noon.base_url, "prices", "--symbols", "PBA")
+    second = run_extract(warehouse, late.base_url, "prices", "--symbols", "PBA")
+    assert (first.returncode, second.returncode) == (0, 0)
+    assert symbol_rows(warehouse, second.run_id)["PBA"]["status"] == "succeeded"
+    latest = warehouse.psql("""
+        select d.value ->> '4. close' from (
+          select distinct on (d.key) d.key, d.value from raw.time_series_daily p,
+            jsonb_each(p.payload -> 'Time Series (Daily)') d
+          where p.symbol = 'PBA' order by d.key, p.received_at desc, p.payload_id desc) d
+        where d.key = '2026-11-24'""")
+    late_close = warehouse.psql(
+        f"select payload -> 'Time Series (Daily)' -> '2026-11-24' ->> '4. close' from raw.time_series_daily"
+        f" where run_id = '{second.run_id}'"
+    )
+    noon_close = warehouse.psql(
+        f"select payload -> 'Time Series (Daily)' -> '2026-11-24' ->> '4. close' from raw.time_series_daily"
+        f" where run_id = '{first.run_id}'"
+    )
+    assert latest == late_close != noon_close
+    rows = warehouse.psql(STAGING_LIKE.format(symbols="'PBA'")).split("|")
+    assert rows[0] == rows[1]
+
+
+def test_rate_limiter_does_not_drift_on_late_wakeups_but_never_banks_idle_time():
+    now = [0.0]
+
+    def late_sleep(s: float) -> None:
+        now[0] += s + 0.005  # every wake-up 5 ms late (a busy machine)
+
+    limiter = RateLimiter(600, clock=lambda: now[0], sleep=late_sleep)  # 0.101 s slots
+    stamps = []
+    for _ in range(101):
+        limiter.acquire()
+        stamps.append(now[0])
+    # 100 intervals: late wake-ups do not accumulate (they would add 0.5 s)
+    assert 100 * limiter.interval <= stamps[-1] - stamps[0] <= 100 * limiter.interval + 0.006
+    assert min(b - a for a, b in pairwise(stamps)) >= limiter.interval - limiter.max_late
+    now[0] += 5.0  # idle
+    limiter.acquire()
+    t = now[0]
+    limiter.acquire()
+    assert now[0] - t >= limiter.interval  # no burst after idle time

@@ -307,3 +307,36 @@ def test_bad_cli_arguments_fail_clearly(tmp_path):
         timeout=30,
     )
     assert out.returncode == 2 and "not a YYYY-MM-DD date" in out.stderr
+
+
+def test_intraday_partial_bar_changes_until_the_close(sandbox_server):
+    """--intraday: during a session today's bar is partial and moves; after the close it is final."""
+    closed = sandbox_server("--as-of", "2026-11-24")
+    noon = sandbox_server("--intraday", "--now", "2026-11-24T12:00")
+    late = sandbox_server("--intraday", "--now", "2026-11-24T15:30")
+    after = sandbox_server("--intraday", "--now", "2026-11-24T17:00")
+    before = sandbox_server("--intraday", "--now", "2026-11-24T09:00")
+
+    def series(s):
+        doc = json.loads(get(s.base_url, function="TIME_SERIES_DAILY", symbol="IBM")[2])
+        return doc["Meta Data"]["3. Last Refreshed"], doc["Time Series (Daily)"]
+
+    final_day, final = series(closed)
+    noon_day, at_noon = series(noon)
+    late_day, at_late = series(late)
+    assert final_day == noon_day == late_day == series(after)[0] == "2026-11-24"
+    assert series(before)[0] == "2026-11-23"  # before the open the latest bar is the previous session's
+    assert len(at_noon) == 100 and next(iter(at_noon)) == "2026-11-24"
+    assert series(after)[1] == final
+    bar_noon, bar_late, bar_final = at_noon["2026-11-24"], at_late["2026-11-24"], final["2026-11-24"]
+    assert bar_noon["1. open"] == bar_late["1. open"] == bar_final["1. open"]
+    assert len({bar_noon["4. close"], bar_late["4. close"], bar_final["4. close"]}) == 3
+    assert int(bar_noon["5. volume"]) < int(bar_late["5. volume"]) < int(bar_final["5. volume"])
+    for bar in (bar_noon, bar_late):
+        o, h, low, c = (float(bar[k]) for k in ("1. open", "2. high", "3. low", "4. close"))
+        assert low <= min(o, c) <= max(o, c) <= h
+    assert {d: b for d, b in at_noon.items() if d != "2026-11-24"} == {
+        d: b for d, b in final.items() if d != "2026-11-24"
+    }
+    quote = json.loads(get(noon.base_url, function="GLOBAL_QUOTE", symbol="IBM")[2])["Global Quote"]
+    assert (quote["05. price"], quote["07. latest trading day"]) == (bar_noon["4. close"], "2026-11-24")

@@ -49,6 +49,17 @@ def _parser() -> argparse.ArgumentParser:
         "(default SANDBOX_AS_OF, else today's clock in US/Eastern)",
     )
     sb.add_argument(
+        "--now",
+        default=None,
+        help="pin the clock, YYYY-MM-DDTHH:MM in US/Eastern (default SANDBOX_NOW, else the real clock)",
+    )
+    sb.add_argument(
+        "--intraday",
+        action="store_true",
+        help="during a session (9:30-16:00 ET) serve today's partial bar, changing until the close "
+        "(also SANDBOX_INTRADAY=1; ignored with --as-of)",
+    )
+    sb.add_argument(
         "--unknown-symbols",
         default=None,
         help="comma-separated symbols answered as unknown (default SANDBOX_UNKNOWN_SYMBOLS)",
@@ -68,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     sb.add_argument(
         "--cache-bodies",
+        "--cache-symbols",  # the first name of this flag; kept for callers that use it
+        dest="cache_bodies",
         type=int,
         default=None,
         help="response bodies kept in memory (default SANDBOX_CACHE_BODIES or 64; a full history is ~0.6 MB)",
@@ -117,6 +130,7 @@ def run_migrate(env: Mapping[str, str]) -> int:
 
 
 def run_sandbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from extract.sandbox.calendar import EASTERN
     from extract.sandbox.faults import FaultSpecError, parse_faults
     from extract.sandbox.server import SandboxConfig, serve
 
@@ -127,6 +141,12 @@ def run_sandbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     except ValueError:
         log.error("--as-of / SANDBOX_AS_OF %r is not a YYYY-MM-DD date", as_of_raw)
         return EXIT_CONFIG
+    now_raw = args.now or env.get("SANDBOX_NOW", "").strip() or None
+    try:
+        now = dt.datetime.fromisoformat(now_raw).replace(tzinfo=EASTERN) if now_raw else None
+    except ValueError:
+        log.error("--now / SANDBOX_NOW %r is not a YYYY-MM-DDTHH:MM time", now_raw)
+        return EXIT_CONFIG
     try:
         faults = parse_faults(env.get("SANDBOX_FAULTS", "")) + parse_faults(list(args.fault))
     except FaultSpecError as exc:
@@ -135,7 +155,11 @@ def run_sandbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     unknown_raw = args.unknown_symbols if args.unknown_symbols is not None else env.get("SANDBOX_UNKNOWN_SYMBOLS", "")
     try:
         port = args.port if args.port is not None else int(env.get("SANDBOX_PORT", "8765"))
-        cache = args.cache_bodies if args.cache_bodies is not None else int(env.get("SANDBOX_CACHE_BODIES", "64"))
+        cache = (
+            args.cache_bodies
+            if args.cache_bodies is not None
+            else int(env.get("SANDBOX_CACHE_BODIES") or env.get("SANDBOX_CACHE_SYMBOLS") or "64")
+        )
     except ValueError as exc:
         log.error("bad SANDBOX_PORT / SANDBOX_CACHE_BODIES: %s", exc)
         return EXIT_CONFIG
@@ -145,6 +169,8 @@ def run_sandbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         as_of=as_of,
         unknown_symbols=frozenset(s.strip().upper() for s in unknown_raw.split(",") if s.strip()),
         faults=faults,
+        intraday=args.intraday or env.get("SANDBOX_INTRADAY", "").strip().lower() in ("1", "true", "yes"),
+        now=now,
         require_key=args.require_key or env.get("SANDBOX_REQUIRE_KEY") or None,
         cache_bodies=max(1, cache),
     )

@@ -22,6 +22,7 @@ from urllib3.exceptions import (
 from extract import protocol
 from extract.errors import ExtractError, StopAllError, ThrottledError, TransientError
 from extract.masking import mask_secret
+from extract.parsing import Parser
 from extract.ratelimit import RateLimiter
 from extract.settings import Settings
 
@@ -63,6 +64,7 @@ class ApiClient:
         self.limiter = limiter
         self.stop = stop
         self.stop_reason: ExtractError | None = None
+        self.parser = Parser(settings.parse_processes)
         self._rng = random.Random(seed)  # noqa: S311 - deterministic data, not crypto
         timeout = urllib3.Timeout(connect=min(10.0, settings.timeout_s), read=settings.timeout_s)
         self.http = urllib3.PoolManager(num_pools=2, maxsize=max(1, settings.workers), retries=False, timeout=timeout)
@@ -121,7 +123,7 @@ class ApiClient:
                     raise TransientError(f"connection failed: {exc}", reason_code="connection_error") from None
                 received_at = _now()
                 attempt.received_at = received_at
-                parsed = protocol.interpret(
+                parsed = self.parser.interpret(
                     resp.status,
                     resp.headers.get("Content-Type"),
                     resp.data,

@@ -81,14 +81,20 @@ def start_run(
         )
 
 
-def finish_run(conn: psycopg.Connection[tuple[object, ...]], run_id: uuid.UUID, outcomes: list[SymbolOutcome]) -> None:
+def finish_run(
+    conn: psycopg.Connection[tuple[object, ...]],
+    run_id: uuid.UUID,
+    outcomes: list[SymbolOutcome],
+    *,
+    failed: bool = False,
+) -> None:
     ok = sum(o.ok for o in outcomes)
     with conn.transaction():
         conn.execute(
             "update ops.extract_runs set finished_at = now(), status = %s, symbols_succeeded = %s,"
             " symbols_failed = %s, requests = %s, bars = %s where run_id = %s",
             (
-                "succeeded" if ok == len(outcomes) else "failed",
+                "succeeded" if ok == len(outcomes) and not failed else "failed",
                 ok,
                 len(outcomes) - ok,
                 sum(o.requests for o in outcomes),

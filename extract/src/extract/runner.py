@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import queue
@@ -194,13 +195,18 @@ class Run:
                 threading.Thread(target=self._worker, args=(todo,), name=f"extract-{i}", daemon=True)
                 for i in range(min(self.settings.workers, len(self.symbols)))
             ]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            try:
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+            finally:
+                self.client.parser.close()
+            outcomes = [self.outcomes[s] for s in self.symbols if s in self.outcomes]
             if self.fatal is not None:
+                with contextlib.suppress(psycopg.Error):
+                    db.finish_run(conn, self.run_id, outcomes, failed=True)
                 raise self.fatal
-            outcomes = [self.outcomes[s] for s in self.symbols]
             db.finish_run(conn, self.run_id, outcomes)
         if self.client.stop_reason is not None:
             log.error("run stopped early: %s", self.mask(self.client.stop_reason.reason))

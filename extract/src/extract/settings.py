@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -66,6 +67,7 @@ class Settings:
     backoff_max_s: float = 60.0
     throttle_wait_s: float = 15.0
     workers: int = 4
+    parse_processes: int = 0
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
     log_level: str = "INFO"
     # libpq variables only (PGHOST PGPORT PGDATABASE PGUSER PGPASSWORD PGSSLMODE); psycopg reads them.
@@ -88,6 +90,9 @@ class Settings:
                 "at the sandbox API (`make sandbox-up` writes .local/sandbox.env)."
             )
         symbols_raw = env.get("DATAPIPE_SYMBOLS", "").strip()
+        workers = _int(env, "EXTRACT_WORKERS", 4, minimum=1)
+        cpus = os.cpu_count() or 1
+        default_parsers = min(workers, cpus) if cpus > 1 else 0
         return cls(
             api_key=key,
             base_url=base_url,
@@ -97,7 +102,8 @@ class Settings:
             backoff_s=_number(env, "ALPHAVANTAGE_BACKOFF_S", 2.0),
             backoff_max_s=_number(env, "ALPHAVANTAGE_BACKOFF_MAX_S", 60.0),
             throttle_wait_s=_number(env, "ALPHAVANTAGE_THROTTLE_WAIT_S", 15.0),
-            workers=_int(env, "EXTRACT_WORKERS", 4, minimum=1),
+            workers=workers,
+            parse_processes=_int(env, "EXTRACT_PARSE_PROCESSES", default_parsers, minimum=0),
             symbols=parse_symbols(symbols_raw) if symbols_raw else DEFAULT_SYMBOLS,
             log_level=env.get("EXTRACT_LOG_LEVEL", "INFO").strip() or "INFO",
             pg_env={

@@ -7,6 +7,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 EASTERN = ZoneInfo("America/New_York")
+OPEN = dt.time(9, 30)
 CLOSE = dt.time(16, 0)
 
 # Unscheduled full-day closures since 2000 (weather, national days of mourning, September 11).

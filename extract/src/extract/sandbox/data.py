@@ -135,12 +135,33 @@ def generate(symbol: str, as_of: dt.date) -> Series:
     return Series(symbol, dates, bars, closes, volumes)
 
 
-def daily_payload(series: Series, as_of: dt.date, output_size: str) -> bytes:
-    """TIME_SERIES_DAILY body: newest first; compact = latest 100 bars, full = about 20 years."""
+def partial_bar(series: Series, fraction: float) -> dict[str, str]:
+    """The last bar of `series` as it stands `fraction` (0..1) of the way through its session: same open,
+    close moving from the open towards the final close, wicks and volume growing; OHLC-consistent."""
+    final = series.bars[-1]
+    o, h_final, l_final = float(final["1. open"]), float(final["2. high"]), float(final["3. low"])
+    c_final = series.closes[-1]
+    c = o + (c_final - o) * fraction
+    high = max(o, c) + (h_final - max(o, c_final)) * fraction
+    low = min(o, c) - (min(o, c_final) - l_final) * fraction
+    return {
+        "1. open": final["1. open"],
+        "2. high": f"{max(high, o, c):.4f}",
+        "3. low": f"{max(0.0, min(low, o, c)):.4f}",
+        "4. close": f"{c:.4f}",
+        "5. volume": str(int(series.volumes[-1] * fraction)),
+    }
+
+
+def daily_payload(series: Series, as_of: dt.date, output_size: str, last_bar: dict[str, str] | None = None) -> bytes:
+    """TIME_SERIES_DAILY body: newest first; compact = latest 100 bars, full = about 20 years.
+    `last_bar` replaces the newest bar (the partial bar of a session in progress)."""
     dates, full_first = _calendar(as_of)
     n = len(dates)
     first = max(0, n - COMPACT_BARS) if output_size == "compact" else full_first
     ts = {dates[i]: series.bars[i] for i in range(n - 1, first - 1, -1)}
+    if last_bar is not None and n:
+        ts[dates[-1]] = last_bar
     body = {
         "Meta Data": {
             "1. Information": DAILY_INFO,
@@ -232,13 +253,14 @@ def overview_payload(series: Series) -> bytes:
     return orjson.dumps(body)
 
 
-def global_quote_payload(series: Series) -> bytes:
-    """GLOBAL_QUOTE body: the latest bar and the change against the previous close."""
+def global_quote_payload(series: Series, last_bar: dict[str, str] | None = None) -> bytes:
+    """GLOBAL_QUOTE body: the latest bar (or `last_bar`, a session in progress) and the change against
+    the previous close."""
     if not series.dates:
         return orjson.dumps({"Global Quote": {}})
-    bar = series.bars[-1]
+    bar = last_bar or series.bars[-1]
     prev = series.closes[-2] if len(series.closes) > 1 else series.closes[-1]
-    price = series.closes[-1]
+    price = float(bar["4. close"])
     change = price - prev
     return orjson.dumps(
         {

@@ -26,8 +26,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from extract.sandbox.calendar import last_completed_session
-from extract.sandbox.data import PayloadCache
+from extract.sandbox.calendar import CLOSE, EASTERN, OPEN, is_trading_day, last_completed_session
+from extract.sandbox.data import PayloadCache, daily_payload, global_quote_payload, partial_bar
 from extract.sandbox.faults import Fault, FaultPlan, FaultSpecError, parse_faults
 
 log = logging.getLogger("extract.sandbox")
@@ -81,6 +81,8 @@ class SandboxConfig:
     unknown_symbols: frozenset[str] = frozenset()
     faults: list[Fault] = field(default_factory=list)
     require_key: str | None = None
+    intraday: bool = False  # serve the session in progress as a partial bar
+    now: dt.datetime | None = None  # pin the clock (US/Eastern); default: the real clock
     cache_bodies: int = 64
 
 
@@ -108,8 +110,24 @@ class SandboxState:
         self._lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []
 
+    def now(self) -> dt.datetime:
+        return (self.config.now or dt.datetime.now(tz=EASTERN)).astimezone(EASTERN)
+
     def as_of(self) -> dt.date:
-        return last_completed_session(as_of=self.config.as_of)
+        return last_completed_session(now=self.now(), as_of=self.config.as_of)
+
+    def session_in_progress(self) -> tuple[dt.date, float] | None:
+        """(today, fraction of the session elapsed) while the market is open, in intraday mode."""
+        if not self.config.intraday or self.config.as_of is not None:
+            return None
+        now = self.now()
+        if not is_trading_day(now.date()):
+            return None
+        opens = dt.datetime.combine(now.date(), OPEN, tzinfo=EASTERN)
+        closes = dt.datetime.combine(now.date(), CLOSE, tzinfo=EASTERN)
+        if not opens <= now < closes:
+            return None
+        return now.date(), (now - opens) / (closes - opens)
 
     def is_known(self, symbol: str) -> bool:
         return bool(KNOWN_SYMBOL.match(symbol)) and symbol not in self.unknown
@@ -189,6 +207,14 @@ class SandboxState:
             if function == "GLOBAL_QUOTE":
                 return _json({"Global Quote": {}})
             return _json({"Error Message": TEXT_INVALID_CALL.format(function=function)})
+        live = self.session_in_progress()
+        if live is not None and function in ("TIME_SERIES_DAILY", "GLOBAL_QUOTE"):
+            day, fraction = live
+            series = self.cache.series(symbol, day)
+            bar = partial_bar(series, fraction)
+            if function == "GLOBAL_QUOTE":
+                return Answer(200, global_quote_payload(series, bar))
+            return Answer(200, daily_payload(series, day, "full" if output_size == "full" else "compact", bar))
         as_of = self.as_of()
         if function == "TIME_SERIES_DAILY":
             kind = "full" if output_size == "full" else "compact"
@@ -296,10 +322,11 @@ def serve(config: SandboxConfig) -> None:
     server, state = make_server(config)
     faults = ", ".join(f.describe() for f in config.faults) or "none"
     log.info(
-        "sandbox Alpha Vantage API on http://%s:%d/query (as of %s, faults: %s)",
+        "sandbox Alpha Vantage API on http://%s:%d/query (last completed session %s%s, faults: %s)",
         config.host,
         server.server_address[1],
         state.as_of(),
+        ", intraday partial bars" if config.intraday else "",
         faults,
     )
     try:
