@@ -36,8 +36,7 @@ $(DBT_MANIFEST): $(TRANSFORM_VENV) $(DBT_SOURCES)
 dbt-manifest: $(DBT_MANIFEST) ## Parse the dbt project into dbt/target/manifest.json (read by the Airflow DAG)
 
 .PHONY: pipeline
-pipeline: db-up ## Run the whole pipeline locally: extract (sandbox unless a real API is configured), dbt build, gate, publish
-	@$(MAKE) $(TRANSFORM_VENV) $(DBT_MANIFEST)
+pipeline: db-up $(TRANSFORM_VENV) $(EXTRACT_VENV) ## Run the whole pipeline locally: extract (sandbox unless a real API is configured), dbt build, gate, publish
 	@if [ -z "$${ALPHAVANTAGE_BASE_URL:-}" ] && [ -z "$${ALPHAVANTAGE_API_KEY:-}" ]; then $(MAKE) sandbox-up; fi
 	@set -a; . $(WAREHOUSE_ENV); \
 	  if [ -z "$${ALPHAVANTAGE_BASE_URL:-}" ] && [ -z "$${ALPHAVANTAGE_API_KEY:-}" ] && [ -f $(LOCAL)/sandbox.env ]; then . $(LOCAL)/sandbox.env; fi; \

@@ -75,6 +75,7 @@ anchors as (
 
     select
         changed_symbols.symbol,
+        changed_symbols.first_changed_date,
         coalesce(previous_bar.bar_index + 1, 0) as first_changed_index,
         previous_bar.indicator_state as seed_state,
         -- context starts at the 252-bar block holding the bar 251 bars before the first change
@@ -109,6 +110,7 @@ scoped_prices as (
 
     select
         prices.*,
+        scope.first_changed_date,
         scope.first_changed_index,
         scope.seed_state,
         scope.context_index
@@ -125,6 +127,7 @@ scoped_prices as (
 
     select
         prices.*,
+        null::date as first_changed_date,
         0::bigint as first_changed_index,
         null::double precision[] as seed_state,
         0::bigint as context_index
@@ -134,30 +137,29 @@ scoped_prices as (
 
 {% endif %}
 
-indexed as (
-
-    select
-        scoped_prices.*,
-        context_index + row_number() over (partition by symbol order by trade_date) - 1 as bar_index
-    from scoped_prices
-
-),
-
 numbered as (
 
+    -- one sort, one pass: every window below shares the partition and order
     select
-        indexed.*,
+        scoped_prices.*,
+        context_index + row_number() over by_day - 1 as bar_index,
         lag(close) over by_day as previous_close,
-        sum(close) over running as running_close,
-        sum(close * close) over running as running_close_sq,
+        -- rolling sums in exact numeric (moving-aggregate: O(1) per bar)
+        sum(close) over last_20 as close_sum_20,
+        sum(close * close) over last_20 as close_sq_sum_20,
+        sum(close) over last_50 as close_sum_50,
+        sum(close) over last_200 as close_sum_200,
         -- fed only from the first changed bar on; seeded with the state of the bar before it
         staging.datapipe_indicators(close::double precision, seed_state)
-            filter (where bar_index >= first_changed_index)
+            filter (where first_changed_date is null or trade_date >= first_changed_date)
             over running as indicator_state
-    from indexed
+    from scoped_prices
     window
         by_day as (partition by symbol order by trade_date),
-        running as (partition by symbol order by trade_date rows between unbounded preceding and current row)
+        running as (by_day rows between unbounded preceding and current row),
+        last_20 as (by_day rows between 19 preceding and current row),
+        last_50 as (by_day rows between 49 preceding and current row),
+        last_200 as (by_day rows between 199 preceding and current row)
 
 ),
 
@@ -165,14 +167,8 @@ windows as (
 
     select
         numbered.*,
-        bar_index / {{ block }} as block_number,
-        -- exact rolling sums from running numeric sums (O(n), no float drift)
-        running_close - lag(running_close, 20, 0) over by_day as close_sum_20,
-        running_close_sq - lag(running_close_sq, 20, 0) over by_day as close_sq_sum_20,
-        running_close - lag(running_close, 50, 0) over by_day as close_sum_50,
-        running_close - lag(running_close, 200, 0) over by_day as close_sum_200
+        bar_index / {{ block }} as block_number
     from numbered
-    window by_day as (partition by symbol order by trade_date)
 
 ),
 
@@ -210,7 +206,21 @@ ranged as (
         case
             when block_number = 0 or bar_index % {{ block }} = {{ block - 1 }} then low_block_head
             else least(low_block_head, lag(low_block_tail, {{ block - 1 }}) over by_day)
-        end as low_52w
+        end as low_52w,
+        -- each derived value computed once, here (PostgreSQL does not share common
+        -- subexpressions; a level with window functions is not flattened into the next)
+        case when bar_index >= 19 then (close_sum_20 / 20)::double precision end as sma_20,
+        -- population variance of the last 20 closes, exact in numeric: (n*sum(x^2) - sum(x)^2) / n^2
+        case when bar_index >= 19 then
+            2 * sqrt(((20 * close_sq_sum_20 - close_sum_20 * close_sum_20) / 400)::double precision)
+        end as two_sigma_20,
+        indicator_state[1] as bars_seen,
+        indicator_state[4] as ema_12_state,
+        indicator_state[6] as ema_26_state,
+        indicator_state[7] as macd_seen,
+        indicator_state[9] as macd_signal_state,
+        indicator_state[12] as avg_gain,
+        indicator_state[13] as avg_loss
     from ranges
     window by_day as (partition by symbol order by trade_date)
 
@@ -231,30 +241,22 @@ final as (
         (close::double precision / nullif(previous_close, 0)::double precision) - 1 as daily_return,
         high_52w,
         low_52w,
-        case when bar_index >= 19 then (close_sum_20 / 20)::double precision end as sma_20,
+        sma_20,
         case when bar_index >= 49 then (close_sum_50 / 50)::double precision end as sma_50,
         case when bar_index >= 199 then (close_sum_200 / 200)::double precision end as sma_200,
-        case when indicator_state[1] >= 12 then indicator_state[4] end as ema_12,
-        case when indicator_state[1] >= 26 then indicator_state[6] end as ema_26,
-        case when indicator_state[1] >= 26 then indicator_state[4] - indicator_state[6] end as macd,
-        case when indicator_state[7] >= 9 then indicator_state[9] end as macd_signal,
-        case when indicator_state[7] >= 9 then indicator_state[4] - indicator_state[6] - indicator_state[9] end
-            as macd_hist,
+        case when bars_seen >= 12 then ema_12_state end as ema_12,
+        case when bars_seen >= 26 then ema_26_state end as ema_26,
+        case when bars_seen >= 26 then ema_12_state - ema_26_state end as macd,
+        case when macd_seen >= 9 then macd_signal_state end as macd_signal,
+        case when macd_seen >= 9 then ema_12_state - ema_26_state - macd_signal_state end as macd_hist,
         case
-            when indicator_state[1] < 15 then null
-            when indicator_state[13] = 0 then 100::double precision
-            else 100 - 100 / (1 + indicator_state[12] / indicator_state[13])
+            when bars_seen < 15 then null
+            when avg_loss = 0 then 100::double precision
+            else 100 - 100 / (1 + avg_gain / avg_loss)
         end as rsi_14,
-        -- population variance of the last 20 closes, exact in numeric: (n*sum(x^2) - sum(x)^2) / n^2
-        case when bar_index >= 19 then
-            (close_sum_20 / 20)::double precision
-            + 2 * sqrt(((20 * close_sq_sum_20 - close_sum_20 * close_sum_20) / 400)::double precision)
-        end as bb_upper,
-        case when bar_index >= 19 then (close_sum_20 / 20)::double precision end as bb_middle,
-        case when bar_index >= 19 then
-            (close_sum_20 / 20)::double precision
-            - 2 * sqrt(((20 * close_sq_sum_20 - close_sum_20 * close_sum_20) / 400)::double precision)
-        end as bb_lower,
+        sma_20 + two_sigma_20 as bb_upper,
+        sma_20 as bb_middle,
+        sma_20 - two_sigma_20 as bb_lower,
         indicator_state,
         source_payload_id,
         '{{ run_started_at }}'::timestamptz as computed_at

@@ -38,7 +38,7 @@ bars as (
 
     select
         payloads.symbol,
-        case when bar.key ~ '^\d{4}-\d{2}-\d{2}$' then bar.key::date end as trade_date,
+        {{ datapipe_parse_iso_date('bar.key') }} as trade_date,
         {{ datapipe_parse_numeric("bar.value ->> '1. open'") }} as open,
         {{ datapipe_parse_numeric("bar.value ->> '2. high'") }} as high,
         {{ datapipe_parse_numeric("bar.value ->> '3. low'") }} as low,

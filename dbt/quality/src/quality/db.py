@@ -63,7 +63,8 @@ def table_exists(conn: psycopg.Connection, schema: str, table: str) -> bool:
 
 
 def row_count(conn: psycopg.Connection, schema: str, table: str) -> int:
-    row = conn.execute(sql.SQL("select count(*) from {}.{}").format(sql.Identifier(schema), sql.Identifier(table))).fetchone()
+    query = sql.SQL("select count(*) from {}").format(sql.Identifier(schema, table))
+    row = conn.execute(query).fetchone()
     return int(row[0]) if row else 0
 
 

@@ -39,7 +39,7 @@ class ExpectationOutcome:
     details: str
 
     def describe(self) -> str:
-        args = ", ".join(f"{k}={v}" for k, v in self.kwargs.items() if k not in ("column", "batch_id"))
+        args = ", ".join(f"{k}={_short(v, 80)}" for k, v in self.kwargs.items() if k not in ("column", "batch_id"))
         target = f"{self.mart}.{self.column}" if self.column else self.mart
         return f"{target}: {self.expectation_type}({args}) -> {self.details}"
 
@@ -158,9 +158,10 @@ def _outcome(mart: str, res: Any) -> ExpectationOutcome:
         total = result.get("element_count")
         sample = result.get("partial_unexpected_list") or []
         details = f"{n} unexpected of {total} rows" + (f", e.g. {_short(sample[:5], 200)}" if n else "")
-    elif "value_set" in kwargs and isinstance(observed, list):
-        missing = sorted(set(kwargs["value_set"]) - {str(v) for v in observed})
-        details = f"missing: {', '.join(missing)}" if missing else "all present"
+    elif "missing_count" in result:
+        missing = sorted(str(v) for v in result.get("partial_missing_list") or [])
+        details = f"missing: {', '.join(missing)}" if result["missing_count"] else "all present"
+        observed = {"missing_count": result["missing_count"], "missing": missing}
     elif observed is not None:
         details = f"observed {_short(observed, 200)}"
     else:
@@ -234,7 +235,7 @@ def run_gate(settings: Settings, now: dt.datetime | None = None) -> GateOutcome:
         )
         result = checkpoint.run(run_id=None)
         for validation in result.run_results.values():
-            mart = validation.meta.get("active_batch_definition", {}).get("data_asset_name") or validation.suite_name.removesuffix("_suite")
+            mart = validation.suite_name.removesuffix("_suite")
             outcome.results.extend(_outcome(mart, r) for r in validation.results)
         index = settings.data_docs_dir / "index.html"
         outcome.data_docs_path = index if index.exists() else settings.data_docs_dir

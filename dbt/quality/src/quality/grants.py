@@ -9,7 +9,7 @@ from quality import db
 from quality.settings import Settings
 
 OPS_TABLES = ("extract_runs", "extract_run_symbols", "gate_runs", "gate_results", "publish_history")
-PRIVATE_SCHEMAS = ("raw", "staging")
+PRIVATE_SCHEMAS = ("raw", "staging", "dbt_test_failures")
 
 
 class GrantError(RuntimeError):
@@ -45,6 +45,7 @@ def grant_reader(settings: Settings) -> list[str]:
         # belt and braces: nothing on the private schemas, even if granted by hand before
         for schema in (*PRIVATE_SCHEMAS, settings.audit_schema):
             if conn.execute("select 1 from pg_namespace where nspname = %s", (schema,)).fetchone():
-                conn.execute(sql.SQL("revoke all on all tables in schema {} from {}").format(sql.Identifier(schema), role))
+                revoke = sql.SQL("revoke all on all tables in schema {} from {}")
+                conn.execute(revoke.format(sql.Identifier(schema), role))
                 conn.execute(sql.SQL("revoke all on schema {} from {}").format(sql.Identifier(schema), role))
     return granted

@@ -73,7 +73,8 @@ def publish(settings: Settings) -> PublishOutcome:
         try:
             with conn.transaction():
                 conn.execute("select pg_advisory_xact_lock(hashtext('datapipe_quality_publish'))")
-                conn.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(f"{int(settings.lock_timeout_s * 1000)}ms")))
+                timeout = sql.Literal(f"{int(settings.lock_timeout_s * 1000)}ms")
+                conn.execute(sql.SQL("set local lock_timeout = {}").format(timeout))
                 if db.fingerprint(conn, audit, MARTS) != gate_fingerprint:
                     raise PublishRefused(
                         f"the audit schema changed since gate run {gate_run_id} validated it;"
@@ -84,7 +85,8 @@ def publish(settings: Settings) -> PublishOutcome:
                 for mart in MARTS:
                     staged = sql.Identifier(marts, f"{mart}__publishing")
                     conn.execute(sql.SQL("drop table if exists {}").format(staged))
-                    cur = conn.execute(sql.SQL("create table {} as select * from {}").format(staged, sql.Identifier(audit, mart)))
+                    copy = sql.SQL("create table {} as select * from {}").format(staged, sql.Identifier(audit, mart))
+                    cur = conn.execute(copy)
                     counts[mart] = cur.rowcount
                     conn.execute(
                         sql.SQL("alter table {} add constraint {} primary key ({})").format(

@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Benchmark of the transform component (prints figures; not a test).
+
+500 symbols x ~20 years (~2.5 M bars) from the sandbox API, loaded by `extract` (limiter off,
+workers), into a private embedded PostgreSQL. Then, timed:
+  full:        dbt build + quality gate + quality publish   (first build: everything from raw)
+  incremental: the sandbox advances one trading day, `extract prices` (compact) loads one new bar
+               per symbol, then dbt build + quality gate + quality publish again.
+Every step runs through scripts/run-step (the commands of dags/datapipe/steps.toml).
+
+    .local/venvs/transform/bin/python bench/transform.py [--symbols 500] [--as-of 2026-11-20] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shutil
+import socket
+import string
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "dbt" / "quality" / "src"))
+
+import warehouse as warehouse_mod  # noqa: E402
+from quality.calendar import is_trading_day  # noqa: E402
+
+EXTRACT = ROOT / ".local" / "venvs" / "extract" / "bin" / "extract"
+RUN_STEP = ROOT / "scripts" / "run-step"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_sandbox(as_of: dt.date, symbols: int) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(EXTRACT), "sandbox", "--port", str(port), "--as-of", as_of.isoformat(), "--cache-symbols", "8"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit("sandbox did not start") from None
+            time.sleep(0.2)
+    return proc, f"http://127.0.0.1:{port}/query"
+
+
+def run(step: str, env: dict[str, str], *args: str) -> float:
+    started = time.monotonic()
+    proc = subprocess.run([str(RUN_STEP), step, *args], env=env, capture_output=True, text=True)
+    elapsed = time.monotonic() - started
+    if proc.returncode != 0:
+        print(proc.stdout[-4000:], proc.stderr[-4000:], sep="\n")
+        raise SystemExit(f"{step} failed ({proc.returncode})")
+    return elapsed
+
+
+def next_trading_day(day: dt.date) -> dt.date:
+    day += dt.timedelta(days=1)
+    while not is_trading_day(day):
+        day += dt.timedelta(days=1)
+    return day
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--symbols", type=int, default=500)
+    parser.add_argument("--as-of", type=dt.date.fromisoformat, default=dt.date(2026, 11, 20))
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--keep", action="store_true", help="keep the bench warehouse (.local/bench-transform)")
+    args = parser.parse_args()
+
+    root = ROOT / ".local" / "bench-transform"
+    shutil.rmtree(root, ignore_errors=True)
+    wh = warehouse_mod.Warehouse(root / "warehouse")
+    wh.start()
+    work = root / "work"
+    work.mkdir(parents=True)
+    # the sandbox knows symbols of 1-5 letters: QAAA, QAAB, ...
+    abc = string.ascii_uppercase
+    symbols = [f"Q{abc[i // 676 % 26]}{abc[i // 26 % 26]}{abc[i % 26]}" for i in range(args.symbols)]
+    prefixes = ("PG", "DATAPIPE_", "QUALITY_", "DBT_", "ALPHAVANTAGE_")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    env = {
+        **base, **wh.env(),
+        "DATAPIPE_SYMBOLS": ",".join(symbols),
+        "ALPHAVANTAGE_API_KEY": "sandbox", "ALPHAVANTAGE_REQUESTS_PER_MINUTE": "0",
+        "EXTRACT_WORKERS": str(args.workers), "EXTRACT_LOG_LEVEL": "WARNING",
+        "QUALITY_DATA_DOCS_DIR": str(work / "data_docs"),
+        "DBT_TARGET_PATH": str(work / "dbt_target"), "DBT_LOG_PATH": str(work / "dbt_logs"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    figures: list[tuple[str, str]] = []
+    sandbox: subprocess.Popen[bytes] | None = None
+    try:
+        sandbox, url = start_sandbox(args.as_of, args.symbols)
+        env_day0 = {**env, "ALPHAVANTAGE_BASE_URL": url, "QUALITY_TODAY": next_trading_day(args.as_of).isoformat()}
+        t_extract = run("extract_prices", env_day0) + run("extract_companies", env_day0)
+        sandbox.terminate()
+        sandbox.wait()
+        bars = wh.psql_admin(
+            "select count(*) from raw.time_series_daily t, jsonb_object_keys(t.payload -> 'Time Series (Daily)')",
+            database="warehouse").strip()
+        figures.append(("bars loaded (full history)", f"{int(bars):,} for {args.symbols} symbols"))
+        figures.append(("extract prices + companies (not part of the target)", f"{t_extract:.1f} s"))
+
+        full = {step: run(step, env_day0) for step in ("dbt_build", "quality_gate", "publish_marts")}
+        total_full = sum(full.values())
+
+        day1 = next_trading_day(args.as_of)
+        sandbox, url = start_sandbox(day1, args.symbols)
+        env_day1 = {**env, "ALPHAVANTAGE_BASE_URL": url, "QUALITY_TODAY": next_trading_day(day1).isoformat()}
+        t_extract1 = run("extract_prices", env_day1)
+        sandbox.terminate()
+        sandbox.wait()
+        incr = {step: run(step, env_day1) for step in ("dbt_build", "quality_gate", "publish_marts")}
+        total_incr = sum(incr.values())
+        rows = wh.psql_admin("select count(*) from marts.fct_daily_prices", database="warehouse").strip()
+        figures.append(("daily extract prices, compact (not part of the target)", f"{t_extract1:.1f} s"))
+        for name, t in full.items():
+            figures.append((f"full: {name}", f"{t:.1f} s"))
+        figures.append(("FULL dbt build + gate + publish", f"{total_full:.1f} s (target <= 120 s)"))
+        for name, t in incr.items():
+            figures.append((f"incremental: {name}", f"{t:.1f} s"))
+        figures.append(("INCREMENTAL dbt build + gate + publish",
+                        f"{total_incr:.1f} s = {100 * total_incr / total_full:.0f} % of full (target <= 10 %)"))
+        figures.append(("published fct_daily_prices rows", f"{int(rows):,}"))
+    finally:
+        if sandbox is not None and sandbox.poll() is None:
+            sandbox.terminate()
+            sandbox.wait()
+        if not args.keep:
+            wh.destroy()
+    print(f"\ntransform benchmark ({os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at the end)")
+    width = max(len(k) for k, _ in figures)
+    for key, value in figures:
+        print(f"  {key.ljust(width)}  {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,353 @@
+"""The real chain on sandbox data: sandbox API -> extract -> raw -> dbt build -> GX gate -> publish.
+
+Real dbt, real Great Expectations, real PostgreSQL; every step is run through scripts/run-step
+with the commands of dags/datapipe/steps.toml. The sandbox date is pinned (chain.AS_OF).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import reference
+from chain import AS_OF, MARTS, NEXT_TRADING_DAY, SYMBOLS, Chain, start_sandbox
+from conftest import TestWarehouse
+
+pytestmark = pytest.mark.slow
+
+INDICATORS = ("sma_20", "sma_50", "sma_200", "ema_12", "ema_26", "macd", "macd_signal", "macd_hist",
+              "rsi_14", "bb_upper", "bb_middle", "bb_lower")
+
+
+@pytest.fixture(scope="module")
+def baseline(warehouse: TestWarehouse, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
+    """The whole chain once, as of AS_OF: extracted, built, gated, published, grants applied.
+    Tests only read it; scenarios that change data use a clone (`scenario`)."""
+    chain = Chain(warehouse, warehouse.env["PGDATABASE"], tmp_path_factory.mktemp("baseline"))
+    # module-wide sandbox (the shared `sandbox_server` fixture is per test): same command and flags
+    sandbox = start_sandbox("--as-of", AS_OF.isoformat())
+    try:
+        chain.extract(sandbox)
+    finally:
+        sandbox.process.terminate()
+        sandbox.process.wait(timeout=10)
+    chain.outputs["dbt_build"] = chain.step("dbt_build").check().output
+    chain.outputs["quality_gate"] = chain.step("quality_gate").check().output
+    chain.outputs["publish_marts"] = chain.step("publish_marts").check().output
+    chain.outputs["grant_reader"] = chain.step("grant_reader").check().output
+    yield chain
+
+
+@pytest.fixture
+def scenario(baseline: Chain, tmp_path: Path) -> Chain:
+    """A private copy of the published baseline database."""
+    return baseline.clone(tmp_path)
+
+
+def bars_in_raw(chain: Chain) -> dict[str, int]:
+    """Distinct (symbol, date) bars across every stored payload: what the facts must hold."""
+    rows = chain.query(
+        "select symbol, count(distinct d) from raw.time_series_daily t,"
+        " jsonb_object_keys(t.payload -> 'Time Series (Daily)') as d group by symbol"
+    )
+    return {str(s): int(n) for s, n in rows}  # type: ignore[call-overload]
+
+
+# -- the happy path ---------------------------------------------------------------------------------
+
+def test_full_chain_publishes_every_mart_with_the_expected_rows(baseline: Chain) -> None:
+    expected = bars_in_raw(baseline)
+    assert sorted(expected) == sorted(SYMBOLS)
+    assert all(n > 4500 for n in expected.values()), expected  # ~20 years of trading days
+    per_symbol = dict(baseline.query("select symbol, count(*) from marts.fct_daily_prices group by symbol"))
+    assert per_symbol == expected
+    indicators = baseline.query("select symbol, count(*) from marts.fct_technical_indicators group by symbol")
+    assert dict(indicators) == expected
+    assert sorted(r[0] for r in baseline.query("select symbol from marts.dim_company")) == sorted(SYMBOLS)
+    overview = baseline.query("select symbol, trade_date, close, previous_close, name from marts.mart_market_overview")
+    assert len(overview) == len(SYMBOLS)
+    assert {r[1] for r in overview} == {AS_OF}
+    assert all(r[2] is not None and r[3] is not None and r[4] for r in overview)
+
+    # the published marts have exactly the columns of docs/warehouse.md
+    cols = dict(baseline.query(
+        "select table_name, string_agg(column_name, ',' order by ordinal_position) from information_schema.columns"
+        " where table_schema = 'marts' group by table_name"
+    ))
+    assert cols["fct_daily_prices"] == "symbol,trade_date,open,high,low,close,volume,daily_return,high_52w,low_52w"
+    assert cols["fct_technical_indicators"] == "symbol,trade_date," + ",".join(INDICATORS)
+    assert cols["dim_company"] == ("symbol,name,description,asset_type,exchange,currency,country,sector,industry,"
+                                   "market_capitalization,pe_ratio,dividend_yield,beta,updated_at")
+    assert set(cols) == set(MARTS)
+
+    # run log: a passed gate with every expectation stored, one publish with the row counts
+    gate = baseline.query("select gate_run_id, success, expectations_total, expectations_failed, data_docs_path"
+                          " from ops.gate_runs order by started_at")
+    assert len(gate) == 1 and gate[0][1] is True and gate[0][3] == 0
+    assert baseline.scalar("select count(*) from ops.gate_results where gate_run_id = %s", (gate[0][0],)) == gate[0][2]
+    assert Path(str(gate[0][4])).name == "index.html" and Path(str(gate[0][4])).is_file()
+    history = baseline.query("select gate_run_id, status, row_counts from ops.publish_history")
+    assert history == [(gate[0][0], "published", {
+        "dim_company": len(SYMBOLS), "fct_daily_prices": sum(expected.values()),
+        "fct_technical_indicators": sum(expected.values()), "mart_market_overview": len(SYMBOLS)})]
+    assert "GATE PASSED" in baseline.outputs["quality_gate"]
+
+
+def test_indicators_equal_an_independent_reference(baseline: Chain) -> None:
+    for symbol in ("AAPL", "IBM", "JPM"):
+        rows = baseline.query(
+            "select p.trade_date, p.high::float8, p.low::float8, p.close::float8, p.daily_return,"
+            " p.high_52w::float8, p.low_52w::float8, " + ", ".join(f"t.{c}" for c in INDICATORS) +
+            " from marts.fct_daily_prices p join marts.fct_technical_indicators t using (symbol, trade_date)"
+            " where symbol = %s order by trade_date", (symbol,)
+        )
+        closes = [float(r[3]) for r in rows]  # type: ignore[arg-type]
+        expected = reference.indicators(closes)
+        expected.update(reference.daily_prices([r[1] for r in rows], [r[2] for r in rows], closes))  # type: ignore[misc]
+        columns = ("daily_return", "high_52w", "low_52w", *INDICATORS)
+        mismatches = [
+            (symbol, rows[i][0], name, rows[i][4 + j], expected[name][i])
+            for j, name in enumerate(columns) for i in range(len(rows))
+            if not reference.close_enough(rows[i][4 + j], expected[name][i])  # type: ignore[arg-type]
+        ]
+        assert not mismatches, f"{len(mismatches)} mismatches, first: {mismatches[:5]}"
+        # the definitions' warm-up: first value on bar n (1-based)
+        first = {c: next(i for i, r in enumerate(rows) if r[7 + INDICATORS.index(c)] is not None) + 1
+                 for c in INDICATORS}
+        assert first == {"sma_20": 20, "sma_50": 50, "sma_200": 200, "ema_12": 12, "ema_26": 26, "macd": 26,
+                         "macd_signal": 34, "macd_hist": 34, "rsi_14": 15, "bb_upper": 20, "bb_middle": 20,
+                         "bb_lower": 20}
+
+
+def test_reader_role_reads_marts_and_ops_only(baseline: Chain) -> None:
+    with baseline.connect(reader=True) as conn:
+        assert conn.execute("select count(*) from marts.fct_daily_prices").fetchone()[0] > 0  # type: ignore[index]
+        for table in ("extract_runs", "extract_run_symbols", "gate_runs", "gate_results", "publish_history"):
+            conn.execute(f"select count(*) from ops.{table}")
+        forbidden = [
+            "insert into marts.dim_company (symbol) values ('X')",
+            "update marts.fct_daily_prices set close = 0",
+            "delete from marts.mart_market_overview",
+            "truncate marts.fct_technical_indicators",
+            "drop table marts.dim_company",
+            "create table marts.x (a int)",
+            "delete from ops.publish_history",
+            "select count(*) from raw.time_series_daily",
+            "select count(*) from raw.company_overview",
+            "select count(*) from staging.stg_alphavantage__daily_prices",
+            "select count(*) from staging.int_daily_prices__indicators",
+            "select count(*) from audit.fct_daily_prices",
+        ]
+        for statement in forbidden:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+
+
+def test_summary_prints_the_published_marts(baseline: Chain) -> None:
+    import subprocess
+
+    from chain import ROOT
+
+    out = subprocess.run([str(ROOT / ".local/venvs/transform/bin/quality"), "summary"], env=baseline.env(),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    total = sum(bars_in_raw(baseline).values())
+    assert f"fct_daily_prices          {total:,}" in out.stdout
+    assert f"mart_market_overview      {len(SYMBOLS)} " in out.stdout
+    assert AS_OF.isoformat() in out.stdout
+
+
+# -- incremental runs ---------------------------------------------------------------------------------
+
+def test_incremental_run_equals_full_refresh_and_takes_corrections(scenario: Chain, sandbox_server) -> None:
+    before = scenario.query("select close, rsi_14 from audit.fct_daily_prices join audit.fct_technical_indicators"
+                            " using (symbol, trade_date) where symbol = 'IBM' and trade_date = %s", (AS_OF,))[0]
+    sandbox = sandbox_server("--as-of", NEXT_TRADING_DAY.isoformat())
+    scenario.extract(sandbox)  # compact: the latest 100 bars, one of them new
+    assert scenario.scalar("select count(*) from raw.time_series_daily where output_size = 'compact'") == len(SYMBOLS)
+    # and a corrected re-fetch of IBM's AS_OF bar (an already published bar changes)
+    inject(scenario, "IBM", AS_OF.isoformat(), {"4. close": f"{float(before[0]) + 1.25:.4f}", "5. volume": "12345",
+                                                "2. high": "100000"})
+    scenario.step("dbt_build").check()
+    recomputed = scenario.query(
+        "select symbol, trade_date from staging.int_daily_prices__indicators"
+        " where computed_at = (select max(computed_at) from staging.int_daily_prices__indicators) order by 1, 2"
+    )
+    assert recomputed == sorted([(s, NEXT_TRADING_DAY) for s in SYMBOLS] + [("IBM", AS_OF)]), \
+        "only the new bars and the corrected bar onwards are recomputed"
+    fixed = scenario.query(
+        "select p.close, p.volume, t.rsi_14 from audit.fct_daily_prices p join audit.fct_technical_indicators t"
+        " using (symbol, trade_date) where symbol = 'IBM' and trade_date = %s", (AS_OF,)
+    )[0]
+    assert float(fixed[0]) == float(before[0]) + 1.25 and fixed[1] == 12345 and fixed[2] != before[1]
+    closes = [float(r[0]) for r in scenario.query(  # type: ignore[arg-type]
+        "select close from audit.fct_daily_prices where symbol = 'IBM' order by trade_date")]
+    assert reference.close_enough(fixed[2], reference.rsi(closes)[-2])
+    assert reference.close_enough(scenario.scalar(
+        "select ema_26 from audit.fct_technical_indicators where symbol = 'IBM' and trade_date = %s",
+        (NEXT_TRADING_DAY,)), reference.ema(closes, 26)[-1])
+
+    incremental = scenario.marts_state("audit")
+    scenario.step("dbt_build", "--full-refresh").check()
+    full = scenario.marts_state("audit")
+    assert {m: v[1:] for m, v in incremental.items()} == {m: v[1:] for m, v in full.items()}
+    assert scenario.scalar(
+        "select count(*) from audit.fct_daily_prices where trade_date = %s", (NEXT_TRADING_DAY,)) == len(SYMBOLS)
+
+
+# -- bad data never reaches the marts ---------------------------------------------------------------------
+
+def inject(chain: Chain, symbol: str, day: str, changes: dict[str, str], *, received_at: str = "now()") -> None:
+    """Store a re-fetched payload of `symbol` whose bar `day` carries `changes` (raw field -> text)."""
+    expr = "payload"
+    for field, value in changes.items():
+        expr = f"jsonb_set({expr}, array['Time Series (Daily)', '{day}', '{field}'], to_jsonb('{value}'::text))"
+    chain.query(
+        f"""insert into raw.time_series_daily (run_id, symbol, function, output_size, request_url, requested_at,
+                                               received_at, payload_sha256, payload)
+            select gen_random_uuid(), symbol, function, output_size, request_url, now(), {received_at},
+                   md5(random()::text), {expr}
+            from raw.time_series_daily where symbol = '{symbol}' order by payload_id desc limit 1
+            returning 1"""
+    )
+
+
+def assert_nothing_published(chain: Chain, before: dict[str, tuple[object, ...]], publishes: int) -> None:
+    assert chain.marts_state() == before, "marts changed"
+    assert chain.publish_count() == publishes
+
+
+def test_bad_values_fail_dbt_tests_and_are_stored(scenario: Chain) -> None:
+    before, publishes = scenario.marts_state(), scenario.publish_count()
+    day = "2025-06-12"
+    inject(scenario, "AAPL", day, {"4. close": "NaN"})
+    inject(scenario, "MSFT", day, {"5. volume": ""})
+    # two payloads received at the same instant that disagree about one bar
+    stamp = "date_trunc('hour', now()) + interval '1 hour'"
+    inject(scenario, "JPM", day, {"4. close": "101.0"}, received_at=stamp)
+    inject(scenario, "JPM", day, {"4. close": "102.0"}, received_at=stamp)
+    build = scenario.step("dbt_build")
+    assert build.returncode != 0
+    results = scenario.dbt_results()
+    failed = {uid for uid, status in results.items() if status in ("fail", "error")}
+    for test in ("stg_alphavantage__daily_prices_values_are_numbers",
+                 "accepted_values_stg_alphavantage__daily_prices_has_conflicting_duplicate"):
+        assert any(test in uid for uid in failed), (test, sorted(failed))
+        assert f"Failure in test {test}" in build.output  # printed ...
+    # ... and stored: the failing rows are kept by dbt (store_failures)
+    stored = scenario.query("select symbol, trade_date::text, close is null, volume is null"
+                            " from dbt_test_failures.stg_alphavantage__daily_prices_values_are_numbers order by 1")
+    assert stored == [("AAPL", day, True, False), ("MSFT", day, False, True)]
+    # everything downstream was skipped and the pipeline stops at the failed step: marts untouched
+    assert all(s == "skipped" for u, s in results.items() if u.startswith("model.datapipe.int_"))
+    assert_nothing_published(scenario, before, publishes)
+
+
+def test_invalid_bars_fail_the_build_and_the_gate_and_nothing_is_published(scenario: Chain) -> None:
+    before, publishes = scenario.marts_state(), scenario.publish_count()
+    inject(scenario, "IBM", "2025-06-11", {"3. low": "-5.0"})  # negative price
+    inject(scenario, "AAPL", "2025-06-10", {"2. high": "1.0"})  # high < low
+    build = scenario.step("dbt_build")
+    assert build.returncode != 0
+    failed = {u for u, s in scenario.dbt_results().items() if s == "fail"}
+    assert any("fct_daily_prices_prices_positive" in u for u in failed)
+    assert any("fct_daily_prices_high_ge_open_close" in u for u in failed)
+    assert scenario.scalar("select count(*) from dbt_test_failures.fct_daily_prices_prices_positive") == 1
+    # even if someone runs the gate and publish anyway, the gate catches it and publish refuses
+    gate = scenario.step("quality_gate")
+    assert gate.returncode == 1
+    assert "GATE FAILED" in gate.output
+    assert "fct_daily_prices.low: expect_column_values_to_be_between" in gate.output
+    assert "fct_daily_prices.high,low: expect_column_pair_values_a_to_be_greater_than_b" in gate.output
+    publish = scenario.step("publish_marts")
+    assert publish.returncode == 1 and "PUBLISH REFUSED" in publish.output
+    assert_nothing_published(scenario, before, publishes)
+    stored = scenario.query(
+        "select r.mart, r.expectation_type, r.column_name, r.details from ops.gate_results r"
+        " join ops.gate_runs g using (gate_run_id) where g.started_at = (select max(started_at) from ops.gate_runs)"
+        " and not r.success order by 1, 2, 3"
+    )
+    assert ("fct_daily_prices", "expect_column_values_to_be_between", "low") in [s[:3] for s in stored]
+    last = scenario.scalar("select status from ops.publish_history order by publish_id desc limit 1")
+    assert last == "refused: gate failed"
+
+
+def test_missing_symbol_and_stale_data_fail_the_gate(scenario: Chain) -> None:
+    before, publishes = scenario.marts_state(), scenario.publish_count()
+    gate = scenario.step("quality_gate", DATAPIPE_SYMBOLS=",".join((*SYMBOLS, "NFLX")),
+                         QUALITY_TODAY=(AS_OF + dt.timedelta(days=14)).isoformat())
+    assert gate.returncode == 1
+    assert "missing: NFLX" in gate.output
+    assert "mart_market_overview.trade_date: expect_column_values_to_be_between(min_value=2025-06-26" in gate.output
+    stored = {(r[0], r[1], r[2]) for r in scenario.query(
+        "select mart, expectation_type, column_name from ops.gate_results r join ops.gate_runs g using (gate_run_id)"
+        " where not r.success and g.started_at = (select max(started_at) from ops.gate_runs)")}
+    assert ("dim_company", "expect_column_distinct_values_to_contain_set", "symbol") in stored
+    assert ("mart_market_overview", "expect_column_values_to_be_between", "trade_date") in stored
+    assert ("fct_daily_prices", "expect_column_max_to_be_between", "trade_date") in stored
+    assert scenario.step("publish_marts").returncode == 1
+    assert_nothing_published(scenario, before, publishes)
+
+
+# -- atomic publish under concurrent readers -----------------------------------------------------------
+
+def test_readers_never_see_a_missing_empty_or_partial_mart_during_publish(scenario: Chain) -> None:
+    scenario.step("grant_reader").check()  # idempotent
+    scenario.step("quality_gate").check()
+    initial = scenario.marts_state()
+    expected = {m: v[1] for m, v in initial.items()}
+    stop = threading.Event()
+    seen: list[tuple[str, int]] = []
+    errors: list[str] = []
+
+    def reader(mart: str) -> None:
+        with scenario.connect(reader=True) as conn:
+            while not stop.is_set():
+                try:
+                    seen.append((mart, conn.execute(f"select count(*) from marts.{mart}").fetchone()[0]))  # type: ignore[index]
+                except psycopg.Error as exc:
+                    errors.append(f"{mart}: {exc}")
+
+    def slow_reader() -> None:
+        # holds a lock on the published table so the swap has to wait; readers queue behind it
+        with scenario.connect(reader=True, autocommit=False) as conn:
+            conn.execute("select count(*), pg_sleep(1.5) from marts.fct_daily_prices")
+            conn.commit()
+
+    threads = [threading.Thread(target=reader, args=(m,)) for m in MARTS]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    blocker = threading.Thread(target=slow_reader)
+    blocker.start()
+    time.sleep(0.3)
+    for _ in range(2):
+        scenario.step("publish_marts").check()
+    blocker.join()
+    time.sleep(0.3)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:5]
+    assert {m for m, _ in seen} == set(MARTS)
+    bad = [(m, n) for m, n in seen if n != expected[m]]
+    assert not bad, bad[:5]
+    assert len(seen) > 50
+    after = scenario.marts_state()
+    assert all(initial[m][0] != after[m][0] for m in MARTS), "publish swapped in new tables"
+    assert all(initial[m][1:] == after[m][1:] for m in MARTS), "same audited data, same content"
+    with scenario.connect(reader=True) as conn:  # default privileges cover the swapped-in tables
+        for mart in MARTS:
+            assert conn.execute(f"select count(*) from marts.{mart}").fetchone()[0] == after[mart][1]  # type: ignore[index]
+
+    # the audit schema changes after the gate: publish refuses, marts stay as they are
+    publishes = scenario.publish_count()
+    scenario.query("delete from audit.mart_market_overview where symbol = 'IBM'")
+    publish = scenario.step("publish_marts")
+    assert publish.returncode == 1 and "changed since gate run" in publish.output
+    assert_nothing_published(scenario, after, publishes)
