@@ -34,7 +34,6 @@ sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "tests" / "dashboard")]
 
 import seed  # noqa: E402
 import warehouse as warehouse_mod  # noqa: E402
-
 from datapipe_dashboard import queries  # noqa: E402
 from datapipe_dashboard.db import Connector  # noqa: E402
 from datapipe_dashboard.settings import Settings  # noqa: E402
@@ -157,7 +156,7 @@ def time_queries(settings: Settings, iterations: int) -> dict[str, tuple[float, 
             fn()
             samples.append((time.perf_counter() - t0) * 1000)
         samples.sort()
-        out[name] = (statistics.median(samples), samples[max(0, int(round(0.95 * len(samples))) - 1)])
+        out[name] = (statistics.median(samples), samples[max(0, round(0.95 * len(samples)) - 1)])
     conn.close()
     return out
 
@@ -251,8 +250,8 @@ def main() -> int:
 
     env = {**server.env(reader=True), "DASHBOARD_NOW": NOW.isoformat()}
     renders = time_renders(env, args.rounds)
-    print(f"\nfirst full render in headless Chromium (ms; new browser context per visit; "
-          f"round 1 cold server cache, then warm; recommended indexes):")
+    print("\nfirst full render in headless Chromium (ms; new browser context per visit; "
+          "round 1 cold server cache, then warm; recommended indexes):")
     print(f"  {'page':12} {'cold':>8} {'warm p50':>9}")
     for page, samples in renders.items():
         warm = statistics.median(samples[1:]) if len(samples) > 1 else float("nan")

@@ -36,8 +36,9 @@ dashboard: $(DASHBOARD_VENV) db-up ## Serve the dashboard on http://localhost:85
 ##@ Test
 
 .PHONY: test-dashboard
-test-dashboard: $(DASHBOARD_VENV) $(WAREHOUSE_VENV) chromium ## Dashboard tests: AppTest per page, real headless Chromium, read-only role, outage recovery
-	$(VENVS)/dashboard/bin/python -m pytest tests/dashboard --basetemp=$(LOCAL)/pytest/dashboard
+test-dashboard: $(DASHBOARD_VENV) $(WAREHOUSE_VENV) $(EXTRACT_VENV) $(TRANSFORM_VENV) chromium ## Dashboard tests: the real pipeline on sandbox data, AppTest per page, headless Chromium, read-only role, outage recovery
+	@mkdir -p $(LOCAL)/pytest
+	$(VENVS)/dashboard/bin/python -m pytest tests/dashboard --basetemp=$(LOCAL)/pytest/dashboard $(PYTEST_ARGS)
 
 .PHONY: bench-dashboard
 bench-dashboard: $(DASHBOARD_VENV) $(WAREHOUSE_VENV) chromium ## Benchmark: 500 symbols x 20 years, query p95 and first browser render per page

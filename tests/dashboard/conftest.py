@@ -1,22 +1,36 @@
-"""Fixtures of the dashboard suite: the known dataset in the session warehouse, settings, AppTest."""
+"""Fixtures of the dashboard suite.
+
+- `published`: the known dataset — sandbox data run through the real pipeline (`scripts/run-step
+  --pipeline`: extract, dbt build, quality gate, publish, grant-reader) into database `published`
+  of the session warehouse, with the sandbox calendar pinned to the last completed trading day.
+- `dataset`: a hand-made seed (tests/dashboard/seed.py) in the default database, for what the
+  pipeline cannot produce on demand: stale data, extraction failures of every kind, a used-up quota.
+- `make_app`: AppTest of the real entry script on one page, with injected settings.
+"""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 
+import datapipe_dashboard
 import psycopg
 import pytest
 import streamlit as st
+from datapipe_dashboard.settings import Settings
+from datapipe_dashboard.trading_calendar import last_completed_trading_day
 from streamlit.testing.v1 import AppTest
 
-import datapipe_dashboard
-from datapipe_dashboard.settings import Settings
-
 sys.path.insert(0, str(Path(__file__).parent))
-import seed  # noqa: E402
+import seed
+from dashboard_helpers import ROOT, free_port, venv_bin, wait_http
+
+PIPELINE_SYMBOLS = ("AAPL", "IBM", "JPM", "MSFT", "XOM")
 
 APP = Path(datapipe_dashboard.__file__).parent / "app.py"
 PAGES = {
@@ -31,9 +45,12 @@ PAGES = {
 class Dataset:
     warehouse: object
     settings: Settings
+    dbname: str | None = None
+    symbols: tuple[str, ...] = field(default_factory=lambda: tuple(c[0] for c in seed.COMPANIES))
+    last_day: date = seed.LAST_DAY
 
     def admin(self, dbname: str | None = None) -> psycopg.Connection:
-        return psycopg.connect(seed.conninfo(self.warehouse.admin_env, dbname), autocommit=True)
+        return psycopg.connect(seed.conninfo(self.warehouse.admin_env, dbname or self.dbname), autocommit=True)
 
     def rows(self, sql: str, params: tuple = ()) -> list[tuple]:
         with self.admin() as conn:
@@ -45,6 +62,58 @@ def dataset(warehouse) -> Dataset:
     seed.seed(warehouse.admin_env)
     settings = Settings(libpq=dict(warehouse.reader_env), now_override=seed.NOW, retry_seconds=1)
     return Dataset(warehouse, settings)
+
+
+def run_pipeline(warehouse, dbname: str, as_of: date, workdir: Path) -> str:
+    """The real chain, step by step exactly as `make pipeline` runs it, against the sandbox API."""
+    warehouse.psql(f"create database {dbname} owner pipeline", admin=True)
+    warehouse.psql(f"grant connect on database {dbname} to dashboard", admin=True)
+    port = free_port()
+    sandbox = subprocess.Popen(
+        [str(venv_bin("extract", "extract")), "sandbox", "--port", str(port), "--as-of", as_of.isoformat()],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", proc=sandbox)
+        keep = {k: v for k, v in os.environ.items()
+                if not k.startswith(("PG", "DATAPIPE_", "QUALITY_", "DBT_", "ALPHAVANTAGE_", "VIRTUAL_ENV"))}
+        env = {
+            **keep,
+            **warehouse.env,
+            "PGDATABASE": dbname,
+            "ALPHAVANTAGE_BASE_URL": f"http://127.0.0.1:{port}/query",
+            "ALPHAVANTAGE_API_KEY": "sandbox",
+            "ALPHAVANTAGE_REQUESTS_PER_MINUTE": "0",
+            "DATAPIPE_SYMBOLS": ",".join(PIPELINE_SYMBOLS),
+            "EXTRACT_WORKERS": "2",
+            "QUALITY_TODAY": as_of.isoformat(),
+            "QUALITY_DATA_DOCS_DIR": str(workdir / "data_docs"),
+            "DBT_TARGET_PATH": str(workdir / "dbt_target"),
+            "DBT_LOG_PATH": str(workdir / "dbt_logs"),
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        }
+        proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "run-step"), "--pipeline"], env=env,
+                              capture_output=True, text=True, timeout=1200)
+    finally:
+        sandbox.terminate()
+        sandbox.wait(timeout=10)
+    output = proc.stdout + proc.stderr
+    (workdir / "pipeline.log").write_text(output)
+    if proc.returncode != 0:
+        pytest.fail(f"`scripts/run-step --pipeline` failed ({proc.returncode}):\n{output[-6000:]}")
+    return output
+
+
+@pytest.fixture(scope="session")
+def published(warehouse, tmp_path_factory: pytest.TempPathFactory) -> Dataset:
+    """Sandbox data through the real pipeline, as of the last completed trading day (so "today"'s
+    extraction runs and a green badge are real); "now" is frozen for the session."""
+    now = datetime.now(UTC)
+    as_of = last_completed_trading_day(now)
+    run_pipeline(warehouse, "published", as_of, tmp_path_factory.mktemp("pipeline"))
+    libpq = {**warehouse.reader_env, "PGDATABASE": "published"}
+    return Dataset(warehouse, Settings(libpq=libpq, now_override=now, retry_seconds=1), "published",
+                   PIPELINE_SYMBOLS, as_of)
 
 
 @pytest.fixture

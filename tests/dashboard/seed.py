@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import psycopg
-
 from datapipe_dashboard.trading_calendar import is_trading_day
 
 # "Now" for the tests: Thanksgiving 2026, 15:00 UTC; the last completed trading day is Wed 2026-11-25.

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from dashboard_helpers import ROOT, free_port, start_warehouse, stop_warehouse, venv_bin, wait_http
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -42,12 +41,13 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def dashboard_env(dataset, **extra: str) -> dict[str, str]:
-    return {**dataset.warehouse.reader_env, "DASHBOARD_NOW": dataset.settings.now().isoformat(), **extra}
+    return {**dataset.settings.libpq, "DASHBOARD_NOW": dataset.settings.now().isoformat(), **extra}
 
 
 @pytest.fixture(scope="module")
-def dashboard(dataset) -> Iterator[str]:
-    proc, base = serve(dashboard_env(dataset))
+def dashboard(published) -> Iterator[str]:
+    """The dashboard over the pipeline-published dataset."""
+    proc, base = serve(dashboard_env(published))
     yield base
     stop(proc)
 
@@ -80,7 +80,7 @@ def test_health_endpoint_for_kubernetes_probes(dashboard) -> None:
 
 PAGES = {
     # url path: (texts that must be visible, plotly charts expected, min dataframes)
-    "": (["Market overview", "Data as of 2026-11-25", "Advancers"], 0, 1),
+    "": (["Market overview", "Data as of {last_day}", "Advancers"], 0, 1),
     "symbol?symbol=IBM": (["Symbol detail", "International Business Machines", "Company", "RSI 14"], 1, 0),
     "portfolio": (["Portfolio", "Market value", "Value over time", "Allocation"], 2, 2),
     "quality": (["Data quality", "Requests today", "Last quality gate", "Publish history",
@@ -89,8 +89,9 @@ PAGES = {
 
 
 @pytest.mark.parametrize("path", list(PAGES))
-def test_every_page_renders_in_chromium(dashboard, page, path) -> None:
+def test_every_page_renders_in_chromium(dashboard, published, page, path) -> None:
     texts, charts, frames = PAGES[path]
+    texts = [t.format(last_day=published.last_day) for t in texts]
     page.goto(f"{dashboard}/{path}", wait_until="domcontentloaded")
     page.wait_for_selector('[data-testid="stMain"]', timeout=30_000)
     for text in texts:
@@ -107,7 +108,8 @@ def test_every_page_renders_in_chromium(dashboard, page, path) -> None:
     page.wait_for_timeout(500)  # let the grids paint before the screenshot
     assert page.locator('[data-testid="stException"]').count() == 0
     nav = page.locator('[data-testid="stSidebarNav"] a')
-    assert sorted(t.split("\n")[-1] for t in nav.all_inner_texts()) == ["Data quality", "Market overview", "Portfolio", "Symbol detail"]
+    labels = sorted(t.split("\n")[-1] for t in nav.all_inner_texts())  # the icon's ligature comes first
+    assert labels == ["Data quality", "Market overview", "Portfolio", "Symbol detail"]
     assert page.get_by_text("Page not found").count() == 0
     shot = ARTIFACTS / f"{path.split('?')[0] or 'market'}.png"
     page.screenshot(path=str(shot), full_page=True)

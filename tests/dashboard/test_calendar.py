@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pytest
-
 from datapipe_dashboard import trading_calendar as cal
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date
 
 import pandas as pd
-
 from datapipe_dashboard import portfolio as pf
 
 KNOWN = {"AAPL", "IBM", "MSFT"}

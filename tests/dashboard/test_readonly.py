@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from psycopg import errors
-
 import seed
 from datapipe_dashboard.db import Connector
 from datapipe_dashboard.settings import Settings
+from psycopg import errors
 
 WRITES = [
     "insert into marts.fct_daily_prices (symbol, trade_date, close) values ('EVIL', '2026-01-02', 1)",

@@ -60,11 +60,12 @@ class Connector:
             for attempt in (1, 2):
                 conn = self._connect()
                 try:
-                    with conn.cursor() as cur:
-                        cur.execute(sql, params)  # type: ignore[arg-type]
+                    # Binary results: floats and dates arrive without text parsing.
+                    with conn.cursor(binary=True) as cur:
+                        cur.execute(sql, params)
                         columns = [c.name for c in cur.description or ()]
                         rows = cur.fetchall()
-                    return pd.DataFrame.from_records(rows, columns=columns)
+                    return _frame(columns, rows)
                 except (pg_errors.UndefinedTable, pg_errors.InvalidSchemaName, pg_errors.UndefinedColumn) as exc:
                     raise NotPublished(_first_line(exc)) from None
                 except pg_errors.InsufficientPrivilege as exc:
@@ -89,6 +90,11 @@ class Connector:
     def close(self) -> None:
         with self._lock:
             self._drop()
+
+
+def _frame(columns: list[str], rows: list[tuple[Any, ...]]) -> pd.DataFrame:
+    """The plain constructor: several times faster than from_records for thousands of rows."""
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -24,8 +24,9 @@ INDICATOR_COLUMNS = (
 # -- market overview --------------------------------------------------------------------------
 
 MARKET_OVERVIEW_SQL = """
-select symbol, name, sector, industry, trade_date, close, previous_close, day_change,
-       day_change_pct, volume, high_52w, low_52w, sma_20, sma_50, sma_200, macd, macd_signal, rsi_14
+select symbol, name, sector, industry, trade_date, close::float8, previous_close::float8,
+       day_change::float8, day_change_pct::float8, volume::float8, high_52w::float8, low_52w::float8,
+       sma_20::float8, sma_50::float8, sma_200::float8, macd::float8, macd_signal::float8, rsi_14::float8
 from marts.mart_market_overview
 order by symbol
 """
@@ -72,9 +73,10 @@ from marts.fct_daily_prices
 where symbol = %s
 """
 
+# Numbers travel as float8: converting thousands of numeric values to Decimal costs more than the query.
 PRICE_HISTORY_SQL = f"""
-select p.trade_date, p.open, p.high, p.low, p.close, p.volume, p.daily_return,
-       {", ".join("i." + c for c in INDICATOR_COLUMNS)}
+select p.trade_date, p.open::float8, p.high::float8, p.low::float8, p.close::float8, p.volume::float8,
+       p.daily_return::float8, {", ".join(f"i.{c}::float8" for c in INDICATOR_COLUMNS)}
 from marts.fct_daily_prices as p
 left join marts.fct_technical_indicators as i
   on i.symbol = p.symbol and i.trade_date = p.trade_date
@@ -98,7 +100,7 @@ def price_history(q: Query, symbol: str, start: date, end: date) -> pd.DataFrame
 # -- portfolio --------------------------------------------------------------------------------
 
 CLOSES_SQL = """
-select symbol, trade_date, close
+select symbol, trade_date, close::float8
 from marts.fct_daily_prices
 where symbol = any(%s) and trade_date >= %s
 order by trade_date, symbol

@@ -127,7 +127,8 @@ def as_date(value: Any) -> date:
         return value.date()
     if isinstance(value, date):
         return value
-    return pd.Timestamp(value).date()
+    stamp: date = pd.Timestamp(value).date()
+    return stamp
 
 
 def freshness_badge(latest: date, settings: Settings) -> str:

@@ -16,7 +16,7 @@ from datapipe_dashboard.ui import as_date, freshness_badge, overview, signed_col
 def trend(row: pd.Series) -> str:
     close, sma50, sma200 = row["close"], row["sma_50"], row["sma_200"]
     if _missing(sma50) or _missing(sma200):
-        return "– not enough history"
+        return "- not enough history"
     if close > sma50 > sma200:
         return "▲ uptrend"
     if close < sma50 < sma200:
@@ -43,7 +43,7 @@ def range_position(row: pd.Series) -> float | None:
     low, high, close = row["low_52w"], row["high_52w"], row["close"]
     if _missing(low) or _missing(high) or high <= low:
         return None
-    return max(0.0, min(100.0, (close - low) / (high - low) * 100))
+    return float(max(0.0, min(100.0, (close - low) / (high - low) * 100)))
 
 
 def market_table(ov: pd.DataFrame, spark: pd.DataFrame) -> pd.DataFrame:
@@ -86,7 +86,7 @@ def page(settings: Settings, q: queries.Query) -> None:
     c1.metric("Symbols", len(table))
     c2.metric("Advancers", int((change > 0).sum()))
     c3.metric("Decliners", int((change < 0).sum()))
-    c4.metric("Median day change", f"{change.median():+.2f} %" if change.notna().any() else "–")
+    c4.metric("Median day change", f"{change.median():+.2f} %" if change.notna().any() else "-")
 
     query = st.text_input("Filter", placeholder="symbol, name or sector", label_visibility="collapsed")
     if query:
@@ -123,7 +123,7 @@ def page(settings: Settings, q: queries.Query) -> None:
             "trend": st.column_config.TextColumn("Trend", help="close vs SMA 50 vs SMA 200"),
             "sparkline": st.column_config.LineChartColumn(f"Last {queries.SPARKLINE_DAYS} days", color="auto",
                                                           width="medium"),
-            "detail": st.column_config.LinkColumn("Detail", display_text="open ›", width="small"),
+            "detail": st.column_config.LinkColumn("Detail", display_text="open", width="small"),
         },
     )
     st.caption(f"{len(table)} of {len(ov)} symbols · last trade date {latest:%Y-%m-%d} · "

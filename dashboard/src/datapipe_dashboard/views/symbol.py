@@ -18,7 +18,7 @@ DEFAULT_OVERLAYS = ["SMA 50", "SMA 200"]
 
 def _fmt_number(value: Any, unit: str = "") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
+        return "-"
     v = float(value)
     for size, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
         if abs(v) >= size:
@@ -47,7 +47,7 @@ def page(settings: Settings, q: queries.Query) -> None:
     picked = top[1].date_input("Date range", value=(default_start, last), min_value=first, max_value=last,
                                key=f"range_{symbol}")
     start, end = _range(picked, default_start, last)
-    overlays = top[2].pills("Overlays", list(charts.OVERLAYS) + [charts.BOLLINGER], selection_mode="multi",
+    overlays = top[2].pills("Overlays", [*charts.OVERLAYS, charts.BOLLINGER], selection_mode="multi",
                             default=DEFAULT_OVERLAYS, key="overlays")
 
     history = queries.price_history(q, symbol, start, end)
@@ -90,16 +90,17 @@ def company_facts(frame: pd.DataFrame, symbol: str) -> None:
         st.info(f"No company facts for {symbol} in marts.dim_company.")
         return
     c = frame.iloc[0]
-    st.markdown(f"**{c['name'] or symbol}** · {c['exchange'] or '–'} · {c['currency'] or '–'} · {c['country'] or '–'}")
+    st.markdown(f"**{c['name'] or symbol}** · {c['exchange'] or '-'} · {c['currency'] or '-'} · {c['country'] or '-'}")
     cols = st.columns(6)
-    cols[0].metric("Sector", c["sector"] or "–")
-    cols[1].metric("Industry", c["industry"] or "–")
+    cols[0].metric("Sector", c["sector"] or "-")
+    cols[1].metric("Industry", c["industry"] or "-")
     cols[2].metric("Market cap", _fmt_number(c["market_capitalization"]))
     cols[3].metric("P/E", _fmt_number(c["pe_ratio"]))
     dy = c["dividend_yield"]
-    cols[4].metric("Dividend yield", "–" if dy is None or pd.isna(dy) else f"{float(dy) * 100:.2f} %")
+    cols[4].metric("Dividend yield", "-" if dy is None or pd.isna(dy) else f"{float(dy) * 100:.2f} %")
     cols[5].metric("Beta", _fmt_number(c["beta"]))
     if c["description"]:
         st.write(c["description"])
     if c["updated_at"] is not None and not pd.isna(c["updated_at"]):
-        st.caption(f"Company facts updated {pd.Timestamp(c['updated_at']):%Y-%m-%d %H:%M} · type {c['asset_type'] or '–'}")
+        updated = pd.Timestamp(c["updated_at"])
+        st.caption(f"Company facts updated {updated:%Y-%m-%d %H:%M} · type {c['asset_type'] or '-'}")
