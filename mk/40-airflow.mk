@@ -16,12 +16,12 @@ lock-dags: $(UV)
 ##@ Test
 
 .PHONY: test-dags
-test-dags: $(AIRFLOW_VENV) $(WAREHOUSE_VENV) ## DAG tests: DagBag, task graph, pod specs (strict schema), alerts, local runs
-	@$(VENVS)/airflow/bin/python -m pytest tests/dags
+test-dags: $(AIRFLOW_VENV) $(WAREHOUSE_VENV) $(EXTRACT_VENV) $(TRANSFORM_VENV) $(DBT_MANIFEST) ## DAG tests: DagBag, task graph, pod specs (strict schema), alerts, real local DAG runs
+	@$(VENVS)/airflow/bin/python -m pytest tests/dags $(PYTEST_ARGS)
 
 .PHONY: bench-dag
-bench-dag: $(AIRFLOW_VENV) ## Benchmark: DAG parse time (manifest vs dbt ls) and the local `make run` time
-	@$(VENVS)/airflow/bin/python bench/dag.py
+bench-dag: $(AIRFLOW_VENV) $(TRANSFORM_VENV) $(DBT_MANIFEST) ## Benchmark: DAG parse time (manifest vs dbt ls) and the local `make run` time
+	@$(VENVS)/airflow/bin/python bench/dag.py $(BENCH_ARGS)
 
 ##@ Local
 

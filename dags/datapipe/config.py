@@ -136,8 +136,8 @@ class Settings:
     image_extract: str = f"datapipe-extract:{DEFAULT_IMAGE_TAG}"
     image_transform: str = f"datapipe-transform:{DEFAULT_IMAGE_TAG}"
     image_pull_policy: str = "IfNotPresent"
-    warehouse_secret: str = "datapipe-warehouse-writer"
-    api_secret: str = "datapipe-alphavantage"
+    warehouse_secret: str = "datapipe-warehouse-writer"  # noqa: S105 - a Secret *name*, not a value
+    api_secret: str = "datapipe-alphavantage"  # noqa: S105 - a Secret *name*, not a value
     pgsslmode: str = "prefer"
     resources: dict[str, dict[str, dict[str, str]]] = field(default_factory=lambda: _resources(""))
     pod_startup_timeout_s: int = 600

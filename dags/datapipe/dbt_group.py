@@ -47,7 +47,9 @@ def local_profile(settings: Settings) -> ProfileConfig:
     project_file = project_dir / "dbt_project.yml"
     for path in (profiles, project_file):
         if not path.is_file():
-            raise ConfigError(f"{path} not found (DATAPIPE_DBT_PROJECT_DIR={project_dir}): the local runtime runs dbt there")
+            raise ConfigError(
+                f"{path} not found (DATAPIPE_DBT_PROJECT_DIR={project_dir}): the local runtime runs dbt there"
+            )
     profile = settings.dbt_profile or str(yaml.safe_load(project_file.read_text()).get("profile", ""))
     if not profile:
         raise ConfigError(f"{project_file} names no profile; set DATAPIPE_DBT_PROFILE")
@@ -60,12 +62,16 @@ def local_profile(settings: Settings) -> ProfileConfig:
     return ProfileConfig(profile_name=profile, target_name=str(target), profiles_yml_filepath=profiles)
 
 
-def dbt_task_group(settings: Settings, steps: Steps, default_args: dict[str, Any]) -> DbtTaskGroup:
+def dbt_task_group(settings: Settings, steps: Steps, default_args: dict[str, Any],
+                   load_method: LoadMode = LoadMode.DBT_MANIFEST) -> DbtTaskGroup:
+    """The dbt task group. `load_method` exists for bench/dag.py's comparison with `dbt ls`
+    (local runtime only); the DAG always renders from the manifest."""
     transform = steps.components["transform"]
     render = RenderConfig(
-        load_method=LoadMode.DBT_MANIFEST,
+        load_method=load_method,
         test_behavior=TestBehavior.AFTER_EACH,
         source_rendering_behavior=SourceRenderingBehavior.WITH_TESTS_OR_FRESHNESS,
+        **({"dbt_executable_path": str(settings.dbt_executable)} if load_method != LoadMode.DBT_MANIFEST else {}),
     )
     warning_alert = PipelineAlert(settings, warning=True)
     if settings.is_local:

@@ -78,7 +78,9 @@ class LocalStepOperator(BaseOperator):
         rc = self._proc.wait()
         elapsed = time.monotonic() - started
         if rc != 0:
-            raise StepFailed(f"step {self.step_name} ({' '.join(self.command)}) exited with code {rc} after {elapsed:.1f}s")
+            raise StepFailed(
+                f"step {self.step_name} ({' '.join(self.command)}) exited with code {rc} after {elapsed:.1f}s"
+            )
         self.log.info("step %s succeeded in %.1fs", self.step_name, elapsed)
 
     def on_kill(self) -> None:

@@ -18,7 +18,6 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, BaseOperator, CronTriggerTimetable, Param, task
 
@@ -38,6 +37,8 @@ def step_task(settings: Settings, steps: Steps, name: str, **kwargs: Any) -> Bas
     step = steps[name]
     if settings.is_local:
         return LocalStepOperator(task_id=name, **local_step_kwargs(settings, step), **kwargs)
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator  # not needed locally
+
     return KubernetesPodOperator(
         task_id=name,
         name=f"datapipe-{name.replace('_', '-')}",
@@ -52,7 +53,8 @@ def wants_company_refresh(logical_date: Any, timezone: str, params: dict[str, An
                           previous_success: Any) -> bool:
     if params.get("refresh_companies"):
         return True
-    if previous_success is None:
+    # Airflow 3 passes a lazy proxy: test its truthiness (a proxy of None is not `is None`).
+    if not previous_success:
         return True
     if logical_date is None:
         return False
@@ -60,7 +62,7 @@ def wants_company_refresh(logical_date: Any, timezone: str, params: dict[str, An
 
 
 def build_market_data_daily(settings: Settings, steps: Steps | None = None, doc_md: str | None = None,
-                            tags: Sequence[str] = ("datapipe", "market-data")) -> DAG:
+                            tags: Sequence[str] = ("datapipe", "market-data"), **dbt_kwargs: Any) -> DAG:
     steps = steps or load_steps()
     default_args: dict[str, Any] = {
         "owner": "datapipe",
@@ -97,7 +99,7 @@ def build_market_data_daily(settings: Settings, steps: Steps | None = None, doc_
         extract_companies = step_task(settings, steps, "extract_companies")
         keep_companies = EmptyOperator(task_id="keep_companies")
         extracted = EmptyOperator(task_id="extracted", trigger_rule="none_failed_min_one_success")
-        dbt = dbt_task_group(settings, steps, default_args)
+        dbt = dbt_task_group(settings, steps, default_args, **dbt_kwargs)
         gate = step_task(settings, steps, GATE_TASK_ID)
         publish = step_task(settings, steps, "publish_marts")
         grant = step_task(settings, steps, "grant_reader")

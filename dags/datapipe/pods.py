@@ -11,13 +11,17 @@ the task finishes, logs streamed into the task log, and the startup timeout. `re
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
-
-from airflow.providers.cncf.kubernetes.secret import Secret
-from kubernetes.client import models as k8s
+from typing import TYPE_CHECKING, Any
 
 from datapipe.config import Settings
 from datapipe.steps import Component
+
+if TYPE_CHECKING:
+    from airflow.providers.cncf.kubernetes.secret import Secret
+    from kubernetes.client import models as k8s
+
+# The Kubernetes client is imported inside the functions: the local runtime never needs it, and it
+# costs seconds of DAG parse time.
 
 # Keys of the Secrets (the chart creates them; docs/airflow.md). Values never leave the Secret.
 WAREHOUSE_KEYS = ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD")
@@ -27,6 +31,8 @@ COMPONENT_SECRETS = {"extract": ("warehouse", "api"), "transform": ("warehouse",
 
 
 def secrets_for(settings: Settings, component: str) -> list[Secret]:
+    from airflow.providers.cncf.kubernetes.secret import Secret
+
     wanted = COMPONENT_SECRETS.get(component, ("warehouse",))
     secrets: list[Secret] = []
     if "warehouse" in wanted:
@@ -49,12 +55,16 @@ def plain_env(settings: Settings, component: Component, *, pod: bool = True) -> 
 
 
 def resources(settings: Settings, component: str) -> k8s.V1ResourceRequirements:
+    from kubernetes.client import models as k8s
+
     spec = settings.resources.get(component) or settings.resources["transform"]
     return k8s.V1ResourceRequirements(requests=dict(spec["requests"]), limits=dict(spec["limits"]))
 
 
 def pod_kwargs(settings: Settings, component: Component) -> dict[str, Any]:
     """KubernetesPodOperator arguments shared by every pod of `component` (ours and Cosmos')."""
+    from kubernetes.client import models as k8s
+
     return {
         "namespace": settings.namespace,
         "service_account_name": settings.service_account,

@@ -20,12 +20,11 @@ from typing import Any
 
 import pytest
 
-
 ROOT = Path(__file__).resolve().parents[2]
 DAGS = ROOT / "dags"
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-FIXTURE_MANIFEST = FIXTURES / "manifest.json"  # TEST FIXTURE from fixtures/mini_dbt (see its README)
-FIXTURE_PROJECT = FIXTURES / "mini_dbt"
+DBT_PROJECT = ROOT / "dbt"
+# The real manifest, built by `make dbt-manifest` (a prerequisite of `make test-dags`).
+MANIFEST = DBT_PROJECT / "target" / "manifest.json"
 AIRFLOW_BIN = Path(sys.executable).parent / "airflow"
 
 _HOME = Path(tempfile.mkdtemp(prefix="datapipe-airflow-test-"))
@@ -47,7 +46,7 @@ def base_env(**overrides: str) -> dict[str, str]:
         "DATAPIPE_WAREHOUSE_SECRET": "warehouse-writer",
         "DATAPIPE_API_SECRET": "alphavantage-api",
         "DATAPIPE_SYMBOLS": "AAPL,MSFT,IBM",
-        "DATAPIPE_DBT_MANIFEST": str(FIXTURE_MANIFEST),
+        "DATAPIPE_DBT_MANIFEST": str(MANIFEST),
         "DATAPIPE_DBT_PROJECT_DIR": "/opt/datapipe/dbt",
     }
     env.update(overrides)
@@ -56,11 +55,13 @@ def base_env(**overrides: str) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def manifest() -> dict[str, Any]:
-    return json.loads(FIXTURE_MANIFEST.read_text())
+    if not MANIFEST.is_file():
+        pytest.fail(f"{MANIFEST} is missing: run `make dbt-manifest` (make test-dags does it)")
+    return json.loads(MANIFEST.read_text())
 
 
 @pytest.fixture(scope="session")
-def build_dag() -> Callable[..., Any]:
+def build_dag(manifest: dict[str, Any]) -> Callable[..., Any]:
     from datapipe.config import Settings
     from datapipe.pipeline import build_market_data_daily
 
@@ -136,7 +137,7 @@ def smtp_server() -> Iterator[Mailbox]:
     box = Mailbox("127.0.0.1", 0, [])
 
     class Handler:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
             msg = message_from_bytes(envelope.content, policy=default_policy)
             box.messages.append({"to": list(envelope.rcpt_tos), "from": envelope.mail_from, "message": msg})
             return "250 Message accepted"
@@ -164,7 +165,7 @@ def webhook_server() -> Iterator[Webhook]:
     posts: list[dict[str, Any]] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             posts.append({"path": self.path, "body": body.decode(), "content_type": self.headers.get("Content-Type")})
             self.send_response(200)

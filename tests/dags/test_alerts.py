@@ -12,7 +12,6 @@ from typing import Any
 import pendulum
 import pytest
 from dagtest import DAGS, alert_connections, email_text, run_airflow
-
 from datapipe.alerts import build_message, classify, redact, task_log_url
 
 RUN_ID = "manual__2026-11-25T22:30:00+00:00"
@@ -108,7 +107,8 @@ create table ops.gate_runs (gate_run_id uuid primary key, started_at timestamptz
 create table ops.gate_results (gate_run_id uuid, mart text, expectation_type text, column_name text,
   kwargs jsonb, success bool, observed_value text, details text);
 insert into ops.gate_runs values
-  ('00000000-0000-0000-0000-000000000001', now() - interval '1 day', now() - interval '1 day', false, 'audit', 3, 1, null),
+  ('00000000-0000-0000-0000-000000000001', now() - interval '1 day', now() - interval '1 day', false, 'audit',
+   3, 1, null),
   ('00000000-0000-0000-0000-000000000002', now(), now(), false, 'audit', 3, 2, null);
 insert into ops.gate_results values
   ('00000000-0000-0000-0000-000000000001', 'dim_company', 'expect_old_failure', null, '{}', false, null, 'yesterday'),
@@ -168,7 +168,7 @@ def test_failed_tasks_email_and_post_to_slack_for_real(tmp_path: Path, airflow_h
             assert f"Run id:       {run_id}" in text
             assert "Logical date: 2026-11-25T22:30:00+00:00" in text
             assert "Try number:   1" in text
-            assert f"http://airflow.example:8080/dags/alerts_probe/runs/" in text
+            assert "http://airflow.example:8080/dags/alerts_probe/runs/" in text
             assert f"/tasks/{task_id}?try_number=1" in text
             assert f"step {task_id} (python -c" in text and "exited with code 3" in text
             for secret in (warehouse.env["PGPASSWORD"], "AV-KEY-MUST-NOT-APPEAR", "LEAKED-IN-LOG-ONLY"):

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from dagtest import base_env
-
 from datapipe.config import DEFAULT_SYMBOLS, REPO_ROOT, ConfigError, Settings, check_image
 
 

@@ -14,7 +14,7 @@ import tempfile
 from typing import Any
 
 import pytest
-from dagtest import DAGS, FIXTURE_MANIFEST, FIXTURE_PROJECT, base_env
+from dagtest import DAGS, DBT_PROJECT, MANIFEST, base_env
 
 # Loads the DAGs folder once per environment given on stdin (a JSON list of env dicts).
 PROBE = r"""
@@ -45,20 +45,21 @@ print(json.dumps(out))
 
 CASES = {
     "kubernetes": base_env(),
-    "local": base_env(DATAPIPE_RUNTIME="local", DATAPIPE_DBT_PROJECT_DIR=str(FIXTURE_PROJECT),
-                      DATAPIPE_DBT_MANIFEST=str(FIXTURE_MANIFEST)),
+    "local": base_env(DATAPIPE_RUNTIME="local", DATAPIPE_DBT_PROJECT_DIR=str(DBT_PROJECT),
+                      DATAPIPE_DBT_MANIFEST=str(MANIFEST)),
     "latest": base_env(DATAPIPE_IMAGE_EXTRACT="datapipe-extract:latest"),
     "no_manifest": base_env(DATAPIPE_DBT_MANIFEST="/nonexistent/manifest.json"),
 }
 
 
 @pytest.fixture(scope="module")
-def bags() -> dict[str, Any]:
+def bags(manifest: dict[str, Any]) -> dict[str, Any]:
     home = tempfile.mkdtemp(prefix="dagbag-home-")
     env = {"PATH": os.environ.get("PATH", ""), "HOME": home, "AIRFLOW_HOME": home,
            "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS)}
     proc = subprocess.run([sys.executable, "-c", PROBE, str(DAGS)], input=json.dumps(list(CASES.values())),
-                          env=env, capture_output=True, text=True, timeout=300)
+                          env=env, capture_output=True, text=True, timeout=300,
+                          cwd=home)  # not the repo root, whose dbt/ folder would import as a namespace package
     assert proc.returncode == 0, proc.stderr[-3000:]
     return dict(zip(CASES, json.loads(proc.stdout.strip().splitlines()[-1]), strict=True))
 

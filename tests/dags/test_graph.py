@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from datapipe.pipeline import DAG_ID, wants_company_refresh
 
 
@@ -14,13 +13,17 @@ def upstream_ids(dag: Any, task_id: str) -> set[str]:
     return {t.task_id for t in dag.get_task(task_id).get_flat_relatives(upstream=True)}
 
 
-def model_tasks(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per model: the Cosmos task ids expected for it (run, and test when the model has tests)."""
-    tested = {
+def tested_nodes(manifest: dict[str, Any]) -> set[str]:
+    return {
         dep
         for node in manifest["nodes"].values() if node["resource_type"] == "test"
         for dep in node["depends_on"]["nodes"]
     }
+
+
+def model_tasks(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per model: the Cosmos task ids expected for it (run, and test when the model has tests)."""
+    tested = tested_nodes(manifest)
     out = {}
     for uid, node in manifest["nodes"].items():
         if node["resource_type"] != "model":
@@ -30,6 +33,21 @@ def model_tasks(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
             out[uid] = {"name": name, "run": f"dbt.{name}.run", "test": f"dbt.{name}.test", "last": f"dbt.{name}.test"}
         else:
             out[uid] = {"name": name, "run": f"dbt.{name}_run", "test": None, "last": f"dbt.{name}_run"}
+    return out
+
+
+def source_tasks(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per source with freshness: its freshness task id (and its tests' task id, if it has tests)."""
+    tested = tested_nodes(manifest)
+    out = {}
+    for uid, src in manifest["sources"].items():
+        if not (src.get("freshness") or {}).get("error_after", {}).get("count"):
+            continue
+        base = f"dbt.{src['source_name']}_{src['name']}"
+        if uid in tested:
+            out[uid] = {"freshness": f"{base}.source", "test": f"{base}.test", "last": f"{base}.test"}
+        else:
+            out[uid] = {"freshness": f"{base}_source", "test": None, "last": f"{base}_source"}
     return out
 
 
@@ -79,9 +97,9 @@ def test_one_task_per_model_and_its_tests(k8s_dag: Any, manifest: dict[str, Any]
         if m["test"]:
             assert kinds[m["test"]] == "DbtTestKubernetesOperator"
             assert upstream_ids(k8s_dag, m["test"]) >= {m["run"]}
-    # nothing else than model run/test and source freshness tasks
-    others = dbt_ids - wanted
-    assert others and all(t.endswith("_source") for t in others), others
+    # nothing else than model run/test and source freshness (+ source test) tasks
+    sources = {t for s in source_tasks(manifest).values() for t in (s["freshness"], s["test"]) if t}
+    assert sources and dbt_ids - wanted == sources
 
 
 def test_models_run_in_dependency_order(k8s_dag: Any, manifest: dict[str, Any]) -> None:
@@ -98,19 +116,20 @@ def test_models_run_in_dependency_order(k8s_dag: Any, manifest: dict[str, Any]) 
 
 
 def test_source_freshness_tasks_gate_the_staging_models(k8s_dag: Any, manifest: dict[str, Any]) -> None:
-    with_freshness = [s for s in manifest["sources"].values() if (s.get("freshness") or {}).get("error_after", {}).get("count")]
-    assert with_freshness
-    for source in with_freshness:
-        task_id = f"dbt.{source['source_name']}_{source['name']}_source"
-        task = k8s_dag.get_task(task_id)
+    sources = source_tasks(manifest)
+    models = model_tasks(manifest)
+    assert len(sources) == 2
+    for uid, ids in sources.items():
+        source = manifest["sources"][uid]
+        task = k8s_dag.get_task(ids["freshness"])
         assert type(task).__name__ == "DbtSourceKubernetesOperator"
         assert task.select == f"source:{source['source_name']}.{source['name']}"
-        dependants = [n["name"] for n in manifest["nodes"].values()
-                      if n["resource_type"] == "model" and source["unique_id"] in n["depends_on"]["nodes"]]
+        if ids["test"]:
+            assert ids["freshness"] in upstream_ids(k8s_dag, ids["test"])
+        dependants = [m for m_uid, m in models.items() if uid in manifest["nodes"][m_uid]["depends_on"]["nodes"]]
+        assert dependants
         for model in dependants:
-            run_id = model_tasks(manifest)
-            run = next(v["run"] for v in run_id.values() if v["name"] == model)
-            assert task_id in upstream_ids(k8s_dag, run)
+            assert ids["last"] in upstream_ids(k8s_dag, model["run"])
 
 
 def test_dbt_group_sits_between_extraction_and_gate_and_publish_follows_the_gate(k8s_dag: Any) -> None:
@@ -143,11 +162,15 @@ def test_company_refresh_branch(k8s_dag: Any) -> None:
     ],
 )
 def test_wants_company_refresh(day: str, params: dict, previous: str | None, expected: bool) -> None:
+    import lazy_object_proxy
     import pendulum
 
     logical = pendulum.parse(f"{day}T22:30:00Z")
     prev = pendulum.parse(previous) if previous else None
     assert wants_company_refresh(logical, "America/New_York", params, prev) is expected
+    # Airflow 3 hands the task context's prev_start_date_success over as a lazy proxy
+    proxied = lazy_object_proxy.Proxy(lambda: prev)
+    assert wants_company_refresh(logical, "America/New_York", params, proxied) is expected
 
 
 def test_every_task_alerts_and_retries_with_backoff(k8s_dag: Any) -> None:
@@ -156,7 +179,8 @@ def test_every_task_alerts_and_retries_with_backoff(k8s_dag: Any) -> None:
     for task in k8s_dag.tasks:
         if task.task_id == "check_company_refresh":
             continue
-        callbacks = task.on_failure_callback if isinstance(task.on_failure_callback, list) else [task.on_failure_callback]
+        callbacks = task.on_failure_callback
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
         assert any(isinstance(c, PipelineAlert) for c in callbacks), task.task_id
         assert task.retries == 3, task.task_id
         assert task.retry_exponential_backoff == 2.0, task.task_id

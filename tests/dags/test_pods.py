@@ -10,7 +10,6 @@ from typing import Any
 import kubernetes_validate
 import pytest
 from dagtest import base_env, fake_context
-
 from datapipe.config import Settings
 from datapipe.pipeline import build_market_data_daily
 from datapipe.pods import API_KEYS, WAREHOUSE_KEYS
@@ -138,10 +137,13 @@ def test_cosmos_pods_run_the_dbt_command_for_their_node(rendered: dict[str, Any]
         args = container["args"]
         assert args[-2:] == ["--project-dir", "/opt/datapipe/dbt"], task_id
         select = args[args.index("--select") + 1]
-        if task_id.endswith("_source"):
+        if task_id.endswith(("_source", ".source")):
             assert args[:2] == ["source", "freshness"], task_id
             assert select.startswith("source:")
             seen["source"] += 1
+            continue
+        if select.startswith("source:"):  # the tests of a source
+            assert args[0] == "test", task_id
             continue
         verb = "test" if task_id.endswith(".test") else "run"
         assert args[0] == verb, task_id

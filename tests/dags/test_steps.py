@@ -5,7 +5,6 @@ from __future__ import annotations
 import tomllib
 
 import pytest
-
 from datapipe.steps import STEPS_FILE, StepsError, load_steps, parse_steps
 
 DAG_STEPS = ("extract_prices", "extract_companies", "quality_gate", "publish_marts", "grant_reader")
@@ -43,7 +42,7 @@ def test_malformed_steps_are_refused(data: dict, message: str) -> None:
 
 def test_dag_commands_come_from_steps_toml(k8s_dag, build_dag) -> None:
     steps = load_steps()
-    local_dag = build_dag(DATAPIPE_RUNTIME="local", DATAPIPE_DBT_PROJECT_DIR=str(__import__("dagtest").FIXTURE_PROJECT))
+    local_dag = build_dag(DATAPIPE_RUNTIME="local", DATAPIPE_DBT_PROJECT_DIR=str(__import__("dagtest").DBT_PROJECT))
     for name in DAG_STEPS:
         pod = k8s_dag.get_task(name)
         assert [*pod.cmds, *pod.arguments] == list(steps[name].command)

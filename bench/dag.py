@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Benchmark of the market_data_daily DAG (prints figures; not a test). Run: `make bench-dag`.
+
+1. DAG file parse time with Cosmos `LoadMode.DBT_MANIFEST` (what the DAG uses), in a fresh
+   interpreter per measurement:
+   - cold: everything the dag processor pays for a brand-new interpreter (Airflow, Cosmos and the
+     Kubernetes client imports + the file);
+   - warm: re-executing the DAG file in an interpreter that already imported its libraries
+     (median of N), i.e. the cost of the file itself. Target: <= 1 s.
+2. The same DAG with `LoadMode.DBT_LS` (Cosmos runs `dbt ls` from the transform venv at parse time;
+   Cosmos' cache disabled so every parse pays it), and the ratio dbt_ls / manifest.
+3. `make run` end to end (local runtime, embedded warehouse, sandbox API, default 10 symbols):
+   wall time, DAG run duration and where it goes (per task, from the run's log).
+
+    .local/venvs/airflow/bin/python bench/dag.py [--repeat N] [--skip-run] [--skip-parse]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DAGS = ROOT / "dags"
+DAG_FILE = DAGS / "market_data_daily.py"
+PY = ROOT / ".local" / "venvs" / "airflow" / "bin" / "python"
+
+# Runs in a fresh interpreter: times the cold parse, then N warm re-executions of the DAG file.
+PROBE = r"""
+import json, runpy, statistics, sys, time
+t0 = time.perf_counter()
+ns = runpy.run_path(sys.argv[1], run_name="bench_dag_cold")
+cold = time.perf_counter() - t0
+dag = ns["dag"]
+load = None
+if sys.argv[3] == "dbt_ls":
+    import os
+    from cosmos.constants import LoadMode
+    from datapipe.config import Settings
+    from datapipe.pipeline import build_market_data_daily
+    def once():
+        return build_market_data_daily(Settings.from_env(os.environ), load_method=LoadMode.DBT_LS)
+    t0 = time.perf_counter(); dag = once(); cold_ls = time.perf_counter() - t0
+    warm = []
+    for i in range(int(sys.argv[2])):
+        t0 = time.perf_counter(); once(); warm.append(time.perf_counter() - t0)
+    print(json.dumps({"cold_total": cold + cold_ls, "warm": warm, "tasks": len(dag.tasks)}))
+else:
+    warm = []
+    for i in range(int(sys.argv[2])):
+        t0 = time.perf_counter()
+        runpy.run_path(sys.argv[1], run_name=f"bench_dag_{i}")
+        warm.append(time.perf_counter() - t0)
+    print(json.dumps({"cold_total": cold, "warm": warm, "tasks": len(dag.tasks)}))
+"""
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def probe(mode: str, runtime: str, repeat: int) -> dict[str, object]:
+    home = tempfile.mkdtemp(prefix="bench-dag-")
+    env = {
+        "PATH": os.environ.get("PATH", ""), "HOME": home, "AIRFLOW_HOME": home,
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "AIRFLOW__COSMOS__ENABLE_CACHE": "False", "PYTHONPATH": str(DAGS),
+        "DATAPIPE_RUNTIME": runtime,
+        # dbt ls parses profiles.yml, whose env_var() calls need values (it connects to nothing)
+        "PGHOST": "127.0.0.1", "PGPORT": "5432", "PGDATABASE": "warehouse", "PGUSER": "pipeline",
+        "PGPASSWORD": "unused", "PGSSLMODE": "disable",
+    }
+    proc = subprocess.run([str(PY), "-c", PROBE, str(DAG_FILE), str(repeat), mode], env=env, cwd=home,
+                          capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        sys.exit(f"parse probe ({mode}, {runtime}) failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def bench_parse(repeat: int) -> None:
+    manifest = ROOT / "dbt" / "target" / "manifest.json"
+    nodes = json.loads(manifest.read_text())["nodes"]
+    models = sum(1 for n in nodes.values() if n["resource_type"] == "model")
+    tests = sum(1 for n in nodes.values() if n["resource_type"] == "test")
+    print(f"== DAG file parse time ({DAG_FILE.relative_to(ROOT)}; manifest: {models} models, {tests} tests)")
+    print(f"   load average before: {load_average()}")
+    results = {}
+    for runtime in ("kubernetes", "local"):
+        r = probe("manifest", runtime, repeat)
+        results[("manifest", runtime)] = r
+        warm = r["warm"]
+        print(f"   DBT_MANIFEST, {runtime:10} runtime: cold {r['cold_total']:6.2f} s (fresh interpreter, imports "
+              f"included)   warm median {statistics.median(warm):.3f} s  min {min(warm):.3f} s  "
+              f"(n={len(warm)}, {r['tasks']} tasks)")
+    r = probe("dbt_ls", "local", max(1, repeat // 2))
+    results[("dbt_ls", "local")] = r
+    print(f"   DBT_LS,       local      runtime: cold {r['cold_total']:6.2f} s   warm median "
+          f"{statistics.median(r['warm']):.3f} s  min {min(r['warm']):.3f} s  (n={len(r['warm'])}, {r['tasks']} tasks, "
+          "Cosmos cache off)")
+    base = statistics.median(results[("manifest", "local")]["warm"])  # type: ignore[arg-type]
+    ls = statistics.median(results[("dbt_ls", "local")]["warm"])  # type: ignore[arg-type]
+    print(f"   ratio DBT_LS / DBT_MANIFEST (warm medians, same runtime): {ls / base:.1f}x")
+    print(f"   load average after: {load_average()}")
+
+
+TASK_LINE = re.compile(r"^(\S+Z) .*\[DAG TEST\] running task <TaskInstance: market_data_daily\.(\S+) ")
+END_LINE = re.compile(r"^(\S+Z) .*DagRun Finished: .*run_duration=([0-9.]+), state=(\w+)")
+
+
+def bench_run() -> None:
+    print("== make run (local runtime, embedded warehouse, sandbox API, default symbols)")
+    print(f"   load average before: {load_average()}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALPHAVANTAGE_", "DATAPIPE_SYMBOLS"))}
+    started = time.monotonic()
+    proc = subprocess.run(["make", "run"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
+    wall = time.monotonic() - started
+    log = proc.stdout + proc.stderr
+    starts = [(datetime.fromisoformat(m.group(1).replace("Z", "+00:00")), m.group(2))
+              for m in map(TASK_LINE.match, log.splitlines()) if m]
+    end = next((m for m in map(END_LINE.match, log.splitlines()) if m), None)
+    print(f"   exit code {proc.returncode}; wall time {wall:.1f} s (includes make's venv/manifest checks, "
+          f"db-up, sandbox-up, Airflow start-up and the DAG parse)")
+    if end:
+        print(f"   DAG run: state {end.group(3)}, run_duration {float(end.group(2)):.1f} s")
+    if starts and end:
+        finish = datetime.fromisoformat(end.group(1).replace("Z", "+00:00"))
+        bounds = [*(s for s, _ in starts[1:]), finish]
+        per_task = [(name, (nxt - st).total_seconds()) for (st, name), nxt in zip(starts, bounds, strict=True)]
+        dbt_times = [d for n, d in per_task if n.startswith("dbt.")]
+        print(f"   {len(per_task)} tasks; {len(dbt_times)} dbt tasks take {sum(dbt_times):.1f} s in total "
+              f"(mean {sum(dbt_times) / max(1, len(dbt_times)):.1f} s each)")
+        for name, dur in per_task:
+            print(f"     {dur:7.1f} s  {name}")
+    print(f"   load average after: {load_average()}")
+    if proc.returncode != 0:
+        print(log[-4000:])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--skip-run", action="store_true")
+    parser.add_argument("--skip-parse", action="store_true")
+    args = parser.parse_args()
+    if not args.skip_parse:
+        bench_parse(args.repeat)
+    if not args.skip_run:
+        bench_run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
