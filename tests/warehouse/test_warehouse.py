@@ -25,7 +25,8 @@ def psql(server: wh.Warehouse, env: dict[str, str], sql: str) -> subprocess.Comp
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "warehouse.py"), *args], capture_output=True, text=True)
+    script = ROOT / "scripts" / "warehouse.py"
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True)
 
 
 @pytest.fixture
@@ -45,7 +46,8 @@ def test_up_is_idempotent_and_keeps_port_and_passwords(server: wh.Warehouse) -> 
 
 def test_writer_owns_the_database_and_reader_cannot_create(server: wh.Warehouse) -> None:
     server.start()
-    assert psql(server, server.env(), "create schema raw; create table raw.t (x int); insert into raw.t values (1)").returncode == 0
+    created = psql(server, server.env(), "create schema raw; create table raw.t (x int); insert into raw.t values (1)")
+    assert created.returncode == 0, created.stderr
     denied = psql(server, server.env(reader=True), "create schema sneaky")
     assert denied.returncode != 0 and "permission denied" in denied.stderr
     denied = psql(server, server.env(reader=True), "create table public.sneaky (x int)")
