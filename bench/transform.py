@@ -70,6 +70,16 @@ def run(step: str, env: dict[str, str], *args: str) -> float:
     return elapsed
 
 
+def slowest_nodes(target: Path, n: int = 5) -> str:
+    """dbt's own timings of the last build: the n slowest nodes."""
+    import json
+
+    results = json.loads((target / "run_results.json").read_text())["results"]
+    top = sorted(results, key=lambda r: -r["execution_time"])[:n]
+    return ", ".join(f"{r['unique_id'].split('.')[-1 if r['unique_id'].startswith('model') else -2][:40]}"
+                     f" {r['execution_time']:.1f} s" for r in top)
+
+
 def next_trading_day(day: dt.date) -> dt.date:
     day += dt.timedelta(days=1)
     while not is_trading_day(day):
@@ -105,7 +115,7 @@ def main() -> int:
         "DBT_TARGET_PATH": str(work / "dbt_target"), "DBT_LOG_PATH": str(work / "dbt_logs"),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
-    figures: list[tuple[str, str]] = []
+    figures: list[tuple[str, str]] = [("load average at the start", " ".join(f"{x:.1f}" for x in os.getloadavg()))]
     sandbox: subprocess.Popen[bytes] | None = None
     try:
         sandbox, url = start_sandbox(args.as_of, args.symbols)
@@ -119,7 +129,11 @@ def main() -> int:
         figures.append(("bars loaded (full history)", f"{int(bars):,} for {args.symbols} symbols"))
         figures.append(("extract prices + companies (not part of the target)", f"{t_extract:.1f} s"))
 
-        full = {step: run(step, env_day0) for step in ("dbt_build", "quality_gate", "publish_marts")}
+        full = {}
+        for step in ("dbt_build", "quality_gate", "publish_marts"):
+            full[step] = run(step, env_day0)
+            if step == "dbt_build":
+                figures.append(("full: slowest dbt nodes", slowest_nodes(work / "dbt_target")))
         total_full = sum(full.values())
 
         day1 = next_trading_day(args.as_of)
@@ -128,8 +142,14 @@ def main() -> int:
         t_extract1 = run("extract_prices", env_day1)
         sandbox.terminate()
         sandbox.wait()
-        incr = {step: run(step, env_day1) for step in ("dbt_build", "quality_gate", "publish_marts")}
+        incr = {}
+        for step in ("dbt_build", "quality_gate", "publish_marts"):
+            incr[step] = run(step, env_day1)
+            if step == "dbt_build":
+                figures.append(("incremental: slowest dbt nodes", slowest_nodes(work / "dbt_target")))
         total_incr = sum(incr.values())
+        modes = wh.psql_admin("select mode from ops.publish_history order by publish_id", database="warehouse")
+        figures.append(("publish modes (full, incremental)", " / ".join(modes.splitlines())[:200]))
         rows = wh.psql_admin("select count(*) from marts.fct_daily_prices", database="warehouse").strip()
         figures.append(("daily extract prices, compact (not part of the target)", f"{t_extract1:.1f} s"))
         for name, t in full.items():

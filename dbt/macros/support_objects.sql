@@ -25,14 +25,27 @@ $datapipe$;
 {% endmacro %}
 
 
-{#- SQL expression: the watermark (bigint cursor) an incremental model has consumed, or 0. -#}
+{#-
+  The watermark an incremental model has consumed, as a LITERAL read when the model runs (dbt
+  compiles each node just before executing it): the planner then sees the real cutoff and reads
+  the few new rows through an index, where a subquery would make it plan for a third of the table.
+-#}
 {% macro datapipe_watermark(model_name) -%}
-(select coalesce(max(watermark), 0) from staging.dbt_watermarks where model = '{{ model_name }}')
+{{ datapipe_query_literal("select coalesce(max(watermark), 0)::text from staging.dbt_watermarks where model = '" ~ model_name ~ "'", "0") }}
 {%- endmacro %}
 
-{#- SQL expression: the timestamp watermark, or -infinity. -#}
+{#- The timestamp watermark as a timestamptz literal, or '-infinity'. -#}
 {% macro datapipe_watermark_at(model_name) -%}
-(select coalesce(max(watermark_at), '-infinity'::timestamptz) from staging.dbt_watermarks where model = '{{ model_name }}')
+{{ datapipe_query_literal("select quote_literal(coalesce(max(watermark_at), '-infinity'::timestamptz)) || '::timestamptz' from staging.dbt_watermarks where model = '" ~ model_name ~ "'", "'-infinity'::timestamptz") }}
+{%- endmacro %}
+
+{#- The single value of a query at run time (a SQL literal it builds itself); `parse_value` at parse time. -#}
+{% macro datapipe_query_literal(query, parse_value) -%}
+{%- if execute -%}
+{{ run_query(query).columns[0].values()[0] }}
+{%- else -%}
+{{ parse_value }}
+{%- endif -%}
 {%- endmacro %}
 
 {#- Post-hook: record what a model consumed (runs in the model's transaction). -#}

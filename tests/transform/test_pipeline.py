@@ -174,6 +174,12 @@ def test_incremental_run_equals_full_refresh_and_takes_corrections(scenario: Cha
     inject(scenario, "IBM", AS_OF.isoformat(), {"4. close": f"{float(before[0]) + 1.25:.4f}", "5. volume": "12345",
                                                 "2. high": "100000"})
     scenario.step("dbt_build").check()
+    # the row-level tests ran on the rows changed since the baseline's publish only
+    compiled = (scenario.dbt_target or scenario.workdir / "dbt_target") / "compiled" / "datapipe" / "models"
+    positive = compiled / "marts" / "_marts__models.yml" / "fct_daily_prices_prices_positive.sql"
+    assert "as changed_facts" in positive.read_text()
+    staging_tests = compiled / "staging" / "_alphavantage__models.yml"
+    assert "as new_staging_rows" in (staging_tests / "stg_alphavantage__daily_prices_values_are_numbers.sql").read_text()
     recomputed = scenario.query(
         "select symbol, trade_date from staging.int_daily_prices__indicators"
         " where computed_at = (select max(computed_at) from staging.int_daily_prices__indicators) order by 1, 2"
@@ -192,10 +198,21 @@ def test_incremental_run_equals_full_refresh_and_takes_corrections(scenario: Cha
         "select ema_26 from audit.fct_technical_indicators where symbol = 'IBM' and trade_date = %s",
         (NEXT_TRADING_DAY,)), reference.ema(closes, 26)[-1])
 
+    # the gate checks the changed rows, publish replaces only their keys: marts = audit
+    gate = scenario.step("quality_gate").check()
+    assert "rows checked: 5 fact rows changed since the last publish" in gate.output
+    published = scenario.step("publish_marts").check()
+    assert "changed keys (fct_daily_prices, fct_technical_indicators): 10 rows" in published.output
     incremental = scenario.marts_state("audit")
+    assert {m: v[1:] for m, v in scenario.marts_state().items()} == {m: v[1:] for m, v in incremental.items()}
+
     scenario.step("dbt_build", "--full-refresh").check()
     full = scenario.marts_state("audit")
     assert {m: v[1:] for m, v in incremental.items()} == {m: v[1:] for m, v in full.items()}
+    # after a full refresh every row is new: the gate checks whole tables, publish copies them
+    assert "rows checked: whole tables" in scenario.step("quality_gate").check().output
+    assert ", copy)" in scenario.step("publish_marts").check().output
+    assert {m: v[1:] for m, v in scenario.marts_state().items()} == {m: v[1:] for m, v in full.items()}
     assert scenario.scalar(
         "select count(*) from audit.fct_daily_prices where trade_date = %s", (NEXT_TRADING_DAY,)) == len(SYMBOLS)
 
@@ -290,6 +307,10 @@ def test_missing_symbol_and_stale_data_fail_the_gate(scenario: Chain) -> None:
     assert ("dim_company", "expect_column_distinct_values_to_contain_set", "symbol") in stored
     assert ("mart_market_overview", "expect_column_values_to_be_between", "trade_date") in stored
     assert ("fct_daily_prices", "expect_column_max_to_be_between", "trade_date") in stored
+    # the facts' symbol check runs on the whole table even when only changed rows are checked
+    assert "rows checked: 0 fact rows changed since the last publish" in gate.output
+    assert "fct_daily_prices.every configured symbol is present: unexpected_rows_expectation" in gate.output
+    assert '-> 1 unexpected rows, e.g. ["NFLX"]' in gate.output
     assert scenario.step("publish_marts").returncode == 1
     assert_nothing_published(scenario, before, publishes)
 
@@ -339,7 +360,13 @@ def test_readers_never_see_a_missing_empty_or_partial_mart_during_publish(scenar
     assert not bad, bad[:5]
     assert len(seen) > 50
     after = scenario.marts_state()
-    assert all(initial[m][0] != after[m][0] for m in MARTS), "publish swapped in new tables"
+    # nothing changed since the baseline's publish: the facts are updated in place (no changed
+    # keys), the small marts are copied and swapped in
+    modes = [r[0] for r in scenario.query(
+        "select mode from ops.publish_history where status = 'published' order by publish_id desc limit 2")]
+    assert modes == ["changed keys (fct_daily_prices, fct_technical_indicators): 0 rows"] * 2
+    assert all(initial[m][0] != after[m][0] for m in ("dim_company", "mart_market_overview")), "swapped in"
+    assert all(initial[m][0] == after[m][0] for m in ("fct_daily_prices", "fct_technical_indicators"))
     assert all(initial[m][1:] == after[m][1:] for m in MARTS), "same audited data, same content"
     with scenario.connect(reader=True) as conn:  # default privileges cover the swapped-in tables
         for mart in MARTS:

@@ -24,6 +24,7 @@ def test_defaults() -> None:
     ({"QUALITY_FRESHNESS_LAG_DAYS": "x"}, "QUALITY_FRESHNESS_LAG_DAYS"),
     ({"DASHBOARD_ROLE": "dash; drop table x"}, "DASHBOARD_ROLE"),
     ({"DATAPIPE_SYMBOLS": " , "}, "DATAPIPE_SYMBOLS"),
+    ({"DATAPIPE_SYMBOLS": "IBM,X'); drop table y;--"}, "not a ticker symbol"),
 ])
 def test_bad_settings_are_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -6,9 +6,12 @@
   per symbol the first bar whose values changed (or is new), and recomputes from there:
   - recursive indicators (EMA, MACD signal, Wilder RSI) restart from the stored state of the bar
     just before it (`indicator_state`), so they continue exactly where a full run would be;
-  - window indicators (SMA, Bollinger, 52-week range, daily return) read a look-back of at least
-    251 earlier bars (from the start of a 252-bar block) as context.
-  A full refresh runs the same SQL with no seed and no context: both give identical rows.
+  - window values (rolling sums for SMA and Bollinger, 52-week range, previous close) are read
+    per recomputed bar from its trailing 252 staging bars through the (symbol, trade_date) index:
+    a new day costs one index range per symbol, not a pass over a year of context.
+  A full refresh computes the same window values with window functions in one pass. Both feed
+  the same final expressions (`derived`, `final`), and every value is exact in both (numeric sums,
+  max/min), so an incremental run and a full refresh give identical rows (tested).
 -#}
 {{
     config(
@@ -31,7 +34,7 @@
 
 with
 
-prices as (
+prices as not materialized (
 
     select
         symbol,
@@ -77,10 +80,7 @@ anchors as (
         changed_symbols.symbol,
         changed_symbols.first_changed_date,
         coalesce(previous_bar.bar_index + 1, 0) as first_changed_index,
-        previous_bar.indicator_state as seed_state,
-        -- context starts at the 252-bar block holding the bar 251 bars before the first change
-        greatest(coalesce(previous_bar.bar_index + 1, 0) - {{ block - 1 }}, 0) / {{ block }} * {{ block }}
-            as context_index
+        previous_bar.indicator_state as seed_state
     from changed_symbols
     left join lateral (
         select stored.bar_index, stored.indicator_state
@@ -93,67 +93,76 @@ anchors as (
 
 ),
 
-scope as (
-
-    select
-        anchors.*,
-        context_bar.trade_date as context_date
-    from anchors
-    left join {{ this }} as context_bar
-        on context_bar.symbol = anchors.symbol
-        and context_bar.bar_index = anchors.context_index
-        and anchors.context_index > 0
-
-),
-
-scoped_prices as (
+recomputed as (
 
     select
         prices.*,
-        scope.first_changed_date,
-        scope.first_changed_index,
-        scope.seed_state,
-        scope.context_index
+        anchors.first_changed_index + row_number() over by_day - 1 as bar_index,
+        staging.datapipe_indicators(prices.close::double precision, anchors.seed_state)
+            over (by_day rows between unbounded preceding and current row) as indicator_state
     from prices
-    inner join scope
-        on scope.symbol = prices.symbol
-        and (scope.context_date is null or prices.trade_date >= scope.context_date)
+    inner join anchors
+        on anchors.symbol = prices.symbol
+        and prices.trade_date >= anchors.first_changed_date
+    window by_day as (partition by prices.symbol order by prices.trade_date)
+
+),
+
+windowed as (
+
+    -- per recomputed bar, its trailing 252 bars (itself included), newest first
+    select
+        recomputed.*,
+        window_values.previous_close,
+        window_values.close_sum_20,
+        window_values.close_sq_sum_20,
+        window_values.close_sum_50,
+        window_values.close_sum_200,
+        window_values.high_52w,
+        window_values.low_52w
+    from recomputed
+    cross join lateral (
+        select
+            max(close) filter (where back = 2) as previous_close,
+            sum(close) filter (where back <= 20) as close_sum_20,
+            sum(close * close) filter (where back <= 20) as close_sq_sum_20,
+            sum(close) filter (where back <= 50) as close_sum_50,
+            sum(close) filter (where back <= 200) as close_sum_200,
+            max(high) as high_52w,
+            min(low) as low_52w
+        from (
+            select
+                history.close,
+                history.high,
+                history.low,
+                row_number() over (order by history.trade_date desc) as back
+            from {{ ref('stg_alphavantage__daily_prices') }} as history
+            where history.symbol = recomputed.symbol
+                and history.trade_date <= recomputed.trade_date
+            order by history.trade_date desc
+            limit {{ block }}
+        ) as last_bars
+    ) as window_values
 
 ),
 
 {% else %}
 
-scoped_prices as (
-
-    select
-        prices.*,
-        null::date as first_changed_date,
-        0::bigint as first_changed_index,
-        null::double precision[] as seed_state,
-        0::bigint as context_index
-    from prices
-
-),
-
-{% endif %}
-
 numbered as (
 
     -- one sort, one pass: every window below shares the partition and order
     select
-        scoped_prices.*,
-        context_index + row_number() over by_day - 1 as bar_index,
+        prices.*,
+        row_number() over by_day - 1 as bar_index,
         lag(close) over by_day as previous_close,
         -- rolling sums in exact numeric (moving-aggregate: O(1) per bar)
         sum(close) over last_20 as close_sum_20,
         sum(close * close) over last_20 as close_sq_sum_20,
         sum(close) over last_50 as close_sum_50,
         sum(close) over last_200 as close_sum_200,
-        -- fed only from the first changed bar on; seeded with the state of the bar before it
-        staging.datapipe_indicators(close::double precision, seed_state)
-            filter (where first_changed_date is null or trade_date >= first_changed_date)
+        staging.datapipe_indicators(close::double precision, null::double precision[])
             over running as indicator_state
-    from scoped_prices
+    from prices
     window
         by_day as (partition by symbol order by trade_date),
         running as (by_day rows between unbounded preceding and current row),
@@ -163,52 +172,67 @@ numbered as (
 
 ),
 
-windows as (
-
-    select
-        numbered.*,
-        bar_index / {{ block }} as block_number
-    from numbered
-
-),
-
-ranges as (
+blocks as (
 
     -- 52-week (252-bar) high/low in O(n): running max/min within 252-bar blocks, forwards and
     -- backwards; a trailing window is the tail of the previous block plus the head of this one.
     select
-        windows.*,
+        numbered.*,
         max(high) over block_forward as high_block_head,
         min(low) over block_forward as low_block_head,
         max(high) over block_backward as high_block_tail,
         min(low) over block_backward as low_block_tail
-    from windows
+    from numbered
     window
         block_forward as (
-            partition by symbol, block_number order by trade_date
+            partition by symbol, bar_index / {{ block }} order by trade_date
             rows between unbounded preceding and current row
         ),
         block_backward as (
-            partition by symbol, block_number order by trade_date desc
+            partition by symbol, bar_index / {{ block }} order by trade_date desc
             rows between unbounded preceding and current row
         )
 
 ),
 
-ranged as (
+windowed as (
 
     select
-        ranges.*,
+        symbol,
+        trade_date,
+        open,
+        high,
+        low,
+        close,
+        volume,
+        source_payload_id,
+        bar_index,
+        indicator_state,
+        previous_close,
+        close_sum_20,
+        close_sq_sum_20,
+        close_sum_50,
+        close_sum_200,
         case
-            when block_number = 0 or bar_index % {{ block }} = {{ block - 1 }} then high_block_head
+            when bar_index < {{ block }} or bar_index % {{ block }} = {{ block - 1 }} then high_block_head
             else greatest(high_block_head, lag(high_block_tail, {{ block - 1 }}) over by_day)
         end as high_52w,
         case
-            when block_number = 0 or bar_index % {{ block }} = {{ block - 1 }} then low_block_head
+            when bar_index < {{ block }} or bar_index % {{ block }} = {{ block - 1 }} then low_block_head
             else least(low_block_head, lag(low_block_tail, {{ block - 1 }}) over by_day)
-        end as low_52w,
-        -- each derived value computed once, here (PostgreSQL does not share common
-        -- subexpressions; a level with window functions is not flattened into the next)
+        end as low_52w
+    from blocks
+    window by_day as (partition by symbol order by trade_date)
+
+),
+
+{% endif %}
+
+derived as (
+
+    -- each derived value computed once, here (PostgreSQL does not share common subexpressions)
+    select
+        windowed.*,
         case when bar_index >= 19 then (close_sum_20 / 20)::double precision end as sma_20,
         -- population variance of the last 20 closes, exact in numeric: (n*sum(x^2) - sum(x)^2) / n^2
         case when bar_index >= 19 then
@@ -221,8 +245,7 @@ ranged as (
         indicator_state[9] as macd_signal_state,
         indicator_state[12] as avg_gain,
         indicator_state[13] as avg_loss
-    from ranges
-    window by_day as (partition by symbol order by trade_date)
+    from windowed
 
 ),
 
@@ -260,8 +283,7 @@ final as (
         indicator_state,
         source_payload_id,
         '{{ run_started_at }}'::timestamptz as computed_at
-    from ranged
-    where bar_index >= first_changed_index
+    from derived
 
 )
 

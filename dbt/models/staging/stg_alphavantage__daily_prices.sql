@@ -29,7 +29,7 @@ payloads as (
     from {{ source('alphavantage', 'time_series_daily') }}
     where function = 'TIME_SERIES_DAILY'
     {% if is_incremental() %}
-        and payload_id > (select coalesce(max(source_payload_id), 0) from {{ this }})
+        and payload_id > {{ datapipe_query_literal("select coalesce(max(source_payload_id), 0)::text from " ~ this, "0") }}
     {% endif %}
 
 ),

@@ -35,7 +35,8 @@ def _gate(settings: Settings) -> int:
     outcome = run_gate(settings)
     total, failed = len(outcome.results), len(outcome.failures)
     print(f"gate run {outcome.gate_run_id}: {total - failed}/{total} expectations passed"
-          f" (freshness: latest bar >= {outcome.expected_latest_date})")
+          f" (freshness: latest bar >= {outcome.expected_latest_date}; rows checked:"
+          f" {outcome.scope.describe() if outcome.scope else 'whole tables'})")
     if outcome.data_docs_path:
         print(f"data docs: {outcome.data_docs_path}")
     if outcome.success:
@@ -56,7 +57,7 @@ def _publish(settings: Settings) -> int:
         print(f"PUBLISH REFUSED: {exc}", file=sys.stderr)
         return EXIT_FAILED
     counts = ", ".join(f"{m}={n:,}" for m, n in outcome.row_counts.items())
-    print(f"published (publish_id {outcome.publish_id}, gate run {outcome.gate_run_id}): {counts}")
+    print(f"published (publish_id {outcome.publish_id}, gate run {outcome.gate_run_id}, {outcome.mode}): {counts}")
     return EXIT_OK
 
 

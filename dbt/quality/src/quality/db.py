@@ -41,6 +41,13 @@ create table if not exists ops.publish_history (
     status text not null,
     row_counts jsonb
 );
+-- the change-log watermark the published facts correspond to (quality.scope); null = unknown
+alter table ops.publish_history add column if not exists audit_watermark timestamptz;
+alter table ops.publish_history add column if not exists mode text;
+-- the staging payload cursor the indicator model had consumed when publishing (dbt test scoping)
+alter table ops.publish_history add column if not exists source_watermark bigint;
+-- which rows the gate's row-level expectations covered (quality.scope)
+alter table ops.gate_runs add column if not exists scope text;
 """
 
 
@@ -68,18 +75,48 @@ def row_count(conn: psycopg.Connection, schema: str, table: str) -> int:
     return int(row[0]) if row else 0
 
 
+# tables up to this size are fingerprinted by a scan (exact, milliseconds); larger ones by counters
+SCAN_FINGERPRINT_MAX_ROWS = 100_000
+
+
 def fingerprint(conn: psycopg.Connection, schema: str, tables: tuple[str, ...]) -> dict[str, dict[str, int]]:
-    """Cheap identity of table contents: row count, physical file and newest writing transaction.
-    Any dbt rebuild (full or incremental) changes at least one of them."""
+    """Cheap identity of table contents; any dbt rebuild (full or incremental) changes it.
+
+    Small tables: row count, physical file and newest writing transaction (a scan). Large tables
+    (the daily facts, millions of rows): physical file and PostgreSQL's cumulative counters of
+    inserted, updated and deleted rows (O(1); a committed write from a session that has ended is
+    always counted; one from a session still open is counted within seconds). Without
+    `track_counts` every table is scanned."""
     out: dict[str, dict[str, int]] = {}
+    tracked = conn.execute("select current_setting('track_counts')::boolean").fetchone()
     for table in tables:
         if not table_exists(conn, schema, table):
+            continue
+        rel = sql.Literal(f"{schema}.{table}")
+        if tracked and tracked[0] and estimated_rows(conn, schema, table) > SCAN_FINGERPRINT_MAX_ROWS:
+            row = conn.execute(
+                sql.SQL(
+                    "select pg_relation_filenode({rel}::regclass), n_tup_ins, n_tup_upd, n_tup_del"
+                    " from pg_stat_all_tables where relid = {rel}::regclass"
+                ).format(rel=rel)
+            ).fetchone()
+            assert row is not None
+            out[table] = {"filenode": int(row[0] or 0), "inserted": int(row[1]), "updated": int(row[2]),
+                          "deleted": int(row[3])}
             continue
         row = conn.execute(
             sql.SQL(
                 "select count(*), coalesce(max(xmin::text::bigint), 0), pg_relation_filenode({rel}::regclass) from {t}"
-            ).format(rel=sql.Literal(f"{schema}.{table}"), t=sql.Identifier(schema, table))
+            ).format(rel=rel, t=sql.Identifier(schema, table))
         ).fetchone()
         assert row is not None
         out[table] = {"rows": int(row[0]), "max_xmin": int(row[1]), "filenode": int(row[2] or 0)}
     return out
+
+
+def estimated_rows(conn: psycopg.Connection, schema: str, table: str) -> int:
+    """The planner's row estimate (pg_class.reltuples; 0 when never analyzed): O(1), for heuristics only."""
+    row = conn.execute(
+        "select greatest(reltuples, 0)::bigint from pg_class where oid = to_regclass(%s)", (f"{schema}.{table}",)
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0

@@ -1,11 +1,16 @@
-"""Write-audit-publish: copy the audited marts into `marts` in ONE transaction.
+"""Write-audit-publish: make the audited marts the published ones in ONE transaction.
 
-Each mart is copied into a fresh table beside the published one (`<mart>__publishing`), indexed,
-and then every published table is swapped for its copy by renames, all in the same transaction:
-readers see the old marts until the commit and the new ones after it, never a missing, empty or
-half-written table (a reader blocked on the swap re-resolves the name to the new table when the
-lock is released). The audit tables are only read: the incremental dbt models keep their state.
-Publishing requires the latest gate run to have passed on exactly the audit contents present now.
+Two ways, both inside the same transaction, so readers see the old marts until the commit and the
+new ones after it, never a missing, empty or half-written table:
+- copy and swap (first publish, full refresh, small marts): each mart is copied into a fresh table
+  beside the published one (`<mart>__publishing`), indexed and analyzed, then swapped in by renames
+  (a reader blocked on the swap re-resolves the name to the new table when the lock is released);
+- changed keys only (the daily facts, when `quality.scope` knows what changed since the last
+  publish): the changed (symbol, trade_date) rows are deleted from the published table and the
+  audited ones inserted; the published row count must then equal the audited one, else the mart
+  is copied and swapped after all.
+The audit tables are only read: the incremental dbt models keep their state. Publishing requires
+the latest gate run to have passed on exactly the audit contents present now.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import psycopg
 from psycopg import sql
 
 from quality import db
+from quality.scope import FACTS, Scope, consumed_source_watermark, current_scope
 from quality.settings import MARTS, Settings
 
 PRIMARY_KEYS = {
@@ -25,6 +31,10 @@ PRIMARY_KEYS = {
     "fct_daily_prices": ("symbol", "trade_date"),
     "fct_technical_indicators": ("symbol", "trade_date"),
     "mart_market_overview": ("symbol",),
+}
+# secondary indexes of the published marts (what the dashboard's queries use)
+SECONDARY_INDEXES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "fct_daily_prices": (("trade_date",),),
 }
 
 
@@ -37,13 +47,16 @@ class PublishOutcome:
     publish_id: int
     gate_run_id: uuid.UUID
     row_counts: dict[str, int]
+    mode: str  # "copy" or "changed keys: N rows"
 
 
-def _record(conn: psycopg.Connection, gate_run_id: uuid.UUID | None, status: str, counts: dict[str, int]) -> int:
+def _record(conn: psycopg.Connection, gate_run_id: uuid.UUID | None, status: str, counts: dict[str, int],
+            scope: Scope | None = None, mode: str | None = None) -> int:
+    source_watermark = consumed_source_watermark(conn) if scope else None
     row = conn.execute(
-        "insert into ops.publish_history (gate_run_id, published_at, status, row_counts)"
-        " values (%s, now(), %s, %s::jsonb) returning publish_id",
-        (gate_run_id, status, json.dumps(counts)),
+        "insert into ops.publish_history (gate_run_id, published_at, status, row_counts, audit_watermark,"
+        " source_watermark, mode) values (%s, now(), %s, %s::jsonb, %s, %s, %s) returning publish_id",
+        (gate_run_id, status, json.dumps(counts), scope.audit_watermark if scope else None, source_watermark, mode),
     ).fetchone()
     assert row is not None
     return int(row[0])
@@ -81,35 +94,24 @@ def publish(settings: Settings) -> PublishOutcome:
                         " run `quality gate` again before publishing"
                     )
                 conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(marts)))
+                scope = current_scope(conn, audit, marts)
                 counts: dict[str, int] = {}
+                staged: list[str] = []
+                changed = 0
                 for mart in MARTS:
-                    staged = sql.Identifier(marts, f"{mart}__publishing")
-                    conn.execute(sql.SQL("drop table if exists {}").format(staged))
-                    copy = sql.SQL("create table {} as select * from {}").format(staged, sql.Identifier(audit, mart))
-                    cur = conn.execute(copy)
-                    counts[mart] = cur.rowcount
-                    conn.execute(
-                        sql.SQL("alter table {} add constraint {} primary key ({})").format(
-                            staged, sql.Identifier(f"{mart}__pk_{uuid.uuid4().hex[:8]}"),
-                            sql.SQL(", ").join(sql.Identifier(c) for c in PRIMARY_KEYS[mart]),
-                        )
-                    )
-                    conn.execute(sql.SQL("analyze {}").format(staged))
+                    if mart in FACTS and scope.incremental and _same_columns(conn, audit, marts, mart):
+                        changed += _replace_changed_keys(conn, audit, marts, mart, scope)
+                        counts[mart] = db.row_count(conn, marts, mart)
+                        if counts[mart] == db.row_count(conn, audit, mart):
+                            continue
+                    counts[mart] = _stage_copy(conn, audit, marts, mart)
+                    staged.append(mart)
                 # the swap: only now are the published tables locked, for the few statements left
-                for mart in MARTS:
-                    conn.execute(sql.SQL("drop table if exists {}").format(sql.Identifier(marts, f"{mart}__retired")))
-                    conn.execute(
-                        sql.SQL("alter table if exists {} rename to {}").format(
-                            sql.Identifier(marts, mart), sql.Identifier(f"{mart}__retired")
-                        )
-                    )
-                    conn.execute(
-                        sql.SQL("alter table {} rename to {}").format(
-                            sql.Identifier(marts, f"{mart}__publishing"), sql.Identifier(mart)
-                        )
-                    )
-                    conn.execute(sql.SQL("drop table if exists {}").format(sql.Identifier(marts, f"{mart}__retired")))
-                publish_id = _record(conn, gate_run_id, "published", counts)
+                for mart in staged:
+                    _swap(conn, marts, mart)
+                incremental = [m for m in FACTS if m not in staged]
+                mode = f"changed keys ({', '.join(incremental)}): {changed} rows" if incremental else "copy"
+                publish_id = _record(conn, gate_run_id, "published", counts, scope, mode)
         except PublishRefused:
             with db.connect(settings, autocommit=True) as log_conn:
                 _record(log_conn, gate_run_id, "refused: audit changed since gate", {})
@@ -118,4 +120,62 @@ def publish(settings: Settings) -> PublishOutcome:
             with db.connect(settings, autocommit=True) as log_conn:
                 _record(log_conn, gate_run_id, f"failed: {type(exc).__name__}", {})
             raise PublishRefused(f"publishing failed and was rolled back, marts unchanged: {exc}") from exc
-    return PublishOutcome(publish_id=publish_id, gate_run_id=gate_run_id, row_counts=counts)
+    return PublishOutcome(publish_id=publish_id, gate_run_id=gate_run_id, row_counts=counts, mode=mode)
+
+
+def _columns(conn: psycopg.Connection, schema: str, table: str) -> list[tuple[str, str]]:
+    return [(str(r[0]), str(r[1])) for r in conn.execute(
+        "select attname, format_type(atttypid, atttypmod) from pg_attribute"
+        " where attrelid = to_regclass(%s) and attnum > 0 and not attisdropped order by attnum",
+        (f"{schema}.{table}",),
+    )]
+
+
+def _same_columns(conn: psycopg.Connection, audit: str, marts: str, mart: str) -> bool:
+    return _columns(conn, audit, mart) == _columns(conn, marts, mart)
+
+
+def _replace_changed_keys(conn: psycopg.Connection, audit: str, marts: str, mart: str, scope: Scope) -> int:
+    """Delete the changed keys from the published mart and insert the audited rows; returns the
+    number of rows inserted."""
+    keys = scope.changed_keys()
+    conn.execute(
+        sql.SQL("delete from {} where (symbol, trade_date) in ({})").format(sql.Identifier(marts, mart), keys)
+    )
+    cur = conn.execute(
+        sql.SQL("insert into {} select * from {} where (symbol, trade_date) in ({})").format(
+            sql.Identifier(marts, mart), sql.Identifier(audit, mart), keys
+        )
+    )
+    return cur.rowcount
+
+
+def _stage_copy(conn: psycopg.Connection, audit: str, marts: str, mart: str) -> int:
+    """Copy an audited mart into `<mart>__publishing` with its keys and indexes; returns the rows."""
+    staged = sql.Identifier(marts, f"{mart}__publishing")
+    conn.execute(sql.SQL("drop table if exists {}").format(staged))
+    cur = conn.execute(sql.SQL("create table {} as select * from {}").format(staged, sql.Identifier(audit, mart)))
+    conn.execute(
+        sql.SQL("alter table {} add constraint {} primary key ({})").format(
+            staged, sql.Identifier(f"{mart}__pk_{uuid.uuid4().hex[:8]}"),
+            sql.SQL(", ").join(sql.Identifier(c) for c in PRIMARY_KEYS[mart]),
+        )
+    )
+    for columns in SECONDARY_INDEXES.get(mart, ()):
+        conn.execute(
+            sql.SQL("create index {} on {} ({})").format(
+                sql.Identifier(f"{mart}__{'_'.join(columns)}_{uuid.uuid4().hex[:8]}"), staged,
+                sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+            )
+        )
+    conn.execute(sql.SQL("analyze {}").format(staged))
+    return cur.rowcount
+
+
+def _swap(conn: psycopg.Connection, marts: str, mart: str) -> None:
+    retired = sql.Identifier(marts, f"{mart}__retired")
+    conn.execute(sql.SQL("drop table if exists {}").format(retired))
+    rename = sql.SQL("alter table if exists {} rename to {}")
+    conn.execute(rename.format(sql.Identifier(marts, mart), sql.Identifier(f"{mart}__retired")))
+    conn.execute(rename.format(sql.Identifier(marts, f"{mart}__publishing"), sql.Identifier(mart)))
+    conn.execute(sql.SQL("drop table if exists {}").format(retired))

@@ -12,6 +12,7 @@ DEFAULT_SYMBOLS = ("AAPL", "MSFT", "GOOGL", "AMZN", "NVDA", "META", "TSLA", "JPM
 MARTS = ("dim_company", "fct_daily_prices", "fct_technical_indicators", "mart_market_overview")
 PG_VARS = ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD", "PGSSLMODE")
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9.\-]{0,14}$")
 
 
 class ConfigError(ValueError):
@@ -74,6 +75,10 @@ class Settings:
         )
         if not symbols:
             raise ConfigError("DATAPIPE_SYMBOLS is set but names no symbol")
+        bad = [s for s in symbols if not _SYMBOL.match(s)]
+        if bad:
+            raise ConfigError(f"DATAPIPE_SYMBOLS: not a ticker symbol: {', '.join(map(repr, bad))}"
+                              " (letters, digits, '.' and '-', at most 15 characters)")
         today_raw = env.get("QUALITY_TODAY", "").strip()
         try:
             today = dt.date.fromisoformat(today_raw) if today_raw else None
