@@ -1,7 +1,9 @@
 """On-call alerts: email through the SMTP provider's notifier and Slack through an incoming webhook.
 
 One notifier, `PipelineAlert`, is attached as `on_failure_callback` to every task (and as Cosmos'
-`on_warning_callback` for source-freshness warnings). It classifies what happened:
+`on_warning_callback` for source-freshness and dbt test warnings; Cosmos calls that callback after
+every freshness run, so a warning notifier alerts only when dbt reported warnings). It classifies
+what happened:
 
 - `quality_gate_failed` — the `quality_gate` task failed; the message lists the failing
   expectations, read from `ops.gate_results` (docs/warehouse.md) of the latest gate run;
@@ -196,6 +198,11 @@ class PipelineAlert(BaseNotifier):
                              expectations=expectations, expectations_error=error)
 
     def notify(self, context: Any) -> None:
+        if self.warning and not context.get("test_names"):
+            # Cosmos calls the warning callback of a source-freshness task after every run, warnings
+            # or not; only a run that reported warnings (their names in `test_names`) is an alert.
+            self.log.info("no dbt warnings reported: no alert")
+            return
         if not self.enabled:
             self.log.info("alerts are not configured (DATAPIPE_ALERT_EMAIL_TO / DATAPIPE_SLACK_CONN_ID)")
             return

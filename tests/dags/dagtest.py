@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -222,3 +223,164 @@ def email_text(message: Any) -> str:
 
     part = message.get_body(preferencelist=("html", "plain"))
     return html.unescape(re.sub(r"<[^>]+>", "\n", part.get_content()))
+
+
+# --- a scheduler-driven Airflow (for backfills): scheduler + API server, torn down for sure --------
+
+
+@dataclass
+class AirflowServices:
+    env: dict[str, str]
+    logs: dict[str, Path]
+    procs: dict[str, subprocess.Popen[bytes]]
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                raise AssertionError(f"airflow {name} exited with code {proc.returncode}:\n{self.tail(name)}")
+
+    def tail(self, name: str, chars: int = 3000) -> str:
+        text = self.logs[name].read_text(errors="replace") if self.logs[name].exists() else ""
+        return f"--- {self.logs[name]} (tail) ---\n{text[-chars:]}"
+
+
+def _kill_tree(procs: list[subprocess.Popen[bytes]], grace_s: float = 20.0) -> None:
+    """Stop each process group and every descendant (task runners, and the steps and dbt processes
+    they start in sessions of their own): SIGTERM, then SIGKILL whatever is left after `grace_s`."""
+    import signal
+
+    import psutil
+
+    victims: dict[int, psutil.Process] = {}
+    for proc in procs:
+        with suppress(psutil.NoSuchProcess):
+            leader = psutil.Process(proc.pid)
+            victims.update({p.pid: p for p in (leader, *leader.children(recursive=True))})
+
+    def signal_all(sig: int, targets: list[psutil.Process]) -> None:
+        for proc in procs:
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+        for p in targets:
+            with suppress(psutil.NoSuchProcess):
+                p.send_signal(sig)
+
+    signal_all(signal.SIGTERM, list(victims.values()))
+    _, alive = psutil.wait_procs(list(victims.values()), timeout=grace_s)
+    signal_all(signal.SIGKILL, alive)
+    for proc in procs:
+        with suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+
+
+def scheduler_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` for a scheduler (LocalExecutor) and an API server on a free port, sharing the SQLite
+    metadata DB of env's AIRFLOW_HOME (waiting up to 60 s on its write lock instead of 5). The
+    scheduler creates no scheduled runs (use_job_schedule=False): only what the test creates runs."""
+    port = free_port()
+    return {
+        **env,
+        "PATH": f"{AIRFLOW_BIN.parent}{os.pathsep}{env.get('PATH', '')}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{env['AIRFLOW_HOME']}/airflow.db?timeout=60",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "2",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+    }
+
+
+@contextmanager
+def airflow_services(env: dict[str, str], log_dir: Path, startup_timeout_s: float = 300) -> Iterator[AirflowServices]:
+    """Run the scheduler and the API server's execution API of `env` (from `scheduler_env`) until
+    the block ends; every process they started is stopped on exit, even on failure."""
+    import time
+    import urllib.parse
+    import urllib.request
+
+    execution_api = urllib.parse.urlsplit(env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"])
+    port = execution_api.port
+    commands = {
+        "api-server": ["api-server", "--apps", "execution", "--host", "127.0.0.1", "--port", str(port),
+                       "--workers", "1"],
+        "scheduler": ["scheduler", "--skip-serve-logs"],
+    }
+    log_dir.mkdir(parents=True, exist_ok=True)
+    services = AirflowServices(env, {}, {})
+    try:
+        for name, args in commands.items():
+            services.logs[name] = log_dir / f"{name}.log"
+            with services.logs[name].open("wb") as out:
+                services.procs[name] = subprocess.Popen([str(AIRFLOW_BIN), *args], env=env, stdout=out,
+                                                        stderr=subprocess.STDOUT, start_new_session=True)
+        health = f"http://127.0.0.1:{port}/execution/health"
+        deadline = time.monotonic() + startup_timeout_s
+        while True:
+            services.check_alive()
+            try:
+                with urllib.request.urlopen(health, timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"no answer from {health} in {startup_timeout_s}s:\n"
+                                         + services.tail("api-server")) from None
+                time.sleep(1)
+        yield services
+    finally:
+        _kill_tree(list(services.procs.values()))
+
+
+def query_metadata(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    """Read the metadata DB (SQLite) while the scheduler writes it: read-only, waiting on its locks."""
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60)) as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute(sql, params).fetchall()]
+
+
+def wait_for_backfill(services: AirflowServices, airflow_home: Path, dag_id: str,
+                      timeout_s: float) -> list[dict[str, Any]]:
+    """Wait until the scheduler marks the DAG's latest backfill complete; return its runs (by logical
+    date). Fails with the runs' states and the failed tasks' log tails if it does not finish in time."""
+    import time
+
+    db = airflow_home / "airflow.db"
+    deadline = time.monotonic() + timeout_s
+    runs: list[dict[str, Any]] = []
+    while True:
+        services.check_alive()
+        backfill = query_metadata(db, "select id, completed_at from backfill where dag_id = ? order by id desc limit 1",
+                          (dag_id,))
+        if backfill:
+            runs = query_metadata(db, "select run_id, logical_date, state, run_type from dag_run where backfill_id = ?"
+                              " order by logical_date", (backfill[0]["id"],))
+            if backfill[0]["completed_at"] is not None:
+                if any(r["state"] != "success" for r in runs):
+                    print(task_log_tails(airflow_home, dag_id, runs))
+                return runs
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"backfill of {dag_id} not complete after {timeout_s}s: {backfill} runs {runs}\n"
+                + task_log_tails(airflow_home, dag_id, runs) + "\n" + services.tail("scheduler"))
+        time.sleep(5)
+
+
+def task_log_tails(airflow_home: Path, dag_id: str, runs: list[dict[str, Any]], chars: int = 2500) -> str:
+    """States of the runs' unfinished or failed task instances, and the end of the failed ones' logs."""
+    if not runs:
+        return "(no runs)"
+    db = airflow_home / "airflow.db"
+    marks = ",".join("?" * len(runs))
+    tis = query_metadata(db, f"select run_id, task_id, state, try_number from task_instance where dag_id = ?"
+                     f" and run_id in ({marks}) and coalesce(state, '') not in ('success', 'skipped')"
+                     " order by run_id, task_id", (dag_id, *[r["run_id"] for r in runs]))
+    out = [f"task instances not succeeded: {[(t['run_id'], t['task_id'], t['state']) for t in tis]}"]
+    for ti in tis:
+        if ti["state"] != "failed":
+            continue
+        task_dir = airflow_home / "logs" / f"dag_id={dag_id}" / f"run_id={ti['run_id']}" / f"task_id={ti['task_id']}"
+        for log in sorted(task_dir.glob("**/*.log")):
+            out.append(f"--- {log} (tail) ---\n{log.read_text(errors='replace')[-chars:]}")
+    return "\n".join(out)

@@ -6,17 +6,34 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
-from dagtest import DAGS, alert_connections, email_text, failure_report, run_airflow
+from dagtest import (
+    DAGS,
+    airflow_services,
+    alert_connections,
+    email_text,
+    failure_report,
+    query_metadata,
+    run_airflow,
+    scheduler_env,
+    wait_for_backfill,
+)
 
 MARTS = ("dim_company", "fct_daily_prices", "fct_technical_indicators", "mart_market_overview")
 SYMBOLS = "AAPL,MSFT,IBM"
-LOGICAL_DATE = "2026-11-25T22:30:00+00:00"
+LOGICAL_DATE = "2026-11-20T22:30:00+00:00"  # a Friday
 API_KEY = "sandbox-key-must-not-leak"
+# The backfill docs/airflow.md shows (dates: the runs' logical dates at 17:30 New York = 22:30 UTC).
+BACKFILL = ["backfill", "create", "--dag-id", "market_data_daily", "--from-date", "2026-11-19", "--to-date",
+            "2026-11-23", "--reprocess-behavior", "completed", "--max-active-runs", "1"]
+BACKFILL_TIMEOUT_S = 2400
+STALE_DATE = "2026-11-18T22:30:00+00:00"  # a Wednesday
 
 pytestmark = pytest.mark.slow
 
@@ -53,10 +70,12 @@ def marts_checksums(warehouse: Any) -> dict[str, tuple[int, str]]:
     return out
 
 
-def test_local_run_publishes_marts_and_a_rerun_is_identical(airflow_home: dict[str, str], warehouse: Any,
-                                                            sandbox_server: Any, tmp_path: Path) -> None:
+def test_local_run_publishes_marts_and_a_backfill_reruns_identically(
+        airflow_home: dict[str, str], warehouse: Any, sandbox_server: Any, smtp_server: Any, webhook_server: Any,
+        tmp_path: Path) -> None:
     sandbox = sandbox_server()
-    env = dag_env(airflow_home, warehouse, sandbox, tmp_path)
+    # Alerts configured: a healthy run must not send any (no failure, no stale source, no warning).
+    env = dag_env(airflow_home, warehouse, sandbox, tmp_path, **alert_connections(smtp_server, webhook_server))
 
     rc, log = dags_test(env)
     assert rc == 0, "DAG run failed:\n" + failure_report(log, tmp_path / "run1.log")
@@ -72,22 +91,43 @@ def test_local_run_publishes_marts_and_a_rerun_is_identical(airflow_home: dict[s
     assert f"Running command: ['{dbt}', 'run', '--select', 'fqn:datapipe.marts.dim_company'" in log
     freshness = "'source', 'freshness', '--select', 'source:alphavantage.time_series_daily'"
     assert f"Running command: ['{dbt}', {freshness}" in log
-    assert warehouse.psql("select count(*) from ops.publish_history") == "1"
+    publishes = int(warehouse.psql("select count(*) from ops.publish_history"))
     gate = warehouse.psql("select success from ops.gate_runs order by started_at desc limit 1")
     assert gate == "t"
+    assert "could not deliver alert" not in log
+    assert_no_alert(smtp_server, webhook_server)
 
-    # the same logical date again: the published marts are identical, row for row
-    rc, log2 = dags_test(env)
-    assert rc == 0, "rerun failed:\n" + failure_report(log2, tmp_path / "run2.log")
-    assert marts_checksums(warehouse) == published
-    assert warehouse.psql("select count(*) from ops.publish_history") == "2"
-
-    # an Airflow 3 backfill of a week plans one run per weekday at 17:30 New York (22:30 UTC in November)
-    proc = run_airflow(["backfill", "create", "--dag-id", "market_data_daily", "--from-date", "2026-11-20",
-                        "--to-date", "2026-11-26", "--reprocess-behavior", "completed", "--dry-run"], env)
+    # An Airflow 3 backfill, executed by the scheduler, exactly as docs/airflow.md tells a user:
+    # Thursday and Friday; the weekend is not a run; Friday is the date run above, re-run
+    # (--reprocess-behavior completed): its published marts must come out identical.
+    # The backfill is created before the scheduler starts (SQLite allows one writer at a time).
+    home = Path(airflow_home["AIRFLOW_HOME"])
+    first = query_metadata(home / "airflow.db", "select run_id from dag_run where dag_id = 'market_data_daily'"
+                           " and logical_date like '2026-11-20 22:30:00%'")
+    assert len(first) == 1, first
+    env = scheduler_env(env)
+    proc = run_airflow([*BACKFILL, "--dry-run"], env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     planned = re.findall(r"\| (2026-11-\d\d \d\d:\d\d:\d\d\+00:00) ", proc.stdout)
-    assert planned == [f"2026-11-{d} 22:30:00+00:00" for d in ("20", "23", "24", "25")], proc.stdout[-2000:]
+    assert planned == ["2026-11-19 22:30:00+00:00", "2026-11-20 22:30:00+00:00"], proc.stdout[-2000:]
+    for args in (["dags", "unpause", "market_data_daily"], BACKFILL):
+        proc = run_airflow(args, env)
+        assert proc.returncode == 0, f"airflow {' '.join(args)} failed:\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}"
+    with airflow_services(env, tmp_path / "services") as services:
+        runs = wait_for_backfill(services, home, "market_data_daily", timeout_s=BACKFILL_TIMEOUT_S)
+
+    assert [(r["logical_date"][:16], r["state"]) for r in runs] == [
+        ("2026-11-19 22:30", "success"), ("2026-11-20 22:30", "success")], runs
+    assert runs[1]["run_id"] == first[0]["run_id"], "the completed run was not the one re-run"
+    assert all(r["run_type"] == "backfill" for r in runs), runs
+    assert int(warehouse.psql("select count(*) from ops.publish_history")) == publishes + 2
+    assert marts_checksums(warehouse) == published
+    assert_no_alert(smtp_server, webhook_server)
+
+
+def assert_no_alert(smtp_server: Any, webhook_server: Any) -> None:
+    assert [m["message"]["Subject"] for m in smtp_server.messages] == []
+    assert [p["body"] for p in webhook_server.posts] == []
 
 
 def test_failing_run_alerts_by_email_and_slack(airflow_home: dict[str, str], warehouse: Any, sandbox_server: Any,
@@ -119,6 +159,67 @@ def test_failing_run_alerts_by_email_and_slack(airflow_home: dict[str, str], war
         assert API_KEY not in text and warehouse.env["PGPASSWORD"] not in text
     # nothing downstream ran, and the published marts did not move
     assert marts_checksums_or_empty(warehouse) == before
+
+
+def test_stale_source_data_alerts_by_email_and_slack(airflow_home: dict[str, str], warehouse: Any,
+                                                     sandbox_server: Any, smtp_server: Any, webhook_server: Any,
+                                                     tmp_path: Path) -> None:
+    # The provider is stuck on an old trading day: it answers the same bodies again and again, so the
+    # extractor stores nothing new (an identical payload is not stored twice, docs/extract.md) and the
+    # latest load stays the one from before. Load that state, then make it 10 days old for prices (dbt
+    # source freshness: error after 5 days) and 9 days old for company overviews (warn after 8).
+    sandbox = sandbox_server("--as-of", "2026-11-06")
+    env = dag_env(airflow_home, warehouse, sandbox, tmp_path, **alert_connections(smtp_server, webhook_server))
+    extract = DAGS.parent / ".local" / "venvs" / "extract" / "bin" / "extract"
+    assert extract.exists(), f"{extract} is missing: run `make venvs` (make test-dags does it)"
+    # prices twice: a first load is `full`, the DAG's later ones `compact` (the body the DAG will fetch)
+    for command in (["prices"], ["prices"], ["companies"]):
+        proc = subprocess.run([str(extract), *command, "--symbols", SYMBOLS], env=env, cwd=DAGS.parent / "extract",
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, f"extract {command[0]} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+    warehouse.psql("update raw.time_series_daily set received_at = received_at - interval '10 days'", admin=True)
+    warehouse.psql("update raw.company_overview set received_at = received_at - interval '9 days'", admin=True)
+    loads = "select count(*) from raw.time_series_daily"
+    before_rows, before_marts = warehouse.psql(loads), marts_checksums_or_empty(warehouse)
+
+    rc, log = dags_test(env, STALE_DATE)
+    assert rc != 0, "a run on stale source data must fail"
+    assert "could not deliver alert" not in log
+    assert warehouse.psql(loads) == before_rows, "the run stored new price payloads: the data were not stale"
+
+    prices = "dbt.alphavantage_time_series_daily.source"
+    companies = "dbt.alphavantage_company_overview.source"
+    subjects = {task: f"[datapipe] Stale source data: market_data_daily.{task} ({STALE_DATE})"
+                for task in (prices, companies)}
+    # exactly these two alerts, by both channels: the error (the task failed) and the warning (it passed)
+    assert sorted(m["message"]["Subject"] for m in smtp_server.messages) == sorted(subjects.values())
+    posts = [json.loads(p["body"])["text"] for p in webhook_server.posts]
+    assert len(posts) == 2, posts
+    for task, subject in subjects.items():
+        mail = next(m for m in smtp_server.messages if m["message"]["Subject"] == subject)
+        assert mail["to"] == ["oncall@datapipe.test"]
+        slack = [p for p in posts if f"*{subject}*" in p]
+        assert len(slack) == 1, posts
+        for text in (email_text(mail["message"]), slack[0]):
+            assert "Stale source data in DAG market_data_daily" in text
+            assert "DAG:          market_data_daily" in text
+            assert f"Task:         {task}" in text
+            assert "Run id:       manual__" in text
+            assert f"Logical date: {STALE_DATE}" in text
+            assert "Try number:   1" in text
+            run_id = re.search(r"Run id: +(manual__\S+)", text)
+            assert run_id, text
+            log_url = ("http://airflow.example:8080/dags/market_data_daily/runs/"
+                       f"{urllib.parse.quote(run_id[1], safe='')}/tasks/{task}?try_number=1")
+            assert f"Log:          {log_url}" in text
+            for secret in (API_KEY, warehouse.env["PGPASSWORD"]):
+                assert secret not in text
+            if task == prices:
+                assert "Error:" in text and "dbt command failed" in text, text
+            else:
+                assert "Warnings:     alphavantage.company_overview" in text, text
+    # the stale prices stopped the run before the gate: the published marts did not move
+    assert marts_checksums_or_empty(warehouse) == before_marts
 
 
 def marts_checksums_or_empty(warehouse: Any) -> dict[str, Any]:
