@@ -62,7 +62,9 @@
 {% macro datapipe_too_many_changed(condition) -%}
     {%- set row = run_query(
         "select (select count(*) from staging.int_daily_prices__indicators where " ~ condition ~ ")"
-        ~ " > 0.25 * greatest((select reltuples from pg_class where oid = 'staging.int_daily_prices__indicators'::regclass), 0)"
+        ~ " > 0.25 * (select coalesce(sum(greatest(reltuples, 0)), 0) from pg_class"
+        ~ " where relnamespace = 'staging'::regnamespace and relkind = 'r'"
+        ~ " and relname in ('int_daily_prices__indicators_shard_0', 'int_daily_prices__indicators_shard_1'))"
     ).columns[0].values() -%}
     {%- do return(row[0]) -%}
 {%- endmacro %}

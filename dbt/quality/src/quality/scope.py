@@ -24,6 +24,8 @@ from psycopg import sql
 from quality import db
 
 CHANGE_LOG_SCHEMA, CHANGE_LOG_TABLE = "staging", "int_daily_prices__indicators"
+# the tables behind that view (dbt/models/intermediate/indicator_shards), each with its own watermark
+CHANGE_LOG_SHARDS = ("int_daily_prices__indicators_shard_0", "int_daily_prices__indicators_shard_1")
 FACTS = ("fct_daily_prices", "fct_technical_indicators")
 # scoping pays off only while the changed keys are a small part of the table
 MAX_CHANGED_FRACTION = 0.25
@@ -66,13 +68,16 @@ def consumed_watermark(conn: psycopg.Connection) -> dt.datetime | None:
 
 
 def consumed_source_watermark(conn: psycopg.Connection) -> int | None:
-    """The staging payload cursor the indicator model has consumed (its dbt watermark), or None."""
+    """The staging payload cursor every indicator shard has consumed (their dbt watermarks), or None."""
     if not db.table_exists(conn, "staging", "dbt_watermarks"):
         return None
     row = conn.execute(
-        "select watermark from staging.dbt_watermarks where model = %s", (CHANGE_LOG_TABLE,)
+        "select count(*), min(watermark) from staging.dbt_watermarks where model = any(%s)",
+        (list(CHANGE_LOG_SHARDS),),
     ).fetchone()
-    return int(row[0]) if row and row[0] is not None else None
+    if row is None or row[0] != len(CHANGE_LOG_SHARDS) or row[1] is None:
+        return None
+    return int(row[1])
 
 
 def current_scope(conn: psycopg.Connection, audit_schema: str, marts_schema: str) -> Scope:
@@ -95,7 +100,7 @@ def current_scope(conn: psycopg.Connection, audit_schema: str, marts_schema: str
         sql.SQL("select count(*) from {} where computed_at > {}").format(log, sql.Literal(published))
     ).fetchone()
     changed = int(changed_row[0]) if changed_row else 0
-    total = db.estimated_rows(conn, CHANGE_LOG_SCHEMA, CHANGE_LOG_TABLE)
+    total = sum(db.estimated_rows(conn, CHANGE_LOG_SCHEMA, shard) for shard in CHANGE_LOG_SHARDS)
     if total and changed > MAX_CHANGED_FRACTION * total:
         return Scope(None, audit_watermark, changed)
     return Scope(published, audit_watermark, changed)
