@@ -10,7 +10,9 @@ import streamlit as st
 
 from datapipe_dashboard import queries
 from datapipe_dashboard.settings import Settings
-from datapipe_dashboard.ui import as_date, freshness_badge, overview, signed_color
+from datapipe_dashboard.ui import as_date, freshness_badge, overview
+
+DAY_CHANGE_SCALE = 5.0  # +-% at the ends of the day-change bar
 
 
 def trend(row: pd.Series) -> str:
@@ -98,9 +100,11 @@ def page(settings: Settings, q: queries.Query) -> None:
         )
         table = table[mask]
 
-    styled = table.style.map(signed_color, subset=["day_change_pct"])
+    # No pandas Styler: styling 500 rows cost ~0.7 s of server CPU and 600 KB per view. The day change
+    # is a diverging bar instead, green above 0 and red below ("auto" colours the upper half green).
+    bound = DAY_CHANGE_SCALE
     st.dataframe(
-        styled,
+        table,
         hide_index=True,
         width="stretch",
         height=min(38 + 35 * len(table), 760),
@@ -111,7 +115,10 @@ def page(settings: Settings, q: queries.Query) -> None:
             "name": st.column_config.TextColumn("Name", width="medium"),
             "sector": st.column_config.TextColumn("Sector"),
             "close": st.column_config.NumberColumn("Last close", format="%.2f"),
-            "day_change_pct": st.column_config.NumberColumn("Day change", format="%+.2f %%"),
+            "day_change_pct": st.column_config.ProgressColumn(
+                "Day change", min_value=-bound, max_value=bound, format="%+.2f %%", color="auto", width="small",
+                help=f"green: up, red: down; the bar spans -{bound:g} % .. +{bound:g} %",
+            ),
             "range_52w": st.column_config.ProgressColumn(
                 "52-week range", min_value=0, max_value=100, format="%.0f %%", color="blue",
                 help="Where the last close sits between the 52-week low (0 %) and high (100 %)",
@@ -127,4 +134,4 @@ def page(settings: Settings, q: queries.Query) -> None:
         },
     )
     st.caption(f"{len(table)} of {len(ov)} symbols · last trade date {latest:%Y-%m-%d} · "
-               "day change colored green (up) / red (down)")
+               "day change: green bar up, red bar down")
