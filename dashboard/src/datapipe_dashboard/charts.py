@@ -1,17 +1,21 @@
-"""Vega-Lite (Altair) figures: the symbol chart (candles + volume + RSI + MACD) and the portfolio charts.
+"""Vega-Lite figures (plain spec dicts for `st.vega_lite_chart`): the symbol chart (candles + volume +
+RSI + MACD) and the portfolio charts.
 
-Vega-Lite rather than Plotly: the browser loads and starts Streamlit's Vega-Lite bundle (~0.8 MB)
-in about a quarter of the time of its Plotly bundle (~4.7 MB), which dominated the first render of
-the chart pages. Streamlit ships the charts' data as Arrow datasets (the tests read them back).
+Why Vega-Lite and why plain dicts (measured with bench/dashboard.py, see bench/README.md):
+- the browser loads and starts Streamlit's Vega-Lite bundle (~0.8 MB) in about a quarter of the
+  time of its Plotly bundle (~4.7 MB), which dominated the first render of the chart pages;
+- building the same chart through Altair objects (deep copies, JSON-schema validation) cost
+  ~1 s of server CPU per view; a dict costs nothing. Streamlit ships the `datasets` as Arrow.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any
 
-import altair as alt
 import pandas as pd
+
+Spec = dict[str, Any]
 
 UP, DOWN = "#26a69a", "#ef5350"
 OVERLAYS = {
@@ -23,97 +27,129 @@ OVERLAYS = {
 }
 BOLLINGER = "Bollinger bands"
 BAND = "#78909c"
-RSI_LEVELS = (30, 70)
-WIDTH: Literal["container"] = "container"
+RSI_LEVELS = {30: UP, 70: DOWN}
+SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json"
+UPDOWN = {"field": "direction", "type": "nominal", "legend": None,
+          "scale": {"domain": ["up", "down"], "range": [UP, DOWN]}}
 
 
-def _bar_size(history: pd.DataFrame) -> float:
-    """Candle body width in pixels for ~1,300 px of plot: a bar per trading day, week or month."""
-    return max(1.0, min(9.0, 0.6 * 1300 / max(len(history), 1)))
+def _bar_size(bars: int) -> float:
+    """Candle body width in pixels for ~1,300 px of plot: one bar per trading day, week or month."""
+    return max(1.0, min(9.0, 0.6 * 1300 / max(bars, 1)))
 
 
 def _lines(history: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
     """Long format (trade_date, series, value) of the given label -> column lines."""
-    if not columns:
-        return pd.DataFrame({"trade_date": pd.Series(dtype="datetime64[ns]"), "series": [], "value": []})
     wide = history[["trade_date", *columns.values()]].rename(columns={v: k for k, v in columns.items()})
     return wide.melt("trade_date", var_name="series", value_name="value")
 
 
-def symbol_chart(history: pd.DataFrame, symbol: str, overlays: Iterable[str]) -> alt.VConcatChart:
-    """Candlestick with the chosen overlays, volume, RSI(14) with 30/70 lines, MACD (line, signal, histogram)."""
-    h = history.assign(trade_date=pd.to_datetime(history["trade_date"]), up=history["close"] >= history["open"])
-    h["direction"] = h["up"].map({True: "up", False: "down"})
+def symbol_chart(history: pd.DataFrame, symbol: str, overlays: Iterable[str]) -> Spec:
+    """Candlestick with the chosen overlays, volume, RSI(14) with 30/70 lines, MACD (line, signal,
+    histogram), stacked with a shared date axis. Datasets: `prices` (one row per bar) and `lines`."""
+    h = history.assign(trade_date=pd.to_datetime(history["trade_date"]))
+    h["direction"] = (h["close"] >= h["open"]).map({True: "up", False: "down"})
     h["macd_direction"] = (h["macd_hist"].fillna(0) >= 0).map({True: "up", False: "down"})
-    chosen = [label for label in (*OVERLAYS, BOLLINGER) if label in set(overlays)]
-    size = _bar_size(h)
-    x = alt.X("trade_date:T", title=None)
-    updown = alt.Color("direction:N", scale=alt.Scale(domain=["up", "down"], range=[UP, DOWN]), legend=None)
-    prices = alt.Chart(h).encode(x=x)
-    tooltip = [alt.Tooltip("trade_date:T", title="date"), alt.Tooltip("open:Q", format=",.2f"),
-               alt.Tooltip("high:Q", format=",.2f"), alt.Tooltip("low:Q", format=",.2f"),
-               alt.Tooltip("close:Q", format=",.2f"), alt.Tooltip("volume:Q", format=",.0f")]
-    wick = prices.mark_rule().encode(y=alt.Y("low:Q", scale=alt.Scale(zero=False), title=symbol), y2="high:Q",
-                                     color=updown)
-    body = prices.mark_bar(size=size).encode(y="open:Q", y2="close:Q", color=updown, tooltip=tooltip)
-    layers: list[Any] = [wick, body]
-    line_columns = {label: OVERLAYS[label][0] for label in chosen if label in OVERLAYS}
-    line_colors = {label: OVERLAYS[label][1] for label in line_columns}
-    if BOLLINGER in chosen:
-        layers.insert(0, prices.mark_area(opacity=0.12, color=BAND).encode(y="bb_lower:Q", y2="bb_upper:Q"))
+    wanted = set(overlays)
+    line_columns = {label: column for label, (column, _) in OVERLAYS.items() if label in wanted}
+    line_colors = {label: color for label, (_, color) in OVERLAYS.items() if label in wanted}
+    size = _bar_size(len(h))
+    x = {"field": "trade_date", "type": "temporal", "title": None}
+    prices = {"name": "prices"}
+
+    def q(field: str, **extra: Any) -> Spec:
+        return {"field": field, "type": "quantitative", **extra}
+
+    tooltip = [{"field": "trade_date", "type": "temporal", "title": "date"},
+               *[q(f, format=",.2f") for f in ("open", "high", "low", "close")], q("volume", format=",.0f")]
+    price_layers: list[Spec] = []
+    if BOLLINGER in wanted:
+        price_layers.append({"data": prices, "mark": {"type": "area", "opacity": 0.12, "color": BAND},
+                             "encoding": {"x": x, "y": q("bb_lower"), "y2": {"field": "bb_upper"}}})
         line_columns |= {"BB upper": "bb_upper", "BB middle": "bb_middle", "BB lower": "bb_lower"}
         line_colors |= {"BB upper": BAND, "BB middle": BAND, "BB lower": BAND}
+    price_layers += [
+        {"data": prices, "mark": {"type": "rule"},
+         "encoding": {"x": x, "y": q("low", scale={"zero": False}, title=symbol), "y2": {"field": "high"},
+                      "color": UPDOWN}},
+        {"data": prices, "mark": {"type": "bar", "size": size},
+         "encoding": {"x": x, "y": q("open"), "y2": {"field": "close"}, "color": UPDOWN, "tooltip": tooltip}},
+    ]
     if line_columns:
-        layers.append(
-            alt.Chart(_lines(h, line_columns)).mark_line(strokeWidth=1.3).encode(
-                x=x, y="value:Q",
-                color=alt.Color("series:N", scale=alt.Scale(domain=list(line_colors), range=list(line_colors.values())),
-                                legend=alt.Legend(orient="top", title=None)),
-            )
+        price_layers.append(
+            {"data": {"name": "lines"}, "mark": {"type": "line", "strokeWidth": 1.3},
+             "encoding": {"x": x, "y": q("value"),
+                          "color": {"field": "series", "type": "nominal",
+                                    "scale": {"domain": list(line_colors), "range": list(line_colors.values())},
+                                    "legend": {"orient": "top", "title": None}}}}
         )
-    price = alt.layer(*layers).resolve_scale(color="independent").properties(height=400, width=WIDTH)
-    volume = prices.mark_bar(size=size).encode(
-        y=alt.Y("volume:Q", title="Volume", axis=alt.Axis(format="~s")), color=updown,
-    ).properties(height=90, width=WIDTH)
-    rsi_axis = alt.Y("rsi_14:Q", title="RSI (14)", scale=alt.Scale(domain=[0, 100]), axis=alt.Axis(values=[30, 70]))
-    rsi = alt.layer(
-        prices.mark_line(color="#5e35b1", strokeWidth=1.3).encode(y=rsi_axis),
-        *[alt.Chart().mark_rule(color=color, strokeDash=[4, 3]).encode(y=alt.datum(level))
-          for level, color in zip(RSI_LEVELS, (UP, DOWN), strict=True)],
-    ).properties(height=110, width=WIDTH)
-    macd = alt.layer(
-        prices.mark_bar(size=size).encode(
-            y=alt.Y("macd_hist:Q", title="MACD (12, 26, 9)"),
-            color=alt.Color("macd_direction:N", scale=alt.Scale(domain=["up", "down"], range=[UP, DOWN]), legend=None),
-        ),
-        prices.mark_line(color="#1e88e5", strokeWidth=1.3).encode(y="macd:Q"),
-        prices.mark_line(color="#fb8c00", strokeWidth=1.3).encode(y="macd_signal:Q"),
-    ).properties(height=130, width=WIDTH)
-    chart: alt.VConcatChart = alt.vconcat(price, volume, rsi, macd, spacing=6).resolve_scale(
-        x="shared", color="independent")
-    return chart
+    panels: list[Spec] = [
+        {"layer": price_layers, "resolve": {"scale": {"color": "independent"}}, "height": 400},
+        {"data": prices, "mark": {"type": "bar", "size": size}, "height": 90,
+         "encoding": {"x": x, "y": q("volume", title="Volume", axis={"format": "~s"}), "color": UPDOWN}},
+        {"height": 110, "layer": [
+            {"data": prices, "mark": {"type": "line", "color": "#5e35b1", "strokeWidth": 1.3},
+             "encoding": {"x": x, "y": q("rsi_14", title="RSI (14)", scale={"domain": [0, 100]},
+                                         axis={"values": list(RSI_LEVELS)})}},
+            *[{"mark": {"type": "rule", "color": color, "strokeDash": [4, 3]}, "encoding": {"y": {"datum": level}}}
+              for level, color in RSI_LEVELS.items()],
+        ]},
+        {"height": 130, "layer": [
+            {"data": prices, "mark": {"type": "bar", "size": size},
+             "encoding": {"x": x, "y": q("macd_hist", title="MACD (12, 26, 9)"),
+                          "color": {**UPDOWN, "field": "macd_direction"}}},
+            {"data": prices, "mark": {"type": "line", "color": "#1e88e5", "strokeWidth": 1.3},
+             "encoding": {"x": x, "y": q("macd")}},
+            {"data": prices, "mark": {"type": "line", "color": "#fb8c00", "strokeWidth": 1.3},
+             "encoding": {"x": x, "y": q("macd_signal")}},
+        ]},
+    ]
+    lines = _lines(h, line_columns) if line_columns else pd.DataFrame(columns=["trade_date", "series", "value"])
+    return {
+        "$schema": SCHEMA,
+        "vconcat": [{**p, "width": "container"} for p in panels],
+        "spacing": 6,
+        "resolve": {"scale": {"x": "shared", "color": "independent"}},
+        "datasets": {"prices": h, "lines": lines},
+    }
 
 
-def value_chart(series: pd.Series, cost: float) -> alt.LayerChart:
+def value_chart(series: pd.Series, cost: float) -> Spec:
+    """Portfolio value over time (area) with the cost basis as a dashed line. Dataset: `value`."""
     frame = pd.DataFrame({"date": pd.to_datetime(series.index), "value": series.to_numpy(dtype=float)})
-    area = alt.Chart(frame).mark_area(line={"color": "#1e88e5"}, color="#1e88e5", opacity=0.25).encode(
-        x=alt.X("date:T", title=None), y=alt.Y("value:Q", title="Value", scale=alt.Scale(zero=False)),
-        tooltip=[alt.Tooltip("date:T"), alt.Tooltip("value:Q", format=",.2f")],
-    )
-    basis = alt.Chart().mark_rule(color="#757575", strokeDash=[5, 4]).encode(y=alt.datum(cost))
-    return alt.LayerChart(layer=[area, basis], height=340, width=WIDTH)
+    return {
+        "$schema": SCHEMA,
+        "height": 340, "width": "container",
+        "datasets": {"value": frame},
+        "layer": [
+            {"data": {"name": "value"}, "mark": {"type": "area", "color": "#1e88e5", "opacity": 0.25,
+                                                 "line": {"color": "#1e88e5"}},
+             "encoding": {"x": {"field": "date", "type": "temporal", "title": None},
+                          "y": {"field": "value", "type": "quantitative", "title": "Value", "scale": {"zero": False}},
+                          "tooltip": [{"field": "date", "type": "temporal"},
+                                      {"field": "value", "type": "quantitative", "format": ",.2f"}]}},
+            {"mark": {"type": "rule", "color": "#757575", "strokeDash": [5, 4]}, "encoding": {"y": {"datum": cost}}},
+        ],
+    }
 
 
-def allocation_chart(val: pd.DataFrame) -> alt.Chart:
-    """Market value per position, coloured by sector, largest first, labelled with its weight."""
+def allocation_chart(val: pd.DataFrame) -> Spec:
+    """Market value per position, coloured by sector, largest first. Dataset: `allocation`."""
     frame = val.loc[val["market_value"] > 0, ["symbol", "sector", "market_value"]].copy()
     frame["sector"] = frame["sector"].fillna("unknown")
     frame["weight"] = frame["market_value"] / frame["market_value"].sum()
-    chart: alt.Chart = alt.Chart(frame).mark_bar().encode(
-        y=alt.Y("symbol:N", sort="-x", title=None),
-        x=alt.X("market_value:Q", title="Market value"),
-        color=alt.Color("sector:N", legend=alt.Legend(orient="bottom", title=None)),
-        tooltip=["symbol", "sector", alt.Tooltip("market_value:Q", format=",.2f"),
-                 alt.Tooltip("weight:Q", format=".1%")],
-    ).properties(height=max(120, 28 * len(frame)), width=WIDTH)
-    return chart
+    return {
+        "$schema": SCHEMA,
+        "height": max(120, 28 * len(frame)), "width": "container",
+        "datasets": {"allocation": frame},
+        "data": {"name": "allocation"},
+        "mark": {"type": "bar"},
+        "encoding": {
+            "y": {"field": "symbol", "type": "nominal", "sort": "-x", "title": None},
+            "x": {"field": "market_value", "type": "quantitative", "title": "Market value"},
+            "color": {"field": "sector", "type": "nominal", "legend": {"orient": "bottom", "title": None}},
+            "tooltip": [{"field": "symbol"}, {"field": "sector"},
+                        {"field": "market_value", "type": "quantitative", "format": ",.2f"},
+                        {"field": "weight", "type": "quantitative", "format": ".1%"}],
+        },
+    }

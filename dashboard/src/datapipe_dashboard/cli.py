@@ -38,13 +38,13 @@ def streamlit_argv(address: str, port: int) -> list[str]:
 
 def preload() -> None:
     """Do before the server listens what the first page view would otherwise pay: import the pages'
-    libraries (altair and its schema validation, pandas' Styler with jinja2, pyarrow that Streamlit
-    serializes frames with) and build each kind of chart once. The page scripts run in this
+    libraries (pandas' Styler with jinja2, pyarrow that Streamlit serializes frames and chart data
+    with) and build each kind of chart once. The page scripts run in this
     process, so they find everything in sys.modules."""
     from datetime import date, timedelta
 
     import pandas as pd
-    import pyarrow  # noqa: F401
+    import pyarrow as pa
     from pandas.io.formats.style import Styler  # noqa: F401
 
     from datapipe_dashboard import charts, portfolio, queries, trading_calendar  # noqa: F401
@@ -52,9 +52,10 @@ def preload() -> None:
     days = [date(2026, 1, 5) + timedelta(days=i) for i in range(3)]
     frame = pd.DataFrame({"trade_date": days, **{c: [1.0, 2.0, 3.0] for c in (
         "open", "high", "low", "close", "volume", *queries.INDICATOR_COLUMNS)}})
-    charts.symbol_chart(frame, "X", [*charts.OVERLAYS, charts.BOLLINGER]).to_dict()
-    charts.value_chart(pd.Series([1.0, 2.0, 3.0], index=pd.to_datetime(days)), 1.0).to_dict()
-    charts.allocation_chart(pd.DataFrame({"symbol": ["X"], "sector": ["S"], "market_value": [1.0]})).to_dict()
+    charts.symbol_chart(frame, "X", [*charts.OVERLAYS, charts.BOLLINGER])
+    charts.value_chart(pd.Series([1.0, 2.0, 3.0], index=pd.to_datetime(days)), 1.0)
+    charts.allocation_chart(pd.DataFrame({"symbol": ["X"], "sector": ["S"], "market_value": [1.0]}))
+    pa.ipc.new_stream(pa.BufferOutputStream(), pa.Table.from_pandas(frame).schema).close()
     frame.style.map(lambda _: "")._compute()
 
 

@@ -67,7 +67,8 @@ def page(settings: Settings, q: queries.Query) -> None:
     m[3].metric("RSI 14", _fmt_number(row["rsi_14"]))
     m[4].metric("Bars in range", f"{int(history['days'].sum()):,}", help="daily bars (trading days) in the range")
 
-    st.altair_chart(charts.symbol_chart(history, symbol, overlays or []), key="symbol_chart", width="stretch")
+    st.vega_lite_chart(spec=charts.symbol_chart(history, symbol, overlays or []), key="symbol_chart",
+                     width="stretch")
     shown = "daily bars" if interval == "day" else (
         f"{len(history):,} {interval}ly bars (open of the first day, high, low, close of the last day, "
         "volume summed; indicators as of the last day)")
