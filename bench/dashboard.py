@@ -35,6 +35,7 @@ sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "tests" / "dashboard")]
 import seed  # noqa: E402
 import warehouse as warehouse_mod  # noqa: E402
 from datapipe_dashboard import queries  # noqa: E402
+from datapipe_dashboard.cli import streamlit_argv  # noqa: E402
 from datapipe_dashboard.db import Connector  # noqa: E402
 from datapipe_dashboard.settings import Settings  # noqa: E402
 from datapipe_dashboard.trading_calendar import last_completed_trading_day  # noqa: E402
@@ -199,50 +200,81 @@ RENDER_CHECKS = {
 }
 
 
-def time_renders(env: dict[str, str], rounds: int) -> dict[str, list[float]]:
+REFERENCE_APP = 'import streamlit as st\n\nst.title("Hello")\n'
+
+
+def serve(argv: Callable[[int], list[str]], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    port = warehouse_mod.free_port()
+    proc = subprocess.Popen(argv(port), env={**os.environ, **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"{base}/_stcore/health", timeout=1)
+            return proc, base
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{argv(port)[0]} did not answer on {base}")
+
+
+def time_pages(browser: Any, base: str, checks: dict[str, str], rounds: int) -> dict[str, dict[str, list[float]]]:
+    """Per page: 'first' = first visit in a new browser context (round 1: also an empty server
+    query cache), 'returning' = the same page again in that context, 'shell' = until Streamlit's
+    page frame shows (first visits)."""
+    out: dict[str, dict[str, list[float]]] = {p or "market": {"first": [], "returning": [], "shell": []}
+                                              for p in checks}
+
+    def visit(context: Any, path: str, condition: str) -> tuple[float, float]:
+        page = context.new_page()
+        t0 = time.perf_counter()
+        page.goto(f"{base}/{path}", wait_until="commit")
+        page.wait_for_selector('[data-testid="stMain"]', timeout=60_000)
+        shell = (time.perf_counter() - t0) * 1000
+        page.wait_for_function(condition, timeout=60_000, polling=25)
+        full = (time.perf_counter() - t0) * 1000
+        page.close()
+        return shell, full
+
+    for _ in range(rounds):
+        context = browser.new_context(viewport={"width": 1600, "height": 1000})
+        for path, condition in checks.items():
+            shell, full = visit(context, path, condition)
+            out[path or "market"]["shell"].append(shell)
+            out[path or "market"]["first"].append(full)
+        for path, condition in checks.items():
+            out[path or "market"]["returning"].append(visit(context, path, condition)[1])
+        context.close()
+    return out
+
+
+def time_renders(env: dict[str, str], rounds: int) -> dict[str, dict[str, list[float]]]:
     from playwright.sync_api import sync_playwright
 
-    port = warehouse_mod.free_port()
-    proc = subprocess.Popen(
-        [str(ROOT / ".local/venvs/dashboard/bin/datapipe-dashboard"), "--port", str(port)],
-        env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
+    reference = BENCH_DIR.parent / "dashboard-reference-app.py"
+    reference.write_text(REFERENCE_APP)
+    bin_dir = ROOT / ".local/venvs/dashboard/bin"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                     args=["--no-sandbox", "--disable-gpu", "--disable-quic"])
+        try:
+            proc, base = serve(lambda port: [str(bin_dir / "datapipe-dashboard"), "--port", str(port)], env)
             try:
-                urllib.request.urlopen(f"{base}/_stcore/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
-        results: dict[str, list[float]] = {p or "market": [] for p in RENDER_CHECKS}
-        shells: dict[str, list[float]] = {p or "market": [] for p in RENDER_CHECKS}
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                         args=["--no-sandbox", "--disable-gpu", "--disable-quic"])
-            returning = browser.new_context(viewport={"width": 1600, "height": 1000})
-            for round_no in range(rounds):
-                # round 1: a first-time visitor (new context: nothing cached in the browser, nothing
-                # in the server's query cache); later rounds: a returning visitor (same context).
-                for path, condition in RENDER_CHECKS.items():
-                    context = browser.new_context(viewport={"width": 1600, "height": 1000}) if round_no == 0 \
-                        else returning
-                    page = context.new_page()
-                    t0 = time.perf_counter()
-                    page.goto(f"{base}/{path}", wait_until="commit")
-                    page.wait_for_selector('[data-testid="stMain"]', timeout=60_000)
-                    shells[path or "market"].append((time.perf_counter() - t0) * 1000)
-                    page.wait_for_function(condition, timeout=60_000, polling=25)
-                    results[path or "market"].append((time.perf_counter() - t0) * 1000)
-                    page.close()
-                    if round_no == 0:
-                        context.close()
+                results = time_pages(browser, base, RENDER_CHECKS, rounds)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=10)
+            # The floor on this machine: Streamlit itself with a one-line app, same server flags.
+            proc, base = serve(lambda port: [str(bin_dir / "streamlit"), "run", str(reference),
+                                             *streamlit_argv("127.0.0.1", port)[3:]], {})
+            try:
+                results |= {"reference: one-line Streamlit app": time_pages(
+                    browser, base, {"": "document.body.innerText.includes('Hello')"}, rounds)["market"]}
+            finally:
+                proc.terminate()
+                proc.wait(timeout=10)
+        finally:
             browser.close()
-        results.update({f"{k} (app shell)": v for k, v in shells.items()})
-        return results
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    return results
 
 
 def main() -> int:
@@ -286,14 +318,17 @@ def main() -> int:
         server.stop()
         return 0
     env = {**server.env(reader=True), "DASHBOARD_NOW": NOW.isoformat()}
+    load = os.getloadavg()[0]
     renders = time_renders(env, args.rounds)
-    print("\nfirst full render in headless Chromium, ms (first visit: new browser context and empty server cache;"
-          " returning: same context, p50 of the later rounds); 'app shell' = Streamlit's page frame only:")
-    print(f"  {'page':24} {'first':>8} {'returning':>10}")
+    print(f"\nfull render in headless Chromium, ms, p50 of {args.rounds} rounds (load average {load:.1f} before):"
+          "\n  first = first visit in a new browser context (cold = round 1, also an empty server query cache);"
+          "\n  returning = same page again in that context; shell = until Streamlit's empty page frame shows")
+    print(f"  {'page':34} {'first cold':>10} {'first p50':>10} {'returning':>10} {'shell p50':>10}")
     for page, samples in renders.items():
-        warm = statistics.median(samples[1:]) if len(samples) > 1 else float("nan")
-        flag = "" if max(samples) <= 2000 else "  > 2 s"
-        print(f"  {page:24} {samples[0]:8.0f} {warm:10.0f}{flag}")
+        first = statistics.median(samples["first"])
+        flag = "" if first <= 2000 else "  > 2 s"
+        print(f"  {page:34} {samples['first'][0]:10.0f} {first:10.0f} {statistics.median(samples['returning']):10.0f}"
+              f" {statistics.median(samples['shell']):10.0f}{flag}")
     print(f"load average after the renders: {os.getloadavg()[0]:.1f}")
     server.stop()
     return 0
