@@ -115,7 +115,7 @@ def page(settings: Settings, q: queries.Query) -> None:
             "sector": st.column_config.TextColumn("Sector"),
             "close": st.column_config.NumberColumn("Last close", format="%.2f"),
             "day_change_pct": st.column_config.ProgressColumn(
-                "Day change", min_value=-bound, max_value=bound, format="%+.2f %%", color="auto", width="small",
+                "Day change", min_value=-bound, max_value=bound, format="%+.2f %%", color="auto", width=130,
                 help=f"green: up, red: down; the bar spans -{bound:g} % .. +{bound:g} %",
             ),
             "range_52w": st.column_config.ProgressColumn(
