@@ -29,6 +29,7 @@ BOLLINGER = "Bollinger bands"
 BAND = "#78909c"
 RSI_LEVELS = {30: UP, 70: DOWN}
 SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json"
+ONE_ROW = {"values": [{}]}  # data of a constant rule (a mark without data draws nothing)
 UPDOWN = {"field": "direction", "type": "nominal", "legend": None,
           "scale": {"domain": ["up", "down"], "range": [UP, DOWN]}}
 
@@ -91,8 +92,8 @@ def symbol_chart(history: pd.DataFrame, symbol: str, overlays: Iterable[str]) ->
             {"data": prices, "mark": {"type": "line", "color": "#5e35b1", "strokeWidth": 1.3},
              "encoding": {"x": x, "y": q("rsi_14", title="RSI (14)", scale={"domain": [0, 100]},
                                          axis={"values": list(RSI_LEVELS)})}},
-            *[{"mark": {"type": "rule", "color": color, "strokeDash": [4, 3]}, "encoding": {"y": {"datum": level}}}
-              for level, color in RSI_LEVELS.items()],
+            *[{"data": ONE_ROW, "mark": {"type": "rule", "color": color, "strokeDash": [4, 3]},
+               "encoding": {"y": {"datum": level}}} for level, color in RSI_LEVELS.items()],
         ]},
         {"height": 130, "layer": [
             {"data": prices, "mark": {"type": "bar", "size": size},
@@ -128,7 +129,8 @@ def value_chart(series: pd.Series, cost: float) -> Spec:
                           "y": {"field": "value", "type": "quantitative", "title": "Value", "scale": {"zero": False}},
                           "tooltip": [{"field": "date", "type": "temporal"},
                                       {"field": "value", "type": "quantitative", "format": ",.2f"}]}},
-            {"mark": {"type": "rule", "color": "#757575", "strokeDash": [5, 4]}, "encoding": {"y": {"datum": cost}}},
+            {"data": ONE_ROW, "mark": {"type": "rule", "color": "#757575", "strokeDash": [5, 4]},
+             "encoding": {"y": {"datum": cost}}},
         ],
     }
 
@@ -140,14 +142,15 @@ def allocation_chart(val: pd.DataFrame) -> Spec:
     frame["weight"] = frame["market_value"] / frame["market_value"].sum()
     return {
         "$schema": SCHEMA,
-        "height": max(120, 28 * len(frame)), "width": "container",
+        # "fit" sizing subtracts the axis and legend from the height: leave room for both.
+        "height": 110 + 40 * len(frame), "width": "container",
         "datasets": {"allocation": frame},
         "data": {"name": "allocation"},
         "mark": {"type": "bar"},
         "encoding": {
             "y": {"field": "symbol", "type": "nominal", "sort": "-x", "title": None},
             "x": {"field": "market_value", "type": "quantitative", "title": "Market value"},
-            "color": {"field": "sector", "type": "nominal", "legend": {"orient": "bottom", "title": None}},
+            "color": {"field": "sector", "type": "nominal", "legend": {"orient": "top", "title": None}},
             "tooltip": [{"field": "symbol"}, {"field": "sector"},
                         {"field": "market_value", "type": "quantitative", "format": ",.2f"},
                         {"field": "weight", "type": "quantitative", "format": ".1%"}],
