@@ -29,7 +29,7 @@ BOLLINGER = "Bollinger bands"
 BAND = "#78909c"
 RSI_LEVELS = {30: UP, 70: DOWN}
 SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json"
-ONE_ROW = {"values": [{}]}  # data of a constant rule (a mark without data draws nothing)
+ONE_ROW: Spec = {"values": [{}]}  # data of a constant rule (a mark without data draws nothing)
 UPDOWN = {"field": "direction", "type": "nominal", "legend": None,
           "scale": {"domain": ["up", "down"], "range": [UP, DOWN]}}
 
