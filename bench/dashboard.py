@@ -21,7 +21,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "tests" / "dashboard")]
 import seed  # noqa: E402
 import warehouse as warehouse_mod  # noqa: E402
 from datapipe_dashboard import queries  # noqa: E402
+from datapipe_dashboard.cli import streamlit_argv  # noqa: E402
 from datapipe_dashboard.db import Connector  # noqa: E402
 from datapipe_dashboard.settings import Settings  # noqa: E402
 from datapipe_dashboard.trading_calendar import last_completed_trading_day  # noqa: E402
@@ -43,15 +44,35 @@ BENCH_DIR = ROOT / ".local" / "bench" / "dashboard-warehouse"
 NOW = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
 SECTORS = ["TECHNOLOGY", "HEALTHCARE", "FINANCIAL SERVICES", "ENERGY", "INDUSTRIALS", "CONSUMER CYCLICAL",
            "UTILITIES", "REAL ESTATE", "BASIC MATERIALS", "COMMUNICATION SERVICES"]
-# The indexes the dbt marts should carry (dbt-postgres `indexes` config), measured here.
-RECOMMENDED_INDEXES = [
-    "create unique index if not exists fct_daily_prices_symbol_date on marts.fct_daily_prices (symbol, trade_date)",
-    "create index if not exists fct_daily_prices_date on marts.fct_daily_prices (trade_date)",
-    "create unique index if not exists fct_technical_indicators_symbol_date "
-    "on marts.fct_technical_indicators (symbol, trade_date)",
-]
-INDEX_NAMES = ["marts.fct_daily_prices_symbol_date", "marts.fct_daily_prices_date",
-               "marts.fct_technical_indicators_symbol_date"]
+# Exactly the indexes `quality publish` gives the published marts (dim_company and
+# mart_market_overview already have their primary key in seed.DDL).
+PUBLISHED_INDEXES = {
+    "fct_daily_prices_pkey": "alter table marts.fct_daily_prices add constraint fct_daily_prices_pkey "
+                             "primary key (symbol, trade_date)",
+    "fct_technical_indicators_pkey": "alter table marts.fct_technical_indicators add constraint "
+                                     "fct_technical_indicators_pkey primary key (symbol, trade_date)",
+    "fct_daily_prices_trade_date": "create index fct_daily_prices_trade_date on marts.fct_daily_prices (trade_date)",
+    "dim_company_pkey": "alter table marts.dim_company add constraint dim_company_pkey primary key (symbol)",
+    "mart_market_overview_pkey": "alter table marts.mart_market_overview add constraint mart_market_overview_pkey "
+                                 "primary key (symbol)",
+}
+
+
+def ensure_published_indexes(conn: psycopg.Connection[Any]) -> None:
+    """Make the marts carry exactly the published indexes: drop any other, create the missing ones."""
+    have = {name: (table, constraint) for name, table, constraint in conn.execute(
+        "select i.indexname, i.tablename, c.conname is not null from pg_indexes i "
+        "left join pg_constraint c on c.conname = i.indexname and c.connamespace = 'marts'::regnamespace "
+        "where i.schemaname = 'marts'").fetchall()}
+    for name, (table, constraint) in have.items():
+        if name not in PUBLISHED_INDEXES:
+            conn.execute(f"alter table marts.{table} drop constraint {name}" if constraint
+                         else f"drop index marts.{name}")
+    for name, ddl in PUBLISHED_INDEXES.items():
+        if name not in have:
+            conn.execute(ddl)
+    conn.execute("analyze marts.fct_daily_prices; analyze marts.fct_technical_indicators")
+
 
 BARE_DDL = seed.DDL.replace(", primary key (symbol, trade_date)", "")  # dbt tables have no constraints
 
@@ -95,6 +116,7 @@ def build(admin: dict[str, str], n_symbols: int, years: int) -> None:
         copy_frame(conn, "marts.dim_company", pd.DataFrame(companies))
         seed.seed_ops(conn, NOW)
         seed.grant_reader(conn)
+        ensure_published_indexes(conn)
         conn.execute("analyze")
         rows = conn.execute("select count(*) from marts.fct_daily_prices").fetchone()[0]
     print(f"seeded {n_symbols} symbols x {len(days)} trading days = {rows:,} price rows "
@@ -111,16 +133,16 @@ def page_queries(q: queries.Query, ov: pd.DataFrame, rng: np.random.Generator) -
         queries.market_overview(q)
         queries.sparklines(q, latest)
 
-    def symbol() -> None:
-        s = symbols[int(rng.integers(len(symbols)))]
-        queries.market_overview(q)
-        queries.price_bounds(q, s)
-        queries.price_history(q, s, latest - timedelta(days=365), latest)
-        queries.company(q, s)
-
-    def symbol_20y() -> None:
-        s = symbols[int(rng.integers(len(symbols)))]
-        queries.price_history(q, s, date(1990, 1, 1), latest)
+    def symbol(years: int | None) -> Callable[[], None]:
+        def run() -> None:
+            s = symbols[int(rng.integers(len(symbols)))]
+            queries.market_overview(q)
+            bounds = queries.price_bounds(q, s)
+            first, last = bounds["first_date"].iloc[0], bounds["last_date"].iloc[0]
+            start = max(first, last - timedelta(days=365 * years)) if years else first
+            queries.price_history(q, s, start, last)
+            queries.company(q, s)
+        return run
 
     def portfolio() -> None:
         picks = [symbols[int(i)] for i in rng.choice(len(symbols), 10, replace=False)]
@@ -138,7 +160,8 @@ def page_queries(q: queries.Query, ov: pd.DataFrame, rng: np.random.Generator) -
         queries.publish_history(q)
         queries.last_extract_per_symbol(q)
 
-    return {"market": market, "symbol (1 year)": symbol, "symbol (20 years)": symbol_20y,
+    return {"market": market, "symbol (1 year, daily)": symbol(1), "symbol (5 years, weekly)": symbol(5),
+            "symbol (all ~20 y, monthly)": symbol(None),
             "portfolio (10 holdings)": portfolio, "quality": quality}
 
 
@@ -161,62 +184,97 @@ def time_queries(settings: Settings, iterations: int) -> dict[str, tuple[float, 
     return out
 
 
+CHARTS_DRAWN = ("Array.from(document.querySelectorAll('[data-testid=\"stVegaLiteChart\"]'))"
+                ".filter(e => e.querySelector('svg.marks .role-mark')).length")
 RENDER_CHECKS = {
-    # path: JS condition for "fully rendered"
+    # path: JS condition for "fully rendered": tables painted, charts drawn, key texts present
     "": "document.querySelectorAll('[data-testid=\"stDataFrame\"] canvas').length >= 1 && "
-        "document.body.innerText.includes('Data as of')",
-    "symbol": "document.querySelectorAll('.js-plotly-plot .main-svg').length >= 1 && "
-              "document.body.innerText.includes('Company')",
-    "portfolio": "document.querySelectorAll('.js-plotly-plot .main-svg').length >= 2",
+        "document.body.innerText.includes('Data as of') && document.body.innerText.includes('Advancers')",
+    "symbol": f"{CHARTS_DRAWN} >= 1 && document.body.innerText.includes('Company') && "
+              "document.body.innerText.includes('Bars in range')",
+    "portfolio": f"{CHARTS_DRAWN} >= 2 && "
+                 "document.querySelectorAll('[data-testid=\"stDataFrame\"] canvas').length >= 2 && "
+                 "document.body.innerText.includes('Market value')",
     "quality": "document.querySelectorAll('[data-testid=\"stDataFrame\"] canvas').length >= 4 && "
                "document.body.innerText.includes('Freshness per symbol')",
 }
 
 
-def time_renders(env: dict[str, str], rounds: int) -> dict[str, list[float]]:
+REFERENCE_APP = 'import streamlit as st\n\nst.title("Hello")\n'
+
+
+def serve(argv: Callable[[int], list[str]], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    port = warehouse_mod.free_port()
+    proc = subprocess.Popen(argv(port), env={**os.environ, **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"{base}/_stcore/health", timeout=1)
+            return proc, base
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{argv(port)[0]} did not answer on {base}")
+
+
+def time_pages(browser: Any, base: str, checks: dict[str, str], rounds: int) -> dict[str, dict[str, list[float]]]:
+    """Per page: 'first' = first visit in a new browser context (round 1: also an empty server
+    query cache), 'returning' = the same page again in that context, 'shell' = until Streamlit's
+    page frame shows (first visits)."""
+    out: dict[str, dict[str, list[float]]] = {p or "market": {"first": [], "returning": [], "shell": []}
+                                              for p in checks}
+
+    def visit(context: Any, path: str, condition: str) -> tuple[float, float]:
+        page = context.new_page()
+        t0 = time.perf_counter()
+        page.goto(f"{base}/{path}", wait_until="commit")
+        page.wait_for_selector('[data-testid="stMain"]', timeout=60_000)
+        shell = (time.perf_counter() - t0) * 1000
+        page.wait_for_function(condition, timeout=60_000, polling=25)
+        full = (time.perf_counter() - t0) * 1000
+        page.close()
+        return shell, full
+
+    for _ in range(rounds):
+        context = browser.new_context(viewport={"width": 1600, "height": 1000})
+        for path, condition in checks.items():
+            shell, full = visit(context, path, condition)
+            out[path or "market"]["shell"].append(shell)
+            out[path or "market"]["first"].append(full)
+        for path, condition in checks.items():
+            out[path or "market"]["returning"].append(visit(context, path, condition)[1])
+        context.close()
+    return out
+
+
+def time_renders(env: dict[str, str], rounds: int) -> dict[str, dict[str, list[float]]]:
     from playwright.sync_api import sync_playwright
 
-    port = warehouse_mod.free_port()
-    proc = subprocess.Popen(
-        [str(ROOT / ".local/venvs/dashboard/bin/datapipe-dashboard"), "--port", str(port)],
-        env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
+    reference = BENCH_DIR.parent / "dashboard-reference-app.py"
+    reference.write_text(REFERENCE_APP)
+    bin_dir = ROOT / ".local/venvs/dashboard/bin"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                     args=["--no-sandbox", "--disable-gpu", "--disable-quic"])
+        try:
+            proc, base = serve(lambda port: [str(bin_dir / "datapipe-dashboard"), "--port", str(port)], env)
             try:
-                urllib.request.urlopen(f"{base}/_stcore/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
-        results: dict[str, list[float]] = {p or "market": [] for p in RENDER_CHECKS}
-        shells: dict[str, list[float]] = {p or "market": [] for p in RENDER_CHECKS}
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                         args=["--no-sandbox", "--disable-gpu", "--disable-quic"])
-            returning = browser.new_context(viewport={"width": 1600, "height": 1000})
-            for round_no in range(rounds):
-                # round 1: a first-time visitor (new context: nothing cached in the browser, nothing
-                # in the server's query cache); later rounds: a returning visitor (same context).
-                for path, condition in RENDER_CHECKS.items():
-                    context = browser.new_context(viewport={"width": 1600, "height": 1000}) if round_no == 0 \
-                        else returning
-                    page = context.new_page()
-                    t0 = time.perf_counter()
-                    page.goto(f"{base}/{path}", wait_until="commit")
-                    page.wait_for_selector('[data-testid="stMain"]', timeout=60_000)
-                    shells[path or "market"].append((time.perf_counter() - t0) * 1000)
-                    page.wait_for_function(condition, timeout=60_000, polling=25)
-                    results[path or "market"].append((time.perf_counter() - t0) * 1000)
-                    page.close()
-                    if round_no == 0:
-                        context.close()
+                results = time_pages(browser, base, RENDER_CHECKS, rounds)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=10)
+            # The floor on this machine: Streamlit itself with a one-line app, same server flags.
+            proc, base = serve(lambda port: [str(bin_dir / "streamlit"), "run", str(reference),
+                                             *streamlit_argv("127.0.0.1", port)[3:]], {})
+            try:
+                results |= {"reference: one-line Streamlit app": time_pages(
+                    browser, base, {"": "document.body.innerText.includes('Hello')"}, rounds)["market"]}
+            finally:
+                proc.terminate()
+                proc.wait(timeout=10)
+        finally:
             browser.close()
-        results.update({f"{k} (app shell)": v for k, v in shells.items()})
-        return results
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    return results
 
 
 def main() -> int:
@@ -226,7 +284,6 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rebuild", action="store_true")
-    parser.add_argument("--skip-unindexed", action="store_true", help="measure only with the recommended indexes")
     parser.add_argument("--skip-browser", action="store_true")
     args = parser.parse_args()
 
@@ -245,35 +302,33 @@ def main() -> int:
                             "pg_total_relation_size('marts.fct_technical_indicators'))").fetchone()[0]
     print(f"dataset: {args.symbols} symbols, {rows[0]:,} daily rows {rows[1]} .. {rows[2]}, prices+indicators {size}")
 
-    report: dict[str, dict[str, tuple[float, float]]] = {}
-    variants = [("no indexes (dbt default)", [f"drop index if exists {n}" for n in INDEX_NAMES]),
-                ("recommended indexes", RECOMMENDED_INDEXES)]
-    for label, ddl in variants[1:] if args.skip_unindexed else variants:
-        with psycopg.connect(seed.conninfo(admin), autocommit=True) as conn:
-            for stmt in ddl:
-                conn.execute(stmt)
-            conn.execute("analyze marts.fct_daily_prices; analyze marts.fct_technical_indicators")
-        iterations = args.iterations if label == "recommended indexes" else max(5, args.iterations // 4)
-        report[label] = time_queries(settings, iterations)
-        print(f"\nqueries per page, {label} ({iterations} runs each, uncached):")
-        print(f"  {'page':26} {'p50 ms':>8} {'p95 ms':>8}")
-        for name, (p50, p95) in report[label].items():
-            flag = "" if p95 <= 100 else "  > 100 ms"
-            print(f"  {name:26} {p50:8.1f} {p95:8.1f}{flag}")
+    with psycopg.connect(seed.conninfo(admin), autocommit=True) as conn:
+        ensure_published_indexes(conn)
+    load = os.getloadavg()[0]
+    timings = time_queries(settings, args.iterations)
+    print(f"\nqueries per page, marts with the published indexes ({args.iterations} runs each, uncached; "
+          f"load average {load:.1f} before, {os.getloadavg()[0]:.1f} after):")
+    print(f"  {'page':26} {'p50 ms':>8} {'p95 ms':>8}")
+    for name, (p50, p95) in timings.items():
+        flag = "" if p95 <= 100 else "  > 100 ms"
+        print(f"  {name:26} {p50:8.1f} {p95:8.1f}{flag}")
 
     print(f"load average: {os.getloadavg()[0]:.1f} (2 cores, shared)")
     if args.skip_browser:
         server.stop()
         return 0
     env = {**server.env(reader=True), "DASHBOARD_NOW": NOW.isoformat()}
+    load = os.getloadavg()[0]
     renders = time_renders(env, args.rounds)
-    print("\nfirst full render in headless Chromium, ms (first visit: new browser context and empty server cache;"
-          " returning: same context, p50 of the later rounds); 'app shell' = Streamlit's page frame only:")
-    print(f"  {'page':24} {'first':>8} {'returning':>10}")
+    print(f"\nfull render in headless Chromium, ms, p50 of {args.rounds} rounds (load average {load:.1f} before):"
+          "\n  first = first visit in a new browser context (cold = round 1, also an empty server query cache);"
+          "\n  returning = same page again in that context; shell = until Streamlit's empty page frame shows")
+    print(f"  {'page':34} {'first cold':>10} {'first p50':>10} {'returning':>10} {'shell p50':>10}")
     for page, samples in renders.items():
-        warm = statistics.median(samples[1:]) if len(samples) > 1 else float("nan")
-        flag = "" if max(samples) <= 2000 else "  > 2 s"
-        print(f"  {page:24} {samples[0]:8.0f} {warm:10.0f}{flag}")
+        first = statistics.median(samples["first"])
+        flag = "" if first <= 2000 else "  > 2 s"
+        print(f"  {page:34} {samples['first'][0]:10.0f} {first:10.0f} {statistics.median(samples['returning']):10.0f}"
+              f" {statistics.median(samples['shell']):10.0f}{flag}")
     print(f"load average after the renders: {os.getloadavg()[0]:.1f}")
     server.stop()
     return 0

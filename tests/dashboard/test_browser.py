@@ -17,8 +17,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = ROOT / "artifacts" / "dashboard"
-# Generous: the machine is shared, and a first visit imports plotly & pandas in the server.
+# Generous: the machine is shared.
 WAIT_MS = 90_000
+# Vega-Lite charts drawn: the view has rendered its marks (SVG).
+CHARTS_DRAWN = ("Array.from(document.querySelectorAll('[data-testid=\"stVegaLiteChart\"]'))"
+                ".filter(e => e.querySelector('svg.marks .role-mark')).length")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -81,7 +84,7 @@ def test_health_endpoint_for_kubernetes_probes(dashboard) -> None:
 
 
 PAGES = {
-    # url path: (texts that must be visible, plotly charts expected, min dataframes)
+    # url path: (texts that must be visible, Vega-Lite charts expected, min dataframes)
     "": (["Market overview", "Data as of {last_day}", "Advancers"], 0, 1),
     "symbol?symbol=IBM": (["Symbol detail", "International Business Machines", "Company", "RSI 14"], 1, 0),
     "portfolio": (["Portfolio", "Market value", "Value over time", "Allocation"], 2, 2),
@@ -99,10 +102,8 @@ def test_every_page_renders_in_chromium(dashboard, published, page, path) -> Non
     for text in texts:
         page.get_by_text(text, exact=False).first.wait_for(timeout=WAIT_MS)
     if charts:
-        page.wait_for_function(
-            f"document.querySelectorAll('.js-plotly-plot .main-svg').length >= {charts}", timeout=WAIT_MS
-        )
-        assert page.locator(".js-plotly-plot").count() == charts
+        page.wait_for_function(f"{CHARTS_DRAWN} >= {charts}", timeout=WAIT_MS)
+        assert page.locator('[data-testid="stVegaLiteChart"]').count() == charts
     if frames:
         page.wait_for_function(
             f"document.querySelectorAll('[data-testid=\"stDataFrame\"] canvas').length >= {frames}", timeout=WAIT_MS

@@ -5,22 +5,45 @@ runs on the hand-made seed."""
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-import numpy as np
+import pandas as pd
 import pytest
 from datapipe_dashboard import queries
+from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 
 
-def decode(values):
-    """Plotly JSON arrays may be typed-array dicts ({"dtype", "bdata"})."""
-    if isinstance(values, dict) and "bdata" in values:
-        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).tolist()
-    return values
+def vega_charts(at) -> list[tuple[dict, dict[str, pd.DataFrame]]]:
+    """Every Vega-Lite chart of the page: its spec and its datasets (Arrow, decoded)."""
+    out = []
+    for chart in at.get("vega_lite_chart"):
+        frames = {d.name: convert_arrow_bytes_to_pandas_df(d.data.data) for d in chart.proto.datasets}
+        out.append((json.loads(chart.proto.spec), frames))
+    return out
+
+
+def frame_with(frames: dict[str, pd.DataFrame], column: str) -> pd.DataFrame:
+    found = [f for f in frames.values() if column in f.columns]
+    columns = [list(f.columns) for f in frames.values()]
+    assert len(found) == 1, f"expected one dataset with column {column!r}, got {columns}"
+    return found[0]
+
+
+def spec_values(spec, key: str) -> list:
+    """Every value of `key` anywhere in a (nested) Vega-Lite spec."""
+    if isinstance(spec, dict):
+        return [v for k, v in spec.items() if k == key] + [x for v in spec.values() for x in spec_values(v, key)]
+    if isinstance(spec, list):
+        return [x for v in spec for x in spec_values(v, key)]
+    return []
+
+
+def series(frames: dict[str, pd.DataFrame], name: str) -> list[float]:
+    lines = frame_with(frames, "series")
+    return list(lines[lines["series"] == name].sort_values("trade_date")["value"])
 
 
 def no_errors(at) -> None:
@@ -95,16 +118,16 @@ def test_symbol_detail_chart_and_facts(make_app, published) -> None:
     assert m["Last close"] == f"{bars[-1][1]:,.2f}"
     (sector, industry), = published.rows("select sector, industry from marts.dim_company where symbol = 'IBM'")
     assert (m["Sector"], m["Industry"]) == (sector or "-", industry or "-")
-    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
-    by_name = {t.get("name"): t for t in fig["data"]}
-    assert {"IBM", "SMA 50", "SMA 200", "Volume", "RSI 14", "MACD", "Signal", "MACD hist"} <= set(by_name)
-    assert "SMA 20" not in by_name and "BB upper" not in by_name
-    assert decode(by_name["IBM"]["close"]) == pytest.approx([b[1] for b in bars])
-    rsi_lines = sorted(s["y0"] for s in fig["layout"]["shapes"])
-    assert rsi_lines == [30, 70]
+    (spec, frames), = vega_charts(at)
+    prices = frame_with(frames, "close").sort_values("trade_date")
+    assert set(frame_with(frames, "series")["series"]) == {"SMA 50", "SMA 200"}
+    fields = set(spec_values(spec, "field"))
+    assert {"open", "high", "low", "close", "volume", "rsi_14", "macd", "macd_signal", "macd_hist"} <= fields
+    assert list(prices["close"]) == pytest.approx([b[1] for b in bars])
+    assert sorted(spec_values(spec, "datum")) == [30, 70]  # the RSI lines
     sma200 = published.rows("select sma_200::float8 from marts.fct_technical_indicators where symbol = 'IBM' "
                             "and trade_date between %s and %s order by trade_date", (last - timedelta(days=365), last))
-    got = decode(by_name["SMA 200"]["y"])
+    got = series(frames, "SMA 200")
     want = [r[0] for r in sma200]
     assert len(got) == len(want) == len(bars)
     for g, w in zip(got, want, strict=True):
@@ -117,9 +140,9 @@ def test_symbol_detail_overlays_and_date_range(make_app, published) -> None:
     at.pills[0].set_value(["EMA 12", "Bollinger bands"])
     at.date_input[0].set_value((start, end)).run()
     no_errors(at)
-    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
-    names = {t.get("name") for t in fig["data"]}
-    assert {"EMA 12", "BB upper", "BB lower", "BB middle"} <= names
+    (_, frames), = vega_charts(at)
+    names = set(frame_with(frames, "series")["series"])
+    assert names == {"EMA 12", "BB upper", "BB lower", "BB middle"}
     assert "SMA 50" not in names
     (count,), = published.rows("select count(*) from marts.fct_daily_prices where symbol = 'MSFT' "
                                "and trade_date between %s and %s", (start, end))
@@ -143,11 +166,13 @@ def test_portfolio_from_the_example_table(make_app, published) -> None:
     assert sorted(positions.index) == sorted(held)
     for symbol, shares in held.items():
         assert positions.loc[symbol, "market_value"] == pytest.approx(closes[symbol] * shares)
-    charts = at.get("plotly_chart")
+    charts = vega_charts(at)
     assert len(charts) == 2  # value over time + allocation
-    series = json.loads(charts[0].proto.spec)["data"][0]
-    y = decode(series["y"])
-    assert y[-1] == pytest.approx(value)  # the last point of "value over time" is today's market value
+    curve = frame_with(charts[0][1], "value").sort_values("date")
+    assert curve["value"].iloc[-1] == pytest.approx(value)  # the last point of "value over time" is today's value
+    allocation = frame_with(charts[1][1], "market_value").set_index("symbol")
+    for symbol, shares in held.items():
+        assert allocation.loc[symbol, "market_value"] == pytest.approx(closes[symbol] * shares)
 
 
 def test_portfolio_csv_upload_with_bad_rows(make_app, published) -> None:

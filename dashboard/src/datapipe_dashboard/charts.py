@@ -1,12 +1,21 @@
-"""Plotly figures: the symbol chart (candles + volume + RSI + MACD) and the portfolio charts."""
+"""Vega-Lite figures (plain spec dicts for `st.vega_lite_chart`): the symbol chart (candles + volume +
+RSI + MACD) and the portfolio charts.
+
+Why Vega-Lite and why plain dicts (measured with bench/dashboard.py, see bench/README.md):
+- the browser loads and starts Streamlit's Vega-Lite bundle (~0.8 MB) in about a quarter of the
+  time of its Plotly bundle (~4.7 MB), which dominated the first render of the chart pages;
+- building the same chart through Altair objects (deep copies, JSON-schema validation) cost
+  ~1 s of server CPU per view; a dict costs nothing. Streamlit ships the `datasets` as Arrow.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import pandas as pd
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
+
+Spec = dict[str, Any]
 
 UP, DOWN = "#26a69a", "#ef5350"
 OVERLAYS = {
@@ -17,78 +26,133 @@ OVERLAYS = {
     "EMA 26": ("ema_26", "#3949ab"),
 }
 BOLLINGER = "Bollinger bands"
+BAND = "#78909c"
+RSI_LEVELS = {30: UP, 70: DOWN}
+SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json"
+ONE_ROW: Spec = {"values": [{}]}  # data of a constant rule (a mark without data draws nothing)
+UPDOWN = {"field": "direction", "type": "nominal", "legend": None,
+          "scale": {"domain": ["up", "down"], "range": [UP, DOWN]}}
 
 
-def symbol_chart(history: pd.DataFrame, symbol: str, overlays: Iterable[str]) -> go.Figure:
-    """Candlestick with the chosen overlays, volume, RSI(14) with 30/70 lines, MACD."""
-    h = history
-    x = h["trade_date"]
-    fig = make_subplots(
-        rows=4, cols=1, shared_xaxes=True, vertical_spacing=0.025,
-        row_heights=[0.52, 0.14, 0.16, 0.18],
-        subplot_titles=(None, "Volume", "RSI (14)", "MACD (12, 26, 9)"),
-    )
-    fig.add_trace(
-        go.Candlestick(
-            x=x, open=h["open"], high=h["high"], low=h["low"], close=h["close"], name=symbol,
-            increasing_line_color=UP, decreasing_line_color=DOWN, showlegend=False,
-        ),
-        row=1, col=1,
-    )
-    chosen = set(overlays)
-    for label, (column, color) in OVERLAYS.items():
-        if label in chosen:
-            fig.add_trace(go.Scatter(x=x, y=h[column], name=label, line={"color": color, "width": 1.3}), row=1, col=1)
-    if BOLLINGER in chosen:
-        band = {"color": "rgba(120,144,156,0.9)", "width": 1, "dash": "dot"}
-        fig.add_trace(go.Scatter(x=x, y=h["bb_upper"], name="BB upper", line=band), row=1, col=1)
-        fig.add_trace(
-            go.Scatter(x=x, y=h["bb_lower"], name="BB lower", line=band, fill="tonexty",
-                       fillcolor="rgba(120,144,156,0.10)"),
-            row=1, col=1,
+def _bar_size(bars: int) -> float:
+    """Candle body width in pixels for ~1,300 px of plot: one bar per trading day, week or month."""
+    return max(1.0, min(9.0, 0.6 * 1300 / max(bars, 1)))
+
+
+def _lines(history: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+    """Long format (trade_date, series, value) of the given label -> column lines."""
+    wide = history[["trade_date", *columns.values()]].rename(columns={v: k for k, v in columns.items()})
+    return wide.melt("trade_date", var_name="series", value_name="value")
+
+
+def symbol_chart(history: pd.DataFrame, symbol: str, overlays: Iterable[str]) -> Spec:
+    """Candlestick with the chosen overlays, volume, RSI(14) with 30/70 lines, MACD (line, signal,
+    histogram), stacked with a shared date axis. Datasets: `prices` (one row per bar) and `lines`."""
+    h = history.assign(trade_date=pd.to_datetime(history["trade_date"]))
+    h["direction"] = (h["close"] >= h["open"]).map({True: "up", False: "down"})
+    h["macd_direction"] = (h["macd_hist"].fillna(0) >= 0).map({True: "up", False: "down"})
+    wanted = set(overlays)
+    line_columns = {label: column for label, (column, _) in OVERLAYS.items() if label in wanted}
+    line_colors = {label: color for label, (_, color) in OVERLAYS.items() if label in wanted}
+    size = _bar_size(len(h))
+    x = {"field": "trade_date", "type": "temporal", "title": None}
+    prices = {"name": "prices"}
+
+    def q(field: str, **extra: Any) -> Spec:
+        return {"field": field, "type": "quantitative", **extra}
+
+    tooltip = [{"field": "trade_date", "type": "temporal", "title": "date"},
+               *[q(f, format=",.2f") for f in ("open", "high", "low", "close")], q("volume", format=",.0f")]
+    price_layers: list[Spec] = []
+    if BOLLINGER in wanted:
+        price_layers.append({"data": prices, "mark": {"type": "area", "opacity": 0.12, "color": BAND},
+                             "encoding": {"x": x, "y": q("bb_lower"), "y2": {"field": "bb_upper"}}})
+        line_columns |= {"BB upper": "bb_upper", "BB middle": "bb_middle", "BB lower": "bb_lower"}
+        line_colors |= {"BB upper": BAND, "BB middle": BAND, "BB lower": BAND}
+    price_layers += [
+        {"data": prices, "mark": {"type": "rule"},
+         "encoding": {"x": x, "y": q("low", scale={"zero": False}, title=symbol), "y2": {"field": "high"},
+                      "color": UPDOWN}},
+        {"data": prices, "mark": {"type": "bar", "size": size},
+         "encoding": {"x": x, "y": q("open"), "y2": {"field": "close"}, "color": UPDOWN, "tooltip": tooltip}},
+    ]
+    if line_columns:
+        price_layers.append(
+            {"data": {"name": "lines"}, "mark": {"type": "line", "strokeWidth": 1.3},
+             "encoding": {"x": x, "y": q("value"),
+                          "color": {"field": "series", "type": "nominal",
+                                    "scale": {"domain": list(line_colors), "range": list(line_colors.values())},
+                                    "legend": {"orient": "top", "title": None}}}}
         )
-        fig.add_trace(go.Scatter(x=x, y=h["bb_middle"], name="BB middle",
-                                 line={"color": "rgba(120,144,156,0.9)", "width": 1}), row=1, col=1)
-    colors = [UP if c >= o else DOWN for o, c in zip(h["open"], h["close"], strict=True)]
-    fig.add_trace(go.Bar(x=x, y=h["volume"], name="Volume", marker_color=colors, showlegend=False), row=2, col=1)
-    fig.add_trace(go.Scatter(x=x, y=h["rsi_14"], name="RSI 14", line={"color": "#5e35b1", "width": 1.3},
-                             showlegend=False), row=3, col=1)
-    for level, color in ((70, DOWN), (30, UP)):
-        fig.add_hline(y=level, line={"color": color, "width": 1, "dash": "dash"}, row=3, col=1)
-    hist_colors = [UP if (v or 0) >= 0 else DOWN for v in h["macd_hist"].fillna(0)]
-    fig.add_trace(go.Bar(x=x, y=h["macd_hist"], name="MACD hist", marker_color=hist_colors, showlegend=False),
-                  row=4, col=1)
-    fig.add_trace(go.Scatter(x=x, y=h["macd"], name="MACD", line={"color": "#1e88e5", "width": 1.3}), row=4, col=1)
-    fig.add_trace(go.Scatter(x=x, y=h["macd_signal"], name="Signal", line={"color": "#fb8c00", "width": 1.3}),
-                  row=4, col=1)
-    fig.update_yaxes(range=[0, 100], tickvals=[30, 70], row=3, col=1)
-    fig.update_xaxes(rangebreaks=[{"bounds": ["sat", "mon"]}], rangeslider_visible=False)
-    fig.update_layout(
-        height=820, margin={"l": 10, "r": 10, "t": 30, "b": 10}, hovermode="x unified",
-        legend={"orientation": "h", "y": 1.02, "x": 0, "yanchor": "bottom"}, xaxis_rangeslider_visible=False,
-    )
-    return fig
+    panels: list[Spec] = [
+        {"layer": price_layers, "resolve": {"scale": {"color": "independent"}}, "height": 400},
+        {"data": prices, "mark": {"type": "bar", "size": size}, "height": 90,
+         "encoding": {"x": x, "y": q("volume", title="Volume", axis={"format": "~s"}), "color": UPDOWN}},
+        {"height": 110, "layer": [
+            {"data": prices, "mark": {"type": "line", "color": "#5e35b1", "strokeWidth": 1.3},
+             "encoding": {"x": x, "y": q("rsi_14", title="RSI (14)", scale={"domain": [0, 100]},
+                                         axis={"values": list(RSI_LEVELS)})}},
+            *[{"data": ONE_ROW, "mark": {"type": "rule", "color": color, "strokeDash": [4, 3]},
+               "encoding": {"y": {"datum": level}}} for level, color in RSI_LEVELS.items()],
+        ]},
+        {"height": 130, "layer": [
+            {"data": prices, "mark": {"type": "bar", "size": size},
+             "encoding": {"x": x, "y": q("macd_hist", title="MACD (12, 26, 9)"),
+                          "color": {**UPDOWN, "field": "macd_direction"}}},
+            {"data": prices, "mark": {"type": "line", "color": "#1e88e5", "strokeWidth": 1.3},
+             "encoding": {"x": x, "y": q("macd")}},
+            {"data": prices, "mark": {"type": "line", "color": "#fb8c00", "strokeWidth": 1.3},
+             "encoding": {"x": x, "y": q("macd_signal")}},
+        ]},
+    ]
+    lines = _lines(h, line_columns) if line_columns else pd.DataFrame(columns=["trade_date", "series", "value"])
+    return {
+        "$schema": SCHEMA,
+        "vconcat": [{**p, "width": "container"} for p in panels],
+        "spacing": 6,
+        "resolve": {"scale": {"x": "shared", "color": "independent"}},
+        "datasets": {"prices": h, "lines": lines},
+    }
 
 
-def value_chart(series: pd.Series, cost: float) -> go.Figure:
-    fig = go.Figure(go.Scatter(x=series.index, y=series.values, name="Value", fill="tozeroy",
-                               line={"color": "#1e88e5", "width": 1.6}))
-    fig.add_hline(y=cost, line={"color": "#757575", "dash": "dash", "width": 1},
-                  annotation_text="cost basis", annotation_position="top left")
-    fig.update_layout(height=360, margin={"l": 10, "r": 10, "t": 10, "b": 10}, yaxis_title="Value")
-    return fig
+def value_chart(series: pd.Series, cost: float) -> Spec:
+    """Portfolio value over time (area) with the cost basis as a dashed line. Dataset: `value`."""
+    frame = pd.DataFrame({"date": pd.to_datetime(series.index), "value": series.to_numpy(dtype=float)})
+    return {
+        "$schema": SCHEMA,
+        "height": 340, "width": "container",
+        "datasets": {"value": frame},
+        "layer": [
+            {"data": {"name": "value"}, "mark": {"type": "area", "color": "#1e88e5", "opacity": 0.25,
+                                                 "line": {"color": "#1e88e5"}},
+             "encoding": {"x": {"field": "date", "type": "temporal", "title": None},
+                          "y": {"field": "value", "type": "quantitative", "title": "Value", "scale": {"zero": False}},
+                          "tooltip": [{"field": "date", "type": "temporal"},
+                                      {"field": "value", "type": "quantitative", "format": ",.2f"}]}},
+            {"data": ONE_ROW, "mark": {"type": "rule", "color": "#757575", "strokeDash": [5, 4]},
+             "encoding": {"y": {"datum": cost}}},
+        ],
+    }
 
 
-def allocation_chart(val: pd.DataFrame) -> go.Figure:
-    frame = val[val["market_value"] > 0]
-    fig = go.Figure(
-        go.Treemap(
-            labels=[*frame["sector"].unique(), *frame["symbol"]],
-            parents=["" for _ in frame["sector"].unique()] + list(frame["sector"]),
-            values=[*frame.groupby("sector", sort=False)["market_value"].sum(), *frame["market_value"]],
-            branchvalues="total",
-            texttemplate="%{label}<br>%{percentRoot:.1%}",
-        )
-    )
-    fig.update_layout(height=360, margin={"l": 0, "r": 0, "t": 10, "b": 0})
-    return fig
+def allocation_chart(val: pd.DataFrame) -> Spec:
+    """Market value per position, coloured by sector, largest first. Dataset: `allocation`."""
+    frame = val.loc[val["market_value"] > 0, ["symbol", "sector", "market_value"]].copy()
+    frame["sector"] = frame["sector"].fillna("unknown")
+    frame["weight"] = frame["market_value"] / frame["market_value"].sum()
+    return {
+        "$schema": SCHEMA,
+        # "fit" sizing subtracts the axis and legend from the height: leave room for both.
+        "height": 110 + 40 * len(frame), "width": "container",
+        "datasets": {"allocation": frame},
+        "data": {"name": "allocation"},
+        "mark": {"type": "bar"},
+        "encoding": {
+            "y": {"field": "symbol", "type": "nominal", "sort": "-x", "title": None},
+            "x": {"field": "market_value", "type": "quantitative", "title": "Market value"},
+            "color": {"field": "sector", "type": "nominal", "legend": {"orient": "top", "title": None}},
+            "tooltip": [{"field": "symbol"}, {"field": "sector"},
+                        {"field": "market_value", "type": "quantitative", "format": ",.2f"},
+                        {"field": "weight", "type": "quantitative", "format": ".1%"}],
+        },
+    }

@@ -36,12 +36,36 @@ def streamlit_argv(address: str, port: int) -> list[str]:
     ]
 
 
+def preload() -> None:
+    """Do before the server listens what the first page view would otherwise pay: import the pages'
+    libraries (pandas' Styler with jinja2, pyarrow that Streamlit serializes frames and chart data
+    with) and build each kind of chart once. The page scripts run in this
+    process, so they find everything in sys.modules."""
+    from datetime import date, timedelta
+
+    import pandas as pd
+    import pyarrow as pa
+    from pandas.io.formats.style import Styler  # noqa: F401
+
+    from datapipe_dashboard import charts, portfolio, queries, trading_calendar  # noqa: F401
+
+    days = [date(2026, 1, 5) + timedelta(days=i) for i in range(3)]
+    frame = pd.DataFrame({"trade_date": days, **{c: [1.0, 2.0, 3.0] for c in (
+        "open", "high", "low", "close", "volume", *queries.INDICATOR_COLUMNS)}})
+    charts.symbol_chart(frame, "X", [*charts.OVERLAYS, charts.BOLLINGER])
+    charts.value_chart(pd.Series([1.0, 2.0, 3.0], index=pd.to_datetime(days)), 1.0)
+    charts.allocation_chart(pd.DataFrame({"symbol": ["X"], "sector": ["S"], "market_value": [1.0]}))
+    pa.ipc.new_stream(pa.BufferOutputStream(), pa.Table.from_pandas(frame).schema).close()
+    frame.style.map(lambda _: "")._compute()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="datapipe-dashboard", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--address", default=os.environ.get("DASHBOARD_ADDRESS", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("DASHBOARD_PORT", "8501")))
     args = parser.parse_args(argv)
+    preload()
     from streamlit.web import cli as st_cli
 
     sys.argv = streamlit_argv(args.address, args.port)

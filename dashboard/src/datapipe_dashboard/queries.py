@@ -67,22 +67,64 @@ from marts.dim_company
 where symbol = %s
 """
 
+# min/max alone: two descents of the (symbol, trade_date) primary key, whatever the history length.
 PRICE_BOUNDS_SQL = """
-select min(trade_date) as first_date, max(trade_date) as last_date, count(*) as bars
+select min(trade_date) as first_date, max(trade_date) as last_date
 from marts.fct_daily_prices
 where symbol = %s
 """
 
-# Numbers travel as float8: converting thousands of numeric values to Decimal costs more than the query.
+# Daily bars for short ranges. Numbers travel as float8: converting thousands of numeric values to
+# Decimal costs more than the query. `days` (1 per daily bar) keeps the shape of the aggregated query.
+_INDICATORS = ", ".join(f"i.{c}::float8" for c in INDICATOR_COLUMNS)
 PRICE_HISTORY_SQL = f"""
 select p.trade_date, p.open::float8, p.high::float8, p.low::float8, p.close::float8, p.volume::float8,
-       p.daily_return::float8, {", ".join(f"i.{c}::float8" for c in INDICATOR_COLUMNS)}
+       {_INDICATORS}, 1 as days
 from marts.fct_daily_prices as p
 left join marts.fct_technical_indicators as i
   on i.symbol = p.symbol and i.trade_date = p.trade_date
-where p.symbol = %s and p.trade_date between %s and %s
+where p.symbol = %(symbol)s and p.trade_date between %(start)s and %(end)s
 order by p.trade_date
 """
+
+# Long ranges are downsampled in the warehouse to weekly or monthly bars, as charting tools do: a
+# 20-year daily chart would ship 5,000 rows to draw candles a fraction of a pixel wide. A bar is
+# dated by its last trading day: open of the first day, highest high, lowest low, close of the last
+# day, summed volume, and the indicators as of the last day (the daily SMA/EMA/RSI/MACD/Bollinger
+# values on that day, not recomputed on the coarser bars). Both tables are read through their
+# (symbol, trade_date) primary key.
+PRICE_BARS_SQL = f"""
+with days as (
+    select trade_date, open, high, low, close, volume, date_trunc(%(unit)s, trade_date::timestamp) as period
+    from marts.fct_daily_prices
+    where symbol = %(symbol)s and trade_date between %(start)s and %(end)s
+),
+bars as (
+    select max(trade_date) as trade_date, (array_agg(open order by trade_date))[1] as open, max(high) as high,
+           min(low) as low, (array_agg(close order by trade_date desc))[1] as close, sum(volume) as volume,
+           count(*) as days
+    from days
+    group by period
+)
+select b.trade_date, b.open::float8, b.high::float8, b.low::float8, b.close::float8, b.volume::float8,
+       {_INDICATORS}, b.days
+from bars as b
+left join marts.fct_technical_indicators as i
+  on i.symbol = %(symbol)s and i.trade_date = b.trade_date
+order by b.trade_date
+"""
+
+# Up to ~2 years of daily bars (<= ~500 candles), then weekly (<= ~520), then monthly.
+DAILY_MAX_DAYS = 2 * 366
+WEEKLY_MAX_DAYS = 10 * 366
+
+
+def bar_interval(start: date, end: date) -> str:
+    """The bar size the symbol chart uses for a date range: 'day', 'week' or 'month'."""
+    span = (end - start).days
+    if span <= DAILY_MAX_DAYS:
+        return "day"
+    return "week" if span <= WEEKLY_MAX_DAYS else "month"
 
 
 def company(q: Query, symbol: str) -> pd.DataFrame:
@@ -94,7 +136,12 @@ def price_bounds(q: Query, symbol: str) -> pd.DataFrame:
 
 
 def price_history(q: Query, symbol: str, start: date, end: date) -> pd.DataFrame:
-    return q(PRICE_HISTORY_SQL, (symbol, start, end))
+    """Bars of `symbol` in [start, end] at bar_interval(start, end); `days` = trading days per bar."""
+    unit = bar_interval(start, end)
+    params = {"symbol": symbol, "start": start, "end": end}
+    if unit == "day":
+        return q(PRICE_HISTORY_SQL, params)
+    return q(PRICE_BARS_SQL, {**params, "unit": unit})
 
 
 # -- portfolio --------------------------------------------------------------------------------

@@ -5,23 +5,25 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
 from datapipe_dashboard import queries
 from datapipe_dashboard.settings import Settings
-from datapipe_dashboard.ui import as_date, freshness_badge, overview, signed_color
+from datapipe_dashboard.ui import as_date, freshness_badge, overview
+
+DAY_CHANGE_SCALE = 5.0  # +-% at the ends of the day-change bar
 
 
-def trend(row: pd.Series) -> str:
-    close, sma50, sma200 = row["close"], row["sma_50"], row["sma_200"]
-    if _missing(sma50) or _missing(sma200):
-        return "- not enough history"
-    if close > sma50 > sma200:
-        return "▲ uptrend"
-    if close < sma50 < sma200:
-        return "▼ downtrend"
-    return "◆ mixed"
+def trends(frame: pd.DataFrame) -> pd.Series:
+    """close vs SMA 50 vs SMA 200, per row (vectorized: row-wise apply cost ~50 ms per 500 rows)."""
+    close, sma50, sma200 = frame["close"], frame["sma_50"], frame["sma_200"]
+    labels = np.select(
+        [sma50.isna() | sma200.isna(), (close > sma50) & (sma50 > sma200), (close < sma50) & (sma50 < sma200)],
+        ["- not enough history", "▲ uptrend", "▼ downtrend"], "◆ mixed",
+    )
+    return pd.Series(labels, index=frame.index)
 
 
 def rsi_signal(rsi: Any) -> str:
@@ -38,12 +40,11 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def range_position(row: pd.Series) -> float | None:
-    """Where the last close sits in its 52-week range, 0 (low) to 100 (high)."""
-    low, high, close = row["low_52w"], row["high_52w"], row["close"]
-    if _missing(low) or _missing(high) or high <= low:
-        return None
-    return float(max(0.0, min(100.0, (close - low) / (high - low) * 100)))
+def range_positions(frame: pd.DataFrame) -> pd.Series:
+    """Where the last close sits in its 52-week range, 0 (low) to 100 (high); NaN when unknown."""
+    low, high, close = frame["low_52w"], frame["high_52w"], frame["close"]
+    position = ((close - low) / (high - low) * 100).clip(0.0, 100.0)
+    return position.where(low.notna() & high.notna() & (high > low))
 
 
 def market_table(ov: pd.DataFrame, spark: pd.DataFrame) -> pd.DataFrame:
@@ -59,12 +60,12 @@ def market_table(ov: pd.DataFrame, spark: pd.DataFrame) -> pd.DataFrame:
             "sector": frame["sector"],
             "close": frame["close"],
             "day_change_pct": frame["day_change_pct"],
-            "range_52w": frame.apply(range_position, axis=1),
+            "range_52w": range_positions(frame),
             "low_52w": frame["low_52w"],
             "high_52w": frame["high_52w"],
             "rsi_14": frame["rsi_14"],
             "rsi_signal": frame["rsi_14"].map(rsi_signal),
-            "trend": frame.apply(trend, axis=1),
+            "trend": trends(frame),
             "sparkline": frame["symbol"].map(lambda s: list(closes.get(s) or [])),
             "detail": "symbol?symbol=" + frame["symbol"],
             "trade_date": frame["trade_date"],
@@ -98,9 +99,11 @@ def page(settings: Settings, q: queries.Query) -> None:
         )
         table = table[mask]
 
-    styled = table.style.map(signed_color, subset=["day_change_pct"])
+    # No pandas Styler: styling 500 rows cost ~0.7 s of server CPU and 600 KB per view. The day change
+    # is a diverging bar instead, green above 0 and red below ("auto" colours the upper half green).
+    bound = DAY_CHANGE_SCALE
     st.dataframe(
-        styled,
+        table,
         hide_index=True,
         width="stretch",
         height=min(38 + 35 * len(table), 760),
@@ -111,7 +114,10 @@ def page(settings: Settings, q: queries.Query) -> None:
             "name": st.column_config.TextColumn("Name", width="medium"),
             "sector": st.column_config.TextColumn("Sector"),
             "close": st.column_config.NumberColumn("Last close", format="%.2f"),
-            "day_change_pct": st.column_config.NumberColumn("Day change", format="%+.2f %%"),
+            "day_change_pct": st.column_config.ProgressColumn(
+                "Day change", min_value=-bound, max_value=bound, format="%+.2f %%", color="auto", width=130,
+                help=f"green: up, red: down; the bar spans -{bound:g} % .. +{bound:g} %",
+            ),
             "range_52w": st.column_config.ProgressColumn(
                 "52-week range", min_value=0, max_value=100, format="%.0f %%", color="blue",
                 help="Where the last close sits between the 52-week low (0 %) and high (100 %)",
@@ -127,4 +133,4 @@ def page(settings: Settings, q: queries.Query) -> None:
         },
     )
     st.caption(f"{len(table)} of {len(ov)} symbols · last trade date {latest:%Y-%m-%d} · "
-               "day change colored green (up) / red (down)")
+               "day change: green bar up, red bar down")

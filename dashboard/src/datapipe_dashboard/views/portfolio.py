@@ -81,10 +81,10 @@ def page(settings: Settings, q: queries.Query) -> None:
         if series.empty:
             st.info("No common price history for these symbols in this period.")
         else:
-            st.plotly_chart(charts.value_chart(series, tot["cost"]), key="value_chart")
+            st.vega_lite_chart(spec=charts.value_chart(series, tot["cost"]), key="value_chart", width="stretch")
     with alloc_col:
         st.subheader("Allocation")
-        st.plotly_chart(charts.allocation_chart(val), key="allocation_chart")
+        st.vega_lite_chart(spec=charts.allocation_chart(val), key="allocation_chart", width="stretch")
 
     st.subheader("Positions")
     table = val[["symbol", "sector", "shares", "cost_basis", "last_close", "market_value", "pl", "pl_pct",

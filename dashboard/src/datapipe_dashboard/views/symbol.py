@@ -54,7 +54,8 @@ def page(settings: Settings, q: queries.Query) -> None:
     if history.empty:
         st.info(f"No bars for {symbol} between {start} and {end}.")
         return
-    numeric = [c for c in history.columns if c != "trade_date"]
+    interval = queries.bar_interval(start, end)
+    numeric = [c for c in history.columns if c not in ("trade_date", "days")]
     history[numeric] = history[numeric].astype(float)
     row = ov[ov["symbol"] == symbol].iloc[0]
 
@@ -64,11 +65,14 @@ def page(settings: Settings, q: queries.Query) -> None:
     m[1].metric("52-week high", _fmt_number(row["high_52w"]))
     m[2].metric("52-week low", _fmt_number(row["low_52w"]))
     m[3].metric("RSI 14", _fmt_number(row["rsi_14"]))
-    m[4].metric("Bars in range", f"{len(history):,}")
+    m[4].metric("Bars in range", f"{int(history['days'].sum()):,}", help="daily bars (trading days) in the range")
 
-    st.plotly_chart(charts.symbol_chart(history, symbol, overlays or []), key="symbol_chart",
-                    config={"displaylogo": False})
-    st.caption(f"{symbol}: {start:%Y-%m-%d} → {end:%Y-%m-%d}; weekends hidden. "
+    st.vega_lite_chart(spec=charts.symbol_chart(history, symbol, overlays or []), key="symbol_chart",
+                     width="stretch")
+    shown = "daily bars" if interval == "day" else (
+        f"{len(history):,} {interval}ly bars (open of the first day, high, low, close of the last day, "
+        "volume summed; indicators as of the last day)")
+    st.caption(f"{symbol}: {start:%Y-%m-%d} → {end:%Y-%m-%d}, {shown}; "
                f"Published history {first:%Y-%m-%d} → {last:%Y-%m-%d}.")
     company_facts(queries.company(q, symbol), symbol)
 
