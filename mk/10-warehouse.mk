@@ -4,7 +4,7 @@ VENV_TARGETS += $(WAREHOUSE_VENV)
 TEST_TARGETS += test-warehouse
 LOCK_TARGETS += lock-warehouse
 
-$(WAREHOUSE_VENV): tools/requirements-warehouse.lock tools/requirements-warehouse-test.lock | $(UV)
+$(WAREHOUSE_VENV): tools/requirements-warehouse.lock tools/requirements-warehouse-test.lock scripts/sync-venv | $(UV)
 	@scripts/sync-venv $(VENVS)/warehouse tools/requirements-warehouse.lock tools/requirements-warehouse-test.lock
 
 .PHONY: lock-warehouse

@@ -14,7 +14,7 @@ SANDBOX_ENV    := $(LOCAL)/sandbox.env
 # Requests/minute the extractor uses against the local sandbox (the real API default is in docs/extract.md).
 SANDBOX_RPM    ?= 600
 
-$(EXTRACT_VENV): extract/requirements.lock extract/requirements-test.lock extract/pyproject.toml | $(UV)
+$(EXTRACT_VENV): extract/requirements.lock extract/requirements-test.lock extract/pyproject.toml scripts/sync-venv | $(UV)
 	@scripts/sync-venv $(VENVS)/extract extract/requirements.lock extract/requirements-test.lock -- extract
 
 .PHONY: lock-extract

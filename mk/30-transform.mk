@@ -10,11 +10,9 @@ VENV_TARGETS     += $(TRANSFORM_VENV)
 TEST_TARGETS     += test-transform
 LOCK_TARGETS     += lock-transform
 
-# Bytecode compiled at install time: dbt and GX import thousands of modules, and a process that
-# cannot write __pycache__ (PYTHONDONTWRITEBYTECODE, read-only image) would recompile them on every
-# start (GX alone: ~20 s of CPU).
-$(TRANSFORM_VENV): dbt/requirements.lock dbt/requirements-test.lock dbt/quality/pyproject.toml | $(UV)
-	@UV_COMPILE_BYTECODE=1 scripts/sync-venv $(VENVS)/transform dbt/requirements.lock dbt/requirements-test.lock -- dbt/quality
+# (scripts/sync-venv compiles bytecode at install: dbt and GX import thousands of modules)
+$(TRANSFORM_VENV): dbt/requirements.lock dbt/requirements-test.lock dbt/quality/pyproject.toml scripts/sync-venv | $(UV)
+	@scripts/sync-venv $(VENVS)/transform dbt/requirements.lock dbt/requirements-test.lock -- dbt/quality
 
 .PHONY: lock-transform
 lock-transform: $(UV)

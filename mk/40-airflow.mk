@@ -5,7 +5,7 @@ VENV_TARGETS += $(AIRFLOW_VENV)
 TEST_TARGETS += test-dags
 LOCK_TARGETS += lock-dags
 
-$(AIRFLOW_VENV): dags/requirements.lock dags/requirements-test.lock | $(UV)
+$(AIRFLOW_VENV): dags/requirements.lock dags/requirements-test.lock scripts/sync-venv | $(UV)
 	@scripts/sync-venv $(VENVS)/airflow dags/requirements.lock dags/requirements-test.lock
 
 .PHONY: lock-dags

@@ -8,14 +8,10 @@ VENV_TARGETS += $(DASHBOARD_VENV)
 TEST_TARGETS += test-dashboard
 LOCK_TARGETS += lock-dashboard
 
-# Bytecode compiled at install time (as pip does in the image): a server that cannot write
-# __pycache__ (PYTHONDONTWRITEBYTECODE, read-only image) would otherwise recompile streamlit, pandas
-# and plotly on every start and its first page view (several seconds of CPU). compileall also
-# covers venvs synced before this rule compiled (it skips up-to-date files).
-$(DASHBOARD_VENV): dashboard/requirements.lock dashboard/requirements-test.lock dashboard/pyproject.toml mk/50-dashboard.mk | $(UV)
-	@UV_COMPILE_BYTECODE=1 scripts/sync-venv $(VENVS)/dashboard dashboard/requirements.lock dashboard/requirements-test.lock -- dashboard
-	@$(VENVS)/dashboard/bin/python -m compileall -q -j 2 $(VENVS)/dashboard/lib dashboard/src >/dev/null
-	@touch $@
+# (scripts/sync-venv compiles bytecode at install: a server that cannot write __pycache__ would
+# recompile streamlit and pandas on every start and first page view, seconds of CPU)
+$(DASHBOARD_VENV): dashboard/requirements.lock dashboard/requirements-test.lock dashboard/pyproject.toml scripts/sync-venv | $(UV)
+	@scripts/sync-venv $(VENVS)/dashboard dashboard/requirements.lock dashboard/requirements-test.lock -- dashboard
 
 .PHONY: lock-dashboard
 lock-dashboard: $(UV)

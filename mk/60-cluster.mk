@@ -34,7 +34,7 @@ VENV_TARGETS += $(TOOLS_VENV)
 TEST_TARGETS += test-chart test-workflows test-images
 LOCK_TARGETS += lock-tools
 
-$(TOOLS_VENV): tools/requirements.lock | $(UV)
+$(TOOLS_VENV): tools/requirements.lock scripts/sync-venv | $(UV)
 	@scripts/sync-venv $(VENVS)/tools tools/requirements.lock
 
 $(HELM) $(KUBECTL):
