@@ -7,7 +7,8 @@ what happened:
 
 - `quality_gate_failed` — the `quality_gate` task failed; the message lists the failing
   expectations, read from `ops.gate_results` (docs/warehouse.md) of the latest gate run;
-- `stale_source_data` — a dbt source-freshness task failed (error threshold) or warned;
+- `stale_source_data` — a dbt source-freshness task failed (error threshold) or warned; the
+  message names the source's table, its thresholds (from the dbt manifest) and its newest load;
 - `dbt_test_warnings` — a dbt test task finished with warnings (tests of severity `warn`);
 - `task_failed` — any other task failed (after its retries).
 
@@ -19,8 +20,11 @@ Slack incoming-webhook connection). No secret goes into a message: error texts a
 
 from __future__ import annotations
 
+import datetime as dt
 import html
+import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -102,7 +106,7 @@ def classify(task: Any, warning: bool = False) -> str:
 
 
 def build_message(kind: str, context: Any, base_url: str, *, expectations: list[str] | None = None,
-                  expectations_error: str | None = None) -> AlertMessage:
+                  expectations_error: str | None = None, details: Sequence[str] = ()) -> AlertMessage:
     ti = context["ti"]
     dag_id = ti.dag_id
     task_id = ti.task_id
@@ -128,6 +132,7 @@ def build_message(kind: str, context: Any, base_url: str, *, expectations: list[
     warned = context.get("test_names")
     if warned:
         lines.append(f"Warnings:     {', '.join(map(str, warned))[:MAX_ERROR_CHARS]}")
+    lines.extend(redact(d) for d in details)
     if kind == "quality_gate_failed":
         lines.append("")
         if expectations:
@@ -153,24 +158,79 @@ def format_expectation(row: tuple[Any, ...]) -> str:
     return text
 
 
-def fetch_failing_expectations(settings: Settings) -> tuple[list[str] | None, str | None]:
-    """Failing expectations of the latest gate run, or (None, reason) when they cannot be read."""
+def query_warehouse(settings: Settings, query: str) -> tuple[list[tuple[Any, ...]] | None, str | None]:
+    """Rows of a read-only query, or (None, reason) when the warehouse cannot be read: an alert
+    must still go out when it is unreachable."""
     try:
         if settings.warehouse_conn_id:
             from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-            rows = PostgresHook(postgres_conn_id=settings.warehouse_conn_id).get_records(GATE_RESULTS_SQL)
+            rows = PostgresHook(postgres_conn_id=settings.warehouse_conn_id).get_records(query)
         elif settings.is_local:
             # Local runtime: the steps use the libpq variables of this process; so does libpq here.
             import psycopg
 
             with psycopg.connect("", connect_timeout=10) as conn:
-                rows = conn.execute(GATE_RESULTS_SQL).fetchall()
+                rows = conn.execute(query).fetchall()
         else:
             return None, "set DATAPIPE_WAREHOUSE_CONN_ID to include them"
-    except Exception as exc:  # an alert must still go out when the warehouse is unreachable
+    except Exception as exc:
         return None, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-    return [format_expectation(tuple(r)) for r in rows], None
+    return [tuple(r) for r in rows], None
+
+
+def fetch_failing_expectations(settings: Settings) -> tuple[list[str] | None, str | None]:
+    """Failing expectations of the latest gate run, or (None, reason) when they cannot be read."""
+    rows, error = query_warehouse(settings, GATE_RESULTS_SQL)
+    return (None, error) if rows is None else ([format_expectation(r) for r in rows], None)
+
+
+def _threshold(rule: Any) -> str | None:
+    if not isinstance(rule, dict) or not rule.get("count") or not rule.get("period"):
+        return None
+    return f"{rule['count']} {rule['period']}{'s' if rule['count'] != 1 else ''}"
+
+
+def _age(delta: dt.timedelta) -> str:
+    hours = int(delta.total_seconds() // 3600)
+    return f"{hours // 24} days {hours % 24} hours" if hours >= 24 else f"{hours} hours"
+
+
+def stale_source_details(task: Any, settings: Settings, now: dt.datetime | None = None) -> list[str]:
+    """What on-call needs about a stale source: its table, thresholds and newest load. The source is
+    the task's dbt selector (`source:<source>.<table>`), looked up in the dbt manifest."""
+    selectors = getattr(task, "select", None) or []
+    names = [s.removeprefix("source:") for s in ([selectors] if isinstance(selectors, str) else selectors)
+             if str(s).startswith("source:")]
+    if len(names) != 1:
+        return []
+    lines = [f"Source:       {names[0]}"]
+    try:
+        with settings.dbt_manifest.open() as fh:
+            sources = json.load(fh).get("sources", {})
+        node = next(n for n in sources.values() if f"{n['source_name']}.{n['name']}" == names[0])
+    except (OSError, ValueError, StopIteration, KeyError, TypeError) as exc:
+        return [*lines, f"Freshness:    unavailable ({type(exc).__name__} reading {settings.dbt_manifest})"]
+    table, loaded_at = f"{node['schema']}.{node['identifier']}", node.get("loaded_at_field")
+    freshness = node.get("freshness") or {}
+    rules = [f"{level} after {t}" for level, key in (("warn", "warn_after"), ("error", "error_after"))
+             if (t := _threshold(freshness.get(key)))]
+    lines[0] += f" (table {table}, loaded_at_field {loaded_at})"
+    if rules:
+        lines.append(f"Freshness:    {', '.join(rules)}")
+    if not loaded_at or not re.fullmatch(r"\w+", str(loaded_at)) or not re.fullmatch(r"\w+\.\w+", table):
+        return lines
+    rows, error = query_warehouse(settings, f"select max({loaded_at}) from {table}")
+    newest = rows[0][0] if rows else None
+    if error:
+        lines.append(f"Newest load:  unavailable ({error})")
+    elif isinstance(newest, dt.datetime):
+        now = now or dt.datetime.now(dt.UTC)
+        lines.append(f"Newest load:  {newest.astimezone(dt.UTC).isoformat(timespec='seconds')}"
+                     f" ({_age(now - newest)} ago)")
+    else:
+        lines.append(f"Newest load:  none ({table} is empty)")
+    return lines
 
 
 class PipelineAlert(BaseNotifier):
@@ -192,10 +252,13 @@ class PipelineAlert(BaseNotifier):
         kind = classify(getattr(ti, "task", None) or ti, warning=self.warning)
         expectations: list[str] | None = None
         error: str | None = None
+        details: list[str] = []
         if kind == "quality_gate_failed":
             expectations, error = fetch_failing_expectations(self.settings)
+        elif kind == "stale_source_data":
+            details = stale_source_details(getattr(ti, "task", None) or ti, self.settings)
         return build_message(kind, context, self.settings.airflow_base_url,
-                             expectations=expectations, expectations_error=error)
+                             expectations=expectations, expectations_error=error, details=details)
 
     def notify(self, context: Any) -> None:
         if self.warning and not context.get("test_names"):

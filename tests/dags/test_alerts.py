@@ -12,7 +12,8 @@ from typing import Any
 import pendulum
 import pytest
 from dagtest import DAGS, alert_connections, email_text, run_airflow
-from datapipe.alerts import build_message, classify, redact, task_log_url
+from datapipe.alerts import build_message, classify, redact, stale_source_details, task_log_url
+from datapipe.config import Settings
 
 RUN_ID = "manual__2026-11-25T22:30:00+00:00"
 
@@ -80,6 +81,41 @@ def test_classification() -> None:
     assert classify(SimpleNamespace(task_id="dbt.dim_company.test"), warning=True) == "dbt_test_warnings"
     assert classify(SimpleNamespace(task_id="extract_prices")) == "task_failed"
     assert task_log_url("http://a/", "d", "r 1", "t", None) == "http://a/dags/d/runs/r%201/tasks/t"
+
+
+def test_stale_source_message_names_table_thresholds_and_newest_load(tmp_path: Path, warehouse: Any,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"sources": {"source.datapipe.feed.bars": {
+        "source_name": "feed", "name": "bars", "schema": "stale_probe", "identifier": "bars_table",
+        "loaded_at_field": "received_at",
+        "freshness": {"warn_after": {"count": 3, "period": "day"}, "error_after": {"count": 1, "period": "week"}},
+    }}}))
+    warehouse.psql("create schema stale_probe; create table stale_probe.bars_table (received_at timestamptz);"
+                   " insert into stale_probe.bars_table values ('2026-11-15 12:00+00'), ('2026-11-16 09:30+00')",
+                   admin=True)
+    warehouse.psql("grant usage on schema stale_probe to pipeline; grant select on all tables in schema stale_probe"
+                   " to pipeline", admin=True)
+    for key, value in warehouse.env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings(runtime="local", dbt_manifest=manifest)
+    task = SimpleNamespace(task_id="dbt.feed_bars.source", select="source:feed.bars")
+    now = pendulum.datetime(2026, 11, 26, 11, 30, tz="UTC")
+    lines = stale_source_details(task, settings, now=now)
+    assert lines == [
+        "Source:       feed.bars (table stale_probe.bars_table, loaded_at_field received_at)",
+        "Freshness:    warn after 3 days, error after 1 week",
+        "Newest load:  2026-11-16T09:30:00+00:00 (10 days 2 hours ago)",
+    ]
+    msg = build_message("stale_source_data", context("dbt.feed_bars.source"), "http://a", details=lines)
+    assert all(line in msg.text for line in lines)
+    # the warehouse unreachable: the alert still names the source and says why the load is missing
+    monkeypatch.setenv("PGPORT", "1")
+    assert stale_source_details(task, settings, now=now)[2].startswith("Newest load:  unavailable (OperationalError")
+    # an unknown source, a manifest that cannot be read: named, never an exception
+    assert stale_source_details(SimpleNamespace(select="source:feed.other"), settings)[1].startswith(
+        "Freshness:    unavailable (StopIteration")
+    assert stale_source_details(SimpleNamespace(select="dim_company"), settings) == []
 
 
 # A throwaway DAG that fails like the pipeline's tasks do: a LocalStepOperator step exits non-zero.

@@ -216,8 +216,13 @@ def test_stale_source_data_alerts_by_email_and_slack(airflow_home: dict[str, str
                 assert secret not in text
             if task == prices:
                 assert "Error:" in text and "dbt command failed" in text, text
+                assert "Source:       alphavantage.time_series_daily (table raw.time_series_daily" in text, text
+                assert "Freshness:    warn after 3 days, error after 5 days" in text, text
             else:
                 assert "Warnings:     alphavantage.company_overview" in text, text
+                assert "Source:       alphavantage.company_overview (table raw.company_overview" in text, text
+                assert "Freshness:    warn after 8 days, error after 15 days" in text, text
+            assert re.search(r"Newest load:  2026-11-\d\dT[\d:]+\+00:00 \((9|10) days \d+ hours ago\)", text), text
     # the stale prices stopped the run before the gate: the published marts did not move
     assert marts_checksums_or_empty(warehouse) == before_marts
 
