@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Dashboard benchmark: 500 symbols x ~20 years published, per-page query latency and the first
-full render of every page in a real headless Chromium.
+full render of every page in a real headless Chromium: opened in a new tab, and reached through
+the sidebar of an open dashboard.
 
     .local/venvs/dashboard/bin/python bench/dashboard.py [--symbols 500] [--years 20] [--rebuild]
     make bench-dashboard
@@ -247,7 +248,30 @@ def time_pages(browser: Any, base: str, checks: dict[str, str], rounds: int) -> 
     return out
 
 
-def time_renders(env: dict[str, str], rounds: int) -> dict[str, dict[str, list[float]]]:
+def time_navigation(browser: Any, base: str, rounds: int) -> dict[str, list[float]]:
+    """What a user does after opening the dashboard: per round, a new browser context opens the
+    market page (cold), then the sidebar links lead to each page in turn; each page is timed from
+    the click until it is fully rendered (the page script reruns over the open session, the
+    frontend is already loaded, the page's element modules may not be)."""
+    out: dict[str, list[float]] = {"open: market (new context)": []}
+    for _ in range(rounds):
+        context = browser.new_context(viewport={"width": 1600, "height": 1000})
+        page = context.new_page()
+        t0 = time.perf_counter()
+        page.goto(f"{base}/", wait_until="commit")
+        page.wait_for_function(RENDER_CHECKS[""], timeout=60_000, polling=25)
+        out["open: market (new context)"].append((time.perf_counter() - t0) * 1000)
+        for path in ("symbol", "portfolio", "quality", ""):
+            link = page.locator(f'[data-testid="stSidebarNavLink"][href$="/{path}"]')
+            t0 = time.perf_counter()
+            link.click()
+            page.wait_for_function(RENDER_CHECKS[path], timeout=60_000, polling=25)
+            out.setdefault(f"then: {path or 'market'}", []).append((time.perf_counter() - t0) * 1000)
+        context.close()
+    return out
+
+
+def time_renders(env: dict[str, str], rounds: int) -> tuple[dict[str, dict[str, list[float]]], dict[str, list[float]]]:
     from playwright.sync_api import sync_playwright
 
     reference = BENCH_DIR.parent / "dashboard-reference-app.py"
@@ -260,6 +284,7 @@ def time_renders(env: dict[str, str], rounds: int) -> dict[str, dict[str, list[f
             proc, base = serve(lambda port: [str(bin_dir / "datapipe-dashboard"), "--port", str(port)], env)
             try:
                 results = time_pages(browser, base, RENDER_CHECKS, rounds)
+                navigation = time_navigation(browser, base, rounds)
             finally:
                 proc.terminate()
                 proc.wait(timeout=10)
@@ -274,7 +299,7 @@ def time_renders(env: dict[str, str], rounds: int) -> dict[str, dict[str, list[f
                 proc.wait(timeout=10)
         finally:
             browser.close()
-    return results
+    return results, navigation
 
 
 def main() -> int:
@@ -319,7 +344,7 @@ def main() -> int:
         return 0
     env = {**server.env(reader=True), "DASHBOARD_NOW": NOW.isoformat()}
     load = os.getloadavg()[0]
-    renders = time_renders(env, args.rounds)
+    renders, navigation = time_renders(env, args.rounds)
     print(f"\nfull render in headless Chromium, ms, p50 of {args.rounds} rounds (load average {load:.1f} before):"
           "\n  first = first visit in a new browser context (cold = round 1, also an empty server query cache);"
           "\n  returning = same page again in that context; shell = until Streamlit's empty page frame shows")
@@ -329,6 +354,11 @@ def main() -> int:
         flag = "" if first <= 2000 else "  > 2 s"
         print(f"  {page:34} {samples['first'][0]:10.0f} {first:10.0f} {statistics.median(samples['returning']):10.0f}"
               f" {statistics.median(samples['shell']):10.0f}{flag}")
+    print(f"\nin-app navigation, ms, p50 of {args.rounds} rounds: a new context opens the market page, then the"
+          "\n  sidebar leads to each page (click until fully rendered)")
+    for step, clicks in navigation.items():
+        median_ms = statistics.median(clicks)
+        print(f"  {step:34} {median_ms:10.0f}{'' if median_ms <= 2000 else '  > 2 s'}")
     print(f"load average after the renders: {os.getloadavg()[0]:.1f}")
     server.stop()
     return 0
