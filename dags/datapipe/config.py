@@ -139,6 +139,8 @@ class Settings:
     warehouse_secret: str = "datapipe-warehouse-writer"  # noqa: S105 - a Secret *name*, not a value
     api_secret: str = "datapipe-alphavantage"  # noqa: S105 - a Secret *name*, not a value
     pgsslmode: str = "prefer"
+    # PGSSLROOTCERT of the pods when the server is verified: `system` (the image's CA store) or a path
+    pgsslrootcert: str | None = None
     resources: dict[str, dict[str, dict[str, str]]] = field(default_factory=lambda: _resources(""))
     pod_startup_timeout_s: int = 600
     # Task behaviour.
@@ -220,6 +222,7 @@ class Settings:
             ),
             api_secret=_k8s_name("DATAPIPE_API_SECRET", get("DATAPIPE_API_SECRET", cls.api_secret)),
             pgsslmode=sslmode,
+            pgsslrootcert=get("DATAPIPE_PGSSLROOTCERT", "") or None,
             resources=_resources(env.get("DATAPIPE_POD_RESOURCES", "")),
             pod_startup_timeout_s=_int(env, "DATAPIPE_POD_STARTUP_TIMEOUT_SECONDS", cls.pod_startup_timeout_s, 1),
             retries=_int(env, "DATAPIPE_TASK_RETRIES", cls.retries),

@@ -48,11 +48,13 @@ def plain_env(settings: Settings, component: Component, *, pod: bool = True) -> 
     """Non-secret environment of a step, the same for its pod and its local run.
 
     A local run inherits the libpq variables (PGSSLMODE included) from the Airflow process, so only
-    pods get PGSSLMODE here.
+    pods get PGSSLMODE (and PGSSLROOTCERT, to verify the server) here.
     """
     env = {"DATAPIPE_SYMBOLS": ",".join(settings.symbols), **dict(component.env)}
     if pod:
         env["PGSSLMODE"] = settings.pgsslmode
+        if settings.pgsslrootcert:
+            env["PGSSLROOTCERT"] = settings.pgsslrootcert
     return env
 
 

@@ -102,6 +102,7 @@ def test_dag_configmap_carries_the_contract_names(rendered: dict[str, list[dict[
     assert data["DATAPIPE_API_SECRET"] == "datapipe-api"
     assert data["DATAPIPE_SYMBOLS"].split(",")[0] == "AAPL"
     assert data["DATAPIPE_PGSSLMODE"] == "disable"
+    assert "DATAPIPE_PGSSLROOTCERT" not in data
     assert "DATAPIPE_POD_RESOURCES" not in data
     names = {(o["kind"], o["metadata"]["name"]) for o in rendered["defaults/airflow-on"]}
     assert ("ServiceAccount", data["DATAPIPE_SERVICE_ACCOUNT"]) in names
@@ -124,6 +125,8 @@ def test_external_database_runs_no_warehouse_and_uses_the_managed_secrets(
     cm = find(objects, "ConfigMap", "datapipe-dag-config")
     assert cm is not None and cm["data"]["DATAPIPE_WAREHOUSE_SECRET"] == "warehouse-pipeline-managed"
     assert cm["data"]["DATAPIPE_PGSSLMODE"] == "verify-full"
+    # the task pods verify the server too: the DAG gives them PGSSLROOTCERT
+    assert cm["data"]["DATAPIPE_PGSSLROOTCERT"] == "system"
     egress_peers = [
         peer
         for o in objects

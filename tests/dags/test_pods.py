@@ -18,7 +18,7 @@ K8S_VERSION = "1.33.0"
 # Secret values present in the environment the settings are read from: they must never reach a pod.
 POISON = {"PGPASSWORD": "pg-secret-must-not-leak", "ALPHAVANTAGE_API_KEY": "av-key-must-not-leak",
           "PGHOST": "db.secret.internal"}
-PLAIN_ENV_ALLOWED = {"DATAPIPE_SYMBOLS", "PGSSLMODE", "DBT_PROFILES_DIR", "DBT_PROJECT_DIR"}
+PLAIN_ENV_ALLOWED = {"DATAPIPE_SYMBOLS", "PGSSLMODE", "PGSSLROOTCERT", "DBT_PROFILES_DIR", "DBT_PROJECT_DIR"}
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +115,31 @@ def test_credentials_come_only_from_secret_references(rendered: dict[str, Any]) 
         text = json.dumps(pod)
         for value in POISON.values():
             assert value not in text, (task_id, "secret value leaked into the pod spec")
+
+
+def test_every_pod_verifies_the_server_when_told_to(rendered: dict[str, Any]) -> None:
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from datapipe.pods import plain_env
+    from datapipe.steps import load_steps
+    from kubernetes.client import ApiClient
+
+    def tls_env(pod: dict[str, Any]) -> dict[str, str]:
+        (container,) = pod["spec"]["containers"]
+        return {v["name"]: v.get("value") for v in container.get("env", []) if v["name"].startswith("PGSSL")}
+
+    # by default (no DATAPIPE_PGSSLROOTCERT): none
+    assert all("PGSSLROOTCERT" not in tls_env(pod) for _, pod in rendered.values())
+    verified = Settings.from_env(base_env(DATAPIPE_PGSSLMODE="verify-full", DATAPIPE_PGSSLROOTCERT="system"))
+    for component in load_steps().components.values():
+        env = plain_env(verified, component)
+        assert (env["PGSSLMODE"], env["PGSSLROOTCERT"]) == ("verify-full", "system"), component
+        assert "PGSSLROOTCERT" not in plain_env(verified, component, pod=False)  # local runs inherit libpq's
+    dag = build_market_data_daily(verified)
+    task = next(t for t in dag.tasks if isinstance(t, KubernetesPodOperator) and t.task_id.startswith("dbt."))
+    context = fake_context(dag, task)
+    task.build_kube_args(context, task.add_cmd_flags())
+    pod = ApiClient().sanitize_for_serialization(task.build_pod_request_obj(context, dry_run=True))
+    assert tls_env(pod) == {"PGSSLMODE": "verify-full", "PGSSLROOTCERT": "system"}
 
 
 def test_step_pods_run_the_steps_toml_command(rendered: dict[str, Any]) -> None:

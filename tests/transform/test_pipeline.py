@@ -179,7 +179,8 @@ def test_incremental_run_equals_full_refresh_and_takes_corrections(scenario: Cha
     positive = compiled / "marts" / "_marts__models.yml" / "fct_daily_prices_prices_positive.sql"
     assert "as changed_facts" in positive.read_text()
     staging_tests = compiled / "staging" / "_alphavantage__models.yml"
-    assert "as new_staging_rows" in (staging_tests / "stg_alphavantage__daily_prices_values_are_numbers.sql").read_text()
+    numbers_test = staging_tests / "stg_alphavantage__daily_prices_values_are_numbers.sql"
+    assert "as new_staging_rows" in numbers_test.read_text()
     recomputed = scenario.query(
         "select symbol, trade_date from staging.int_daily_prices__indicators"
         " where computed_at = (select max(computed_at) from staging.int_daily_prices__indicators) order by 1, 2"
