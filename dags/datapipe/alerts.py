@@ -173,7 +173,7 @@ def query_warehouse(settings: Settings, query: str) -> tuple[list[tuple[Any, ...
             with psycopg.connect("", connect_timeout=10) as conn:
                 rows = conn.execute(query).fetchall()
         else:
-            return None, "set DATAPIPE_WAREHOUSE_CONN_ID to include them"
+            return None, "set DATAPIPE_WAREHOUSE_CONN_ID to read the warehouse from alerts"
     except Exception as exc:
         return None, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
     return [tuple(r) for r in rows], None
@@ -193,7 +193,11 @@ def _threshold(rule: Any) -> str | None:
 
 def _age(delta: dt.timedelta) -> str:
     hours = int(delta.total_seconds() // 3600)
-    return f"{hours // 24} days {hours % 24} hours" if hours >= 24 else f"{hours} hours"
+
+    def n(count: int, unit: str) -> str:
+        return f"{count} {unit}{'' if count == 1 else 's'}"
+
+    return f"{n(hours // 24, 'day')} {n(hours % 24, 'hour')}" if hours >= 24 else n(hours, "hour")
 
 
 def stale_source_details(task: Any, settings: Settings, now: dt.datetime | None = None) -> list[str]:

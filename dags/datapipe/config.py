@@ -59,7 +59,7 @@ def check_image(var: str, ref: str) -> str:
         raise ConfigError(f"{var}={ref!r} has an empty tag: pin the image version")
     if tag.lower() == "latest":
         raise ConfigError(
-            f"{var}={ref!r} uses ':latest', which is not allowed: pin a version tag "
+            f"{var}={ref!r} uses the tag 'latest', which is not allowed: pin a version tag "
             f"(e.g. '{ref.rsplit(':', 1)[0]}:{DEFAULT_IMAGE_TAG}') so every run uses the same image"
         )
     return ref

@@ -107,6 +107,8 @@ def test_stale_source_message_names_table_thresholds_and_newest_load(tmp_path: P
         "Freshness:    warn after 3 days, error after 1 week",
         "Newest load:  2026-11-16T09:30:00+00:00 (10 days 2 hours ago)",
     ]
+    assert stale_source_details(task, settings, now=pendulum.datetime(2026, 11, 17, 10, 30, tz="UTC"))[2] == \
+        "Newest load:  2026-11-16T09:30:00+00:00 (1 day 1 hour ago)"
     msg = build_message("stale_source_data", context("dbt.feed_bars.source"), "http://a", details=lines)
     assert all(line in msg.text for line in lines)
     # the warehouse unreachable: the alert still names the source and says why the load is missing

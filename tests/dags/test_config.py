@@ -47,8 +47,8 @@ def test_local_runtime_defaults_point_into_the_checkout() -> None:
 @pytest.mark.parametrize(
     ("ref", "message"),
     [
-        ("datapipe-extract:latest", "':latest', which is not allowed"),
-        ("ghcr.io/acme/datapipe-extract:LATEST", "':latest', which is not allowed"),
+        ("datapipe-extract:latest", "the tag 'latest', which is not allowed"),
+        ("ghcr.io/acme/datapipe-extract:LATEST", "the tag 'latest', which is not allowed"),
         ("datapipe-extract", "has no tag"),
         ("localhost:5000/datapipe-extract", "has no tag"),
         ("datapipe-extract:", "empty tag"),

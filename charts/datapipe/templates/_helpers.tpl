@@ -43,7 +43,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "datapipe.imageTag" -}}
 {{- $tag := .Values.images.tag | default .Chart.AppVersion | toString -}}
 {{- if eq $tag "latest" -}}
-{{- fail "images.tag must not be `latest` (kind ignores loaded :latest images; pin a version or git SHA)" -}}
+{{- fail "images.tag must not be `latest` (kind ignores loaded images tagged latest; pin a version or git SHA)" -}}
 {{- end -}}
 {{- $tag -}}
 {{- end -}}
