@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -54,30 +55,32 @@ class Scope:
                 f" (computed after {self.published_watermark})")
 
 
-def consumed_watermark(conn: psycopg.Connection) -> dt.datetime | None:
-    """The newest change-log `computed_at` that BOTH audited facts have consumed (dbt's own
-    watermarks), or None. Rows computed later are not in the facts yet: they stay in scope."""
+def _consumed(conn: psycopg.Connection, column: str, models: tuple[str, ...]) -> Any:
+    """The oldest of the dbt watermarks (`column` of staging.dbt_watermarks) of `models`: what
+    every one of them has consumed; None unless each model has a row."""
     if not db.table_exists(conn, "staging", "dbt_watermarks"):
         return None
     row = conn.execute(
-        "select count(*), min(watermark_at) from staging.dbt_watermarks where model = any(%s)", (list(FACTS),)
+        sql.SQL("select count(*), min({c}) from staging.dbt_watermarks where model = any(%s)").format(
+            c=sql.Identifier(column)),
+        (list(models),),
     ).fetchone()
-    if row is None or row[0] != len(FACTS) or row[1] is None:
+    if row is None or row[0] != len(models):
         return None
-    return row[1]  # type: ignore[no-any-return]
+    return row[1]
+
+
+def consumed_watermark(conn: psycopg.Connection) -> dt.datetime | None:
+    """The newest change-log `computed_at` that BOTH audited facts have consumed (dbt's own
+    watermarks), or None. Rows computed later are not in the facts yet: they stay in scope."""
+    value = _consumed(conn, "watermark_at", FACTS)
+    return value if isinstance(value, dt.datetime) else None
 
 
 def consumed_source_watermark(conn: psycopg.Connection) -> int | None:
     """The staging payload cursor every indicator shard has consumed (their dbt watermarks), or None."""
-    if not db.table_exists(conn, "staging", "dbt_watermarks"):
-        return None
-    row = conn.execute(
-        "select count(*), min(watermark) from staging.dbt_watermarks where model = any(%s)",
-        (list(CHANGE_LOG_SHARDS),),
-    ).fetchone()
-    if row is None or row[0] != len(CHANGE_LOG_SHARDS) or row[1] is None:
-        return None
-    return int(row[1])
+    value = _consumed(conn, "watermark", CHANGE_LOG_SHARDS)
+    return None if value is None else int(value)
 
 
 def current_scope(conn: psycopg.Connection, audit_schema: str, marts_schema: str) -> Scope:
