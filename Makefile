@@ -15,7 +15,12 @@ WAREHOUSE_ENV := $(LOCAL)/warehouse.env
 # Python interpreter used for the stdlib-only helper scripts.
 PY          := $(PYTHON)
 LOCK_PY     ?= 3.11
-LOCK_FLAGS  := --universal --python-version $(LOCK_PY) --generate-hashes -q --no-header
+# The shared package (common/) is installed from its folder, never from an index: locks pin its
+# dependencies, not the package itself.
+LOCK_FLAGS  := --universal --python-version $(LOCK_PY) --generate-hashes -q --no-header --no-emit-package datapipe-common
+# The shared package every Python component installs (editable in the venvs, copied into the images).
+COMMON      := common
+COMMON_DEPS := common/pyproject.toml
 
 # Component makefiles add their targets, venvs, test suites (TEST_TARGETS) and locks (LOCK_TARGETS).
 TEST_TARGETS :=

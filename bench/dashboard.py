@@ -35,11 +35,11 @@ sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "tests" / "dashboard")]
 
 import seed  # noqa: E402
 import warehouse as warehouse_mod  # noqa: E402
+from datapipe_common.calendar import nyse  # noqa: E402
 from datapipe_dashboard import queries  # noqa: E402
 from datapipe_dashboard.cli import streamlit_argv  # noqa: E402
 from datapipe_dashboard.db import Connector  # noqa: E402
 from datapipe_dashboard.settings import Settings  # noqa: E402
-from datapipe_dashboard.trading_calendar import last_completed_trading_day  # noqa: E402
 
 BENCH_DIR = ROOT / ".local" / "bench" / "dashboard-warehouse"
 NOW = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
@@ -93,7 +93,7 @@ def copy_frame(conn: psycopg.Connection[Any], table: str, frame: pd.DataFrame) -
 
 def build(admin: dict[str, str], n_symbols: int, years: int) -> None:
     started = time.monotonic()
-    days = seed.trading_days(last_completed_trading_day(NOW), int(years * 252))
+    days = seed.sessions_ending(nyse().latest_completed_session(NOW), int(years * 252))
     rng = np.random.default_rng(500)
     with psycopg.connect(seed.conninfo(admin), autocommit=True) as conn:
         conn.execute("drop schema if exists marts cascade; drop schema if exists ops cascade")

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "dbt" / "quality" / "src"))
 
 import warehouse as warehouse_mod  # noqa: E402
-from quality.calendar import is_trading_day  # noqa: E402
+from datapipe_common.calendar import nyse  # noqa: E402
 
 EXTRACT = ROOT / ".local" / "venvs" / "extract" / "bin" / "extract"
 RUN_STEP = ROOT / "scripts" / "run-step"
@@ -80,13 +80,6 @@ def slowest_nodes(target: Path, n: int = 5) -> str:
                      f" {r['execution_time']:.1f} s" for r in top)
 
 
-def next_trading_day(day: dt.date) -> dt.date:
-    day += dt.timedelta(days=1)
-    while not is_trading_day(day):
-        day += dt.timedelta(days=1)
-    return day
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--symbols", type=int, default=500)
@@ -119,7 +112,7 @@ def main() -> int:
     sandbox: subprocess.Popen[bytes] | None = None
     try:
         sandbox, url = start_sandbox(args.as_of, args.symbols)
-        env_day0 = {**env, "ALPHAVANTAGE_BASE_URL": url, "QUALITY_TODAY": next_trading_day(args.as_of).isoformat()}
+        env_day0 = {**env, "ALPHAVANTAGE_BASE_URL": url, "QUALITY_TODAY": nyse().next_session(args.as_of).isoformat()}
         t_extract = run("extract_prices", env_day0) + run("extract_companies", env_day0)
         sandbox.terminate()
         sandbox.wait()
@@ -136,9 +129,9 @@ def main() -> int:
                 figures.append(("full: slowest dbt nodes", slowest_nodes(work / "dbt_target")))
         total_full = sum(full.values())
 
-        day1 = next_trading_day(args.as_of)
+        day1 = nyse().next_session(args.as_of)
         sandbox, url = start_sandbox(day1, args.symbols)
-        env_day1 = {**env, "ALPHAVANTAGE_BASE_URL": url, "QUALITY_TODAY": next_trading_day(day1).isoformat()}
+        env_day1 = {**env, "ALPHAVANTAGE_BASE_URL": url, "QUALITY_TODAY": nyse().next_session(day1).isoformat()}
         t_extract1 = run("extract_prices", env_day1)
         sandbox.terminate()
         sandbox.wait()

@@ -14,8 +14,8 @@ SANDBOX_ENV    := $(LOCAL)/sandbox.env
 # Requests/minute the extractor uses against the local sandbox (the real API default is in docs/extract.md).
 SANDBOX_RPM    ?= 600
 
-$(EXTRACT_VENV): extract/requirements.lock extract/requirements-test.lock extract/pyproject.toml scripts/sync-venv | $(UV)
-	@scripts/sync-venv $(VENVS)/extract extract/requirements.lock extract/requirements-test.lock -- extract
+$(EXTRACT_VENV): extract/requirements.lock extract/requirements-test.lock extract/pyproject.toml $(COMMON_DEPS) scripts/sync-venv | $(UV)
+	@scripts/sync-venv $(VENVS)/extract extract/requirements.lock extract/requirements-test.lock -- $(COMMON) extract
 
 .PHONY: lock-extract
 lock-extract: $(UV)

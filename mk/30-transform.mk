@@ -11,8 +11,8 @@ TEST_TARGETS     += test-transform
 LOCK_TARGETS     += lock-transform
 
 # (scripts/sync-venv compiles bytecode at install: dbt and GX import thousands of modules)
-$(TRANSFORM_VENV): dbt/requirements.lock dbt/requirements-test.lock dbt/quality/pyproject.toml scripts/sync-venv | $(UV)
-	@scripts/sync-venv $(VENVS)/transform dbt/requirements.lock dbt/requirements-test.lock -- dbt/quality
+$(TRANSFORM_VENV): dbt/requirements.lock dbt/requirements-test.lock dbt/quality/pyproject.toml $(COMMON_DEPS) scripts/sync-venv | $(UV)
+	@scripts/sync-venv $(VENVS)/transform dbt/requirements.lock dbt/requirements-test.lock -- $(COMMON) dbt/quality
 
 .PHONY: lock-transform
 lock-transform: $(UV)

@@ -5,8 +5,8 @@ VENV_TARGETS += $(AIRFLOW_VENV)
 TEST_TARGETS += test-dags
 LOCK_TARGETS += lock-dags
 
-$(AIRFLOW_VENV): dags/requirements.lock dags/requirements-test.lock scripts/sync-venv | $(UV)
-	@scripts/sync-venv $(VENVS)/airflow dags/requirements.lock dags/requirements-test.lock
+$(AIRFLOW_VENV): dags/requirements.lock dags/requirements-test.lock $(COMMON_DEPS) scripts/sync-venv | $(UV)
+	@scripts/sync-venv $(VENVS)/airflow dags/requirements.lock dags/requirements-test.lock -- $(COMMON)
 
 .PHONY: lock-dags
 lock-dags: $(UV)

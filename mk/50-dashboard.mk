@@ -10,8 +10,8 @@ LOCK_TARGETS += lock-dashboard
 
 # (scripts/sync-venv compiles bytecode at install: a server that cannot write __pycache__ would
 # recompile streamlit and pandas on every start and first page view, seconds of CPU)
-$(DASHBOARD_VENV): dashboard/requirements.lock dashboard/requirements-test.lock dashboard/pyproject.toml scripts/sync-venv | $(UV)
-	@scripts/sync-venv $(VENVS)/dashboard dashboard/requirements.lock dashboard/requirements-test.lock -- dashboard
+$(DASHBOARD_VENV): dashboard/requirements.lock dashboard/requirements-test.lock dashboard/pyproject.toml $(COMMON_DEPS) scripts/sync-venv | $(UV)
+	@scripts/sync-venv $(VENVS)/dashboard dashboard/requirements.lock dashboard/requirements-test.lock -- $(COMMON) dashboard
 
 .PHONY: lock-dashboard
 lock-dashboard: $(UV)

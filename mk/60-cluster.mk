@@ -138,7 +138,7 @@ lint-images: $(TOOLS_VENV) ## hadolint the Dockerfiles (failure threshold: warni
 .PHONY: lint-python
 lint-python: venvs ## ruff on the whole repository, mypy on each component against its own venv
 	$(TOOLS_BIN)/ruff check .
-	@for c in extract:extract/src transform:dbt/quality/src dashboard:dashboard/src airflow:dags; do \
+	@for c in transform:common/src extract:extract/src transform:dbt/quality/src dashboard:dashboard/src airflow:dags; do \
 	  venv=$${c%%:*}; src=$${c#*:}; \
 	  if [ -d "$$src" ] && [ -x $(VENVS)/$$venv/bin/python ]; then echo "==> mypy $$src (venv $$venv)"; \
 	    $(TOOLS_BIN)/mypy --python-executable $(VENVS)/$$venv/bin/python "$$src" || exit 1; fi; \

@@ -31,6 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# the shared package's stdlib-only modules (env files): no virtualenv needed
+sys.path.insert(0, str(ROOT / "common" / "src"))
+from datapipe_common.config import write_env_file  # noqa: E402
+
 DEFAULT_DIR = ROOT / ".local" / "warehouse"
 DEFAULT_ENV_FILE = ROOT / ".local" / "warehouse.env"
 WAREHOUSE_VENV = ROOT / ".local" / "venvs" / "warehouse"
@@ -262,9 +266,7 @@ class Warehouse:
 
     def write_env_files(self, env_file: Path) -> None:
         for path, env in ((env_file, self.env()), (env_file.with_name("dashboard.env"), self.env(reader=True))):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("".join(f"export {k}={v}\n" for k, v in env.items()))
-            path.chmod(0o600)
+            write_env_file(path, env)
 
 
 def wait_until_accepting(env: dict[str, str], timeout_s: float = 30.0) -> None:

@@ -40,6 +40,7 @@ def venv_bin(venv: str, exe: str) -> Path:
 
 @dataclass
 class TestWarehouse:
+    __test__ = False  # not a test class (pytest collects Test* names)
     server: warehouse_mod.Warehouse
     env: dict[str, str]
     reader_env: dict[str, str]

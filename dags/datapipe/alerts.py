@@ -215,11 +215,21 @@ def stale_source_details(task: Any, settings: Settings, now: dt.datetime | None 
         node = next(n for n in sources.values() if f"{n['source_name']}.{n['name']}" == names[0])
     except (OSError, ValueError, StopIteration, KeyError, TypeError) as exc:
         return [*lines, f"Freshness:    unavailable ({type(exc).__name__} reading {settings.dbt_manifest})"]
-    table, loaded_at = f"{node['schema']}.{node['identifier']}", node.get("loaded_at_field")
+    table = f"{node['schema']}.{node['identifier']}"
+    # dbt/macros/freshness.sql: the source's age counts NYSE sessions, its load column is in meta
+    on_sessions = "datapipe_sessions_since_load" in str(node.get("loaded_at_query") or "")
+    loaded_at = node.get("loaded_at_field") or (node.get("meta") or {}).get("loaded_at_column")
     freshness = node.get("freshness") or {}
-    rules = [f"{level} after {t}" for level, key in (("warn", "warn_after"), ("error", "error_after"))
-             if (t := _threshold(freshness.get(key)))]
-    lines[0] += f" (table {table}, loaded_at_field {loaded_at})"
+    levels = (("warn", "warn_after"), ("error", "error_after"))
+    if on_sessions:  # "more than N days" of the session clock = N + 1 sessions without a newer load
+        rules = [f"{level} after {rule['count'] + 1}" for level, key in levels
+                 if isinstance(rule := freshness.get(key), dict) and rule.get("count") is not None]
+        if rules:
+            rules[-1] += " NYSE sessions without a newer load"
+        lines[0] += f" (table {table}, loads timed by {loaded_at}, age in NYSE sessions)"
+    else:
+        rules = [f"{level} after {t}" for level, key in levels if (t := _threshold(freshness.get(key)))]
+        lines[0] += f" (table {table}, loaded_at_field {loaded_at})"
     if rules:
         lines.append(f"Freshness:    {', '.join(rules)}")
     if not loaded_at or not re.fullmatch(r"\w+", str(loaded_at)) or not re.fullmatch(r"\w+\.\w+", table):

@@ -18,9 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from datapipe_common.config import ConfigError, env_int
+from datapipe_common.libpq import check_sslmode
+from datapipe_common.symbols import DEFAULT_SYMBOLS, symbols_from_env
 
-DEFAULT_SYMBOLS = ("AAPL", "MSFT", "GOOGL", "AMZN", "NVDA", "META", "TSLA", "JPM", "V", "IBM")
+__all__ = ["ConfigError", "Settings", "check_image"]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 # The tag the images are built with by default (images/*/Dockerfile, the chart's appVersion).
 DEFAULT_IMAGE_TAG = "0.1.0"
 
@@ -32,14 +36,9 @@ DEFAULT_RESOURCES: dict[str, dict[str, dict[str, str]]] = {
 
 Runtime = Literal["local", "kubernetes"]
 
-_SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9.\-]{0,19}$")
 _K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _CONN_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$")
-
-
-class ConfigError(ValueError):
-    """A configuration variable is missing or invalid; the message names it and says what to do."""
 
 
 def check_image(var: str, ref: str) -> str:
@@ -75,29 +74,6 @@ def _conn_id(var: str, value: str) -> str:
     if not _CONN_ID.match(value):
         raise ConfigError(f"{var}={value!r} is not a valid Airflow connection id")
     return value
-
-
-def _int(env: Mapping[str, str], var: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(var, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{var}={raw!r} is not an integer") from None
-    if value < minimum:
-        raise ConfigError(f"{var}={value} must be >= {minimum}")
-    return value
-
-
-def _symbols(raw: str) -> tuple[str, ...]:
-    symbols = tuple(s.strip().upper() for s in raw.split(",") if s.strip())
-    if not symbols:
-        raise ConfigError("DATAPIPE_SYMBOLS is empty: give a comma-separated list such as 'AAPL,MSFT'")
-    bad = [s for s in symbols if not _SYMBOL.match(s)]
-    if bad:
-        raise ConfigError(f"DATAPIPE_SYMBOLS has invalid symbols {bad}: letters, digits, '.' and '-' only")
-    return tuple(dict.fromkeys(symbols))
 
 
 def _resources(raw: str) -> dict[str, dict[str, dict[str, str]]]:
@@ -194,9 +170,7 @@ class Settings:
         pull_policy = get("DATAPIPE_IMAGE_PULL_POLICY", "IfNotPresent")
         if pull_policy not in ("Always", "IfNotPresent", "Never"):
             raise ConfigError(f"DATAPIPE_IMAGE_PULL_POLICY={pull_policy!r}: use Always, IfNotPresent or Never")
-        sslmode = get("DATAPIPE_PGSSLMODE", "prefer")
-        if sslmode not in ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"):
-            raise ConfigError(f"DATAPIPE_PGSSLMODE={sslmode!r} is not a libpq sslmode")
+        sslmode = check_sslmode("DATAPIPE_PGSSLMODE", get("DATAPIPE_PGSSLMODE", "prefer"))
         base_url = get("DATAPIPE_AIRFLOW_BASE_URL", "http://localhost:8080").rstrip("/")
         if not base_url.startswith(("http://", "https://")):
             raise ConfigError(f"DATAPIPE_AIRFLOW_BASE_URL={base_url!r} must start with http:// or https://")
@@ -224,11 +198,13 @@ class Settings:
             pgsslmode=sslmode,
             pgsslrootcert=get("DATAPIPE_PGSSLROOTCERT", "") or None,
             resources=_resources(env.get("DATAPIPE_POD_RESOURCES", "")),
-            pod_startup_timeout_s=_int(env, "DATAPIPE_POD_STARTUP_TIMEOUT_SECONDS", cls.pod_startup_timeout_s, 1),
-            retries=_int(env, "DATAPIPE_TASK_RETRIES", cls.retries),
-            retry_delay_s=_int(env, "DATAPIPE_RETRY_DELAY_SECONDS", cls.retry_delay_s, 1),
-            max_retry_delay_s=_int(env, "DATAPIPE_MAX_RETRY_DELAY_SECONDS", cls.max_retry_delay_s, 1),
-            symbols=_symbols(env.get("DATAPIPE_SYMBOLS", ",".join(DEFAULT_SYMBOLS))),
+            pod_startup_timeout_s=env_int(
+                env, "DATAPIPE_POD_STARTUP_TIMEOUT_SECONDS", cls.pod_startup_timeout_s, minimum=1
+            ),
+            retries=env_int(env, "DATAPIPE_TASK_RETRIES", cls.retries, minimum=0),
+            retry_delay_s=env_int(env, "DATAPIPE_RETRY_DELAY_SECONDS", cls.retry_delay_s, minimum=1),
+            max_retry_delay_s=env_int(env, "DATAPIPE_MAX_RETRY_DELAY_SECONDS", cls.max_retry_delay_s, minimum=1),
+            symbols=symbols_from_env(env),
             schedule=get("DATAPIPE_SCHEDULE", cls.schedule),
             schedule_timezone=get("DATAPIPE_SCHEDULE_TIMEZONE", cls.schedule_timezone),
             dbt_manifest=Path(get("DATAPIPE_DBT_MANIFEST", str(repo_root / "dbt" / "target" / "manifest.json"))),

@@ -1,20 +1,23 @@
 """The market_data_daily DAG, built from `Settings` (so tests can build it from a dict).
 
-    check_company_refresh ─┬─ extract_companies ─┐
-                           └─ keep_companies ────┤
-    extract_prices ──────────────────────────────┴─ extracted ─► dbt (Cosmos: sources' freshness,
-        one run + test task per model, in dependency order) ─► quality_gate ─► publish_marts ─► grant_reader
+    check_session ─┬─ check_company_refresh ─┬─ extract_companies ─┐
+                   │                         └─ keep_companies ────┤
+                   └─ extract_prices ──────────────────────────────┴─ extracted ─► dbt (Cosmos: sources'
+        freshness, one run + test task per model, in dependency order) ─► quality_gate ─► publish_marts ─► grant_reader
 
-Company overviews change rarely: `extract_companies` runs on the first run of the week (Monday in
-the schedule's timezone), on the DAG's first successful run (an empty warehouse has no companies),
-or when the run is triggered with `{"refresh_companies": true}`; otherwise `keep_companies` (a
-no-op) takes its place. One DAG, so the marts are always built from one consistent extraction.
+`check_session` skips the whole run when a scheduled (or backfilled) run's day is not an NYSE
+session (a holiday or special closure, datapipe_common.calendar): no API request, no alert. A
+manual run always goes ahead. Company overviews change rarely: `extract_companies` runs on the
+week's first session, on the DAG's first successful run (an empty warehouse has no companies), or
+when the run is triggered with `{"refresh_companies": true}`; otherwise `keep_companies` (a no-op)
+takes its place. One DAG, so the marts are always built from one consistent extraction.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import pendulum
@@ -27,6 +30,8 @@ from datapipe.dbt_group import dbt_task_group
 from datapipe.local import LocalStepOperator, local_step_kwargs
 from datapipe.pods import pod_kwargs, retry_kwargs
 from datapipe.steps import Steps, load_steps
+
+log = logging.getLogger(__name__)
 
 DAG_ID = "market_data_daily"
 START_DATE = pendulum.datetime(2024, 1, 2, tz="UTC")
@@ -49,16 +54,46 @@ def step_task(settings: Settings, steps: Steps, name: str, **kwargs: Any) -> Bas
     )
 
 
-def wants_company_refresh(logical_date: Any, timezone: str, params: dict[str, Any],
-                          previous_success: Any) -> bool:
+def session_day(logical_date: Any) -> date | None:
+    """The New York date of a run's logical date (None for a manual run without one)."""
+    if logical_date is None:
+        return None
+    day: date = pendulum.instance(logical_date).in_timezone("America/New_York").date()
+    return day
+
+
+def is_session_run(run_type: Any, logical_date: Any) -> tuple[bool, str]:
+    """(go ahead?, why). Scheduled and backfill runs go ahead only on an NYSE session; a manual run
+    always does (its user asked for it)."""
+    from datapipe_common.calendar import nyse  # exchange_calendars: at run time, never at parse time
+
+    day = session_day(logical_date)
+    kind = str(getattr(run_type, "value", run_type) or "")
+    if kind not in ("scheduled", "backfill") or day is None:
+        return True, f"{kind or 'manual'} run: goes ahead whatever the day"
+    reason = nyse().closure_reason(day)
+    if reason is None:
+        return True, f"{day} is an NYSE session"
+    return False, f"{day} is not an NYSE session ({reason}): nothing to extract, every task is skipped"
+
+
+def wants_company_refresh(logical_date: Any, params: dict[str, Any], previous_success: Any) -> bool:
+    """Refresh company overviews on the first session of the week (the day before it is a session of
+    an earlier ISO week), on the first successful run, or when asked."""
     if params.get("refresh_companies"):
         return True
     # Airflow 3 passes a lazy proxy: test its truthiness (a proxy of None is not `is None`).
     if not previous_success:
         return True
-    if logical_date is None:
+    day = session_day(logical_date)
+    if day is None:
         return False
-    return bool(pendulum.instance(logical_date).in_timezone(timezone).weekday() == 0)
+    from datapipe_common.calendar import nyse
+
+    calendar = nyse()
+    if not calendar.is_session(day):
+        return False
+    return calendar.previous_session(day).isocalendar()[:2] != day.isocalendar()[:2]
 
 
 def build_market_data_daily(settings: Settings, steps: Steps | None = None, doc_md: str | None = None,
@@ -87,11 +122,17 @@ def build_market_data_daily(settings: Settings, steps: Steps | None = None, doc_
         tags=list(tags),
     ) as dag:
 
+        @task.short_circuit(task_id="check_session", retries=0, ignore_downstream_trigger_rules=True)
+        def check_session(**context: Any) -> bool:
+            dag_run = context.get("dag_run")
+            go, why = is_session_run(getattr(dag_run, "run_type", None), context.get("logical_date"))
+            log.info("%s", why)
+            return go
+
         @task.branch(task_id="check_company_refresh", retries=0)
         def check_company_refresh(**context: Any) -> str:
             refresh = wants_company_refresh(
-                context.get("logical_date"), settings.schedule_timezone, dict(context.get("params") or {}),
-                context.get("prev_start_date_success"),
+                context.get("logical_date"), dict(context.get("params") or {}), context.get("prev_start_date_success"),
             )
             return "extract_companies" if refresh else "keep_companies"
 
@@ -104,7 +145,9 @@ def build_market_data_daily(settings: Settings, steps: Steps | None = None, doc_
         publish = step_task(settings, steps, "publish_marts")
         grant = step_task(settings, steps, "grant_reader")
 
-        check_company_refresh() >> [extract_companies, keep_companies]
+        refresh = check_company_refresh()
+        check_session() >> [refresh, extract_prices]
+        refresh >> [extract_companies, keep_companies]
         [extract_prices, extract_companies, keep_companies] >> extracted
         extracted >> dbt >> gate >> publish >> grant
     return dag

@@ -13,6 +13,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from datapipe_common.libpq import CONNECTION_VARIABLES
+
 from datapipe.config import Settings
 from datapipe.steps import Component
 
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
 # costs seconds of DAG parse time.
 
 # Keys of the Secrets (the chart creates them; docs/airflow.md). Values never leave the Secret.
-WAREHOUSE_KEYS = ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD")
+WAREHOUSE_KEYS = CONNECTION_VARIABLES  # PGHOST PGPORT PGDATABASE PGUSER PGPASSWORD
 API_KEYS = ("ALPHAVANTAGE_API_KEY", "ALPHAVANTAGE_BASE_URL")
 # Which Secrets each component's pods receive.
 COMPONENT_SECRETS = {"extract": ("warehouse", "api"), "transform": ("warehouse",)}

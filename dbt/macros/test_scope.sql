@@ -12,7 +12,7 @@
   Set per folder in dbt_project.yml; it applies to the two fact models and to
   stg_alphavantage__daily_prices respectively, every other model's tests run on the whole model.
   With no usable publish (first run, nothing published yet, or a full refresh that recomputed
-  more than a quarter of the table) the test runs on the whole model. Any other `where` works as
+  more than `datapipe_max_changed_fraction` of the table) the test runs on the whole model. Any other `where` works as
   in dbt. The published watermarks are read when the test runs, never at parse time.
 -#}
 {% macro get_where_subquery(relation) -%}
@@ -58,11 +58,12 @@
     {%- do return(value[0]) -%}
 {%- endmacro %}
 
-{#- True when the changed indicator rows are more than a quarter of the table (scoping would not pay). -#}
+{#- True when the changed indicator rows are more than the var datapipe_max_changed_fraction (a quarter)
+    of the table (scoping would not pay). -#}
 {% macro datapipe_too_many_changed(condition) -%}
     {%- set row = run_query(
         "select (select count(*) from staging.int_daily_prices__indicators where " ~ condition ~ ")"
-        ~ " > 0.25 * (select coalesce(sum(greatest(reltuples, 0)), 0) from pg_class"
+        ~ " > " ~ var("datapipe_max_changed_fraction") ~ " * (select coalesce(sum(greatest(reltuples, 0)), 0) from pg_class"
         ~ " where relnamespace = 'staging'::regnamespace and relkind = 'r'"
         ~ " and relname in ('int_daily_prices__indicators_shard_0', 'int_daily_prices__indicators_shard_1'))"
     ).columns[0].values() -%}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +180,13 @@ def test_generated_warehouse_secrets_are_kept_on_uninstall(renderer: Renderer) -
         assert secret is not None
         # the data volume outlives an uninstall, so must the passwords it was initialised with
         assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+def test_default_symbols_are_the_shared_default() -> None:
+    """The chart's `pipeline.symbols` is the one default list of datapipe_common (same symbols, same
+    order), so a cluster tracks what `make demo` tracks."""
+    sys.path.insert(0, str(CHART.parents[1] / "common" / "src"))
+    from datapipe_common.symbols import DEFAULT_SYMBOLS, parse_symbols
+
+    values = yaml.safe_load(VALUES_FILE.read_text())
+    assert parse_symbols(values["pipeline"]["symbols"]) == DEFAULT_SYMBOLS

@@ -90,6 +90,10 @@ def test_stale_source_message_names_table_thresholds_and_newest_load(tmp_path: P
         "source_name": "feed", "name": "bars", "schema": "stale_probe", "identifier": "bars_table",
         "loaded_at_field": "received_at",
         "freshness": {"warn_after": {"count": 3, "period": "day"}, "error_after": {"count": 1, "period": "week"}},
+    }, "source.datapipe.feed.sessions": {
+        "source_name": "feed", "name": "sessions", "schema": "stale_probe", "identifier": "bars_table",
+        "loaded_at_query": "{{ datapipe_sessions_since_load(this) }}", "meta": {"loaded_at_column": "received_at"},
+        "freshness": {"warn_after": {"count": 0, "period": "day"}, "error_after": {"count": 2, "period": "day"}},
     }}}))
     warehouse.psql("create schema stale_probe; create table stale_probe.bars_table (received_at timestamptz);"
                    " insert into stale_probe.bars_table values ('2026-11-15 12:00+00'), ('2026-11-16 09:30+00')",
@@ -109,6 +113,13 @@ def test_stale_source_message_names_table_thresholds_and_newest_load(tmp_path: P
     ]
     assert stale_source_details(task, settings, now=pendulum.datetime(2026, 11, 17, 10, 30, tz="UTC"))[2] == \
         "Newest load:  2026-11-16T09:30:00+00:00 (1 day 1 hour ago)"
+    # a source on the NYSE session clock (dbt/macros/freshness.sql): thresholds read as sessions
+    on_sessions = SimpleNamespace(task_id="dbt.feed_sessions.source", select=["source:feed.sessions"])
+    assert stale_source_details(on_sessions, settings, now=now) == [
+        "Source:       feed.sessions (table stale_probe.bars_table, loads timed by received_at, age in NYSE sessions)",
+        "Freshness:    warn after 1, error after 3 NYSE sessions without a newer load",
+        "Newest load:  2026-11-16T09:30:00+00:00 (10 days 2 hours ago)",
+    ]
     msg = build_message("stale_source_data", context("dbt.feed_bars.source"), "http://a", details=lines)
     assert all(line in msg.text for line in lines)
     # the warehouse unreachable: the alert still names the source and says why the load is missing

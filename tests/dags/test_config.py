@@ -75,7 +75,7 @@ def test_pinned_images_are_accepted(ref: str) -> None:
         ("DATAPIPE_RUNTIME", "docker", "use 'local' or 'kubernetes'"),
         ("DATAPIPE_NAMESPACE", "Bad_Namespace", "not a valid Kubernetes name"),
         ("DATAPIPE_WAREHOUSE_SECRET", "has space", "not a valid Kubernetes name"),
-        ("DATAPIPE_SYMBOLS", " , ", "DATAPIPE_SYMBOLS is empty"),
+        ("DATAPIPE_SYMBOLS", " , ", "DATAPIPE_SYMBOLS names no symbol"),
         ("DATAPIPE_SYMBOLS", "AAPL,DROP TABLE", "invalid symbols"),
         ("DATAPIPE_TASK_RETRIES", "three", "not an integer"),
         ("DATAPIPE_POD_STARTUP_TIMEOUT_SECONDS", "0", "must be >= 1"),

@@ -6,14 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from datapipe.pipeline import DAG_ID, wants_company_refresh
+from calendar_cases import CASE_IDS, CASES, CalendarCase
+from datapipe.pipeline import DAG_ID, is_session_run, wants_company_refresh
 
 
 def upstream_ids(dag: Any, task_id: str) -> set[str]:
     return {t.task_id for t in dag.get_task(task_id).get_flat_relatives(upstream=True)}
 
 
-def tested_nodes(manifest: dict[str, Any]) -> set[str]:
+def nodes_with_tests(manifest: dict[str, Any]) -> set[str]:
     return {
         dep
         for node in manifest["nodes"].values() if node["resource_type"] == "test"
@@ -23,7 +24,7 @@ def tested_nodes(manifest: dict[str, Any]) -> set[str]:
 
 def model_tasks(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per model: the Cosmos task ids expected for it (run, and test when the model has tests)."""
-    tested = tested_nodes(manifest)
+    tested = nodes_with_tests(manifest)
     out = {}
     for uid, node in manifest["nodes"].items():
         if node["resource_type"] != "model":
@@ -38,7 +39,7 @@ def model_tasks(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def source_tasks(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per source with freshness: its freshness task id (and its tests' task id, if it has tests)."""
-    tested = tested_nodes(manifest)
+    tested = nodes_with_tests(manifest)
     out = {}
     for uid, src in manifest["sources"].items():
         if not (src.get("freshness") or {}).get("error_after", {}).get("count"):
@@ -175,11 +176,41 @@ def test_company_refresh_branch(k8s_dag: Any) -> None:
     assert k8s_dag.get_task("extracted").upstream_task_ids == {"extract_prices", "extract_companies", "keep_companies"}
 
 
+def test_the_session_check_comes_first_and_skips_everything(k8s_dag: Any) -> None:
+    check = k8s_dag.get_task("check_session")
+    assert check.downstream_task_ids == {"check_company_refresh", "extract_prices"}
+    assert check.ignore_downstream_trigger_rules  # also skips `extracted` (none_failed_min_one_success)
+    assert {t.task_id for t in k8s_dag.tasks if not t.upstream_task_ids} == {"check_session"}
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("run_type", ["scheduled", "backfill"])
+def test_scheduled_runs_go_ahead_on_sessions_only(case: CalendarCase, run_type: str) -> None:
+    import pendulum
+
+    go, why = is_session_run(run_type, pendulum.instance(case.at))
+    assert go is case.is_session, why
+    assert (str(case.run_day) in why) and (("not an NYSE session" in why) is not case.is_session)
+
+
+def test_manual_runs_always_go_ahead() -> None:
+    import pendulum
+    from airflow.utils.types import DagRunType
+
+    thanksgiving = pendulum.datetime(2026, 11, 26, 22, 30, tz="UTC")
+    assert is_session_run(DagRunType.MANUAL, thanksgiving)[0]
+    assert is_session_run("manual", None)[0]
+    assert not is_session_run(DagRunType.SCHEDULED, thanksgiving)[0]
+
+
 @pytest.mark.parametrize(
     ("day", "params", "previous", "expected"),
     [
-        ("2026-11-23", {}, "2026-11-20", True),    # Monday: weekly refresh
+        ("2026-11-23", {}, "2026-11-20", True),    # Monday: the week's first session
         ("2026-11-24", {}, "2026-11-23", False),   # Tuesday with an earlier success: skip
+        ("2026-01-20", {}, "2026-01-16", True),    # Tuesday after Martin Luther King Jr. Day: first session
+        ("2026-04-06", {}, "2026-04-02", True),    # Monday after Good Friday
+        ("2026-11-26", {}, "2026-11-25", False),   # Thanksgiving: no session
         ("2026-11-24", {}, None, True),            # first successful run ever: refresh
         ("2026-11-25", {"refresh_companies": True}, "2026-11-24", True),
     ],
@@ -190,17 +221,17 @@ def test_wants_company_refresh(day: str, params: dict, previous: str | None, exp
 
     logical = pendulum.parse(f"{day}T22:30:00Z")
     prev = pendulum.parse(previous) if previous else None
-    assert wants_company_refresh(logical, "America/New_York", params, prev) is expected
+    assert wants_company_refresh(logical, params, prev) is expected
     # Airflow 3 hands the task context's prev_start_date_success over as a lazy proxy
     proxied = lazy_object_proxy.Proxy(lambda: prev)
-    assert wants_company_refresh(logical, "America/New_York", params, proxied) is expected
+    assert wants_company_refresh(logical, params, proxied) is expected
 
 
 def test_every_task_alerts_and_retries_with_backoff(k8s_dag: Any) -> None:
     from datapipe.alerts import PipelineAlert
 
     for task in k8s_dag.tasks:
-        if task.task_id == "check_company_refresh":
+        if task.task_id in ("check_session", "check_company_refresh"):
             continue
         callbacks = task.on_failure_callback
         callbacks = callbacks if isinstance(callbacks, list) else [callbacks]

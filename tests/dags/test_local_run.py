@@ -4,6 +4,7 @@ private embedded PostgreSQL and the sandbox Alpha Vantage API."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import subprocess
@@ -27,11 +28,12 @@ from dagtest import (
 
 MARTS = ("dim_company", "fct_daily_prices", "fct_technical_indicators", "mart_market_overview")
 SYMBOLS = "AAPL,MSFT,IBM"
-LOGICAL_DATE = "2026-11-20T22:30:00+00:00"  # a Friday
+LOGICAL_DATE = "2026-11-27T22:30:00+00:00"  # the Friday after Thanksgiving (an early close)
 API_KEY = "sandbox-key-must-not-leak"
-# The backfill docs/airflow.md shows (dates: the runs' logical dates at 17:30 New York = 22:30 UTC).
-BACKFILL = ["backfill", "create", "--dag-id", "market_data_daily", "--from-date", "2026-11-19", "--to-date",
-            "2026-11-23", "--reprocess-behavior", "completed", "--max-active-runs", "1"]
+# The backfill docs/airflow.md shows (dates: the runs' logical dates at 17:30 New York = 22:30 UTC):
+# Wednesday, Thanksgiving (no session) and the Friday.
+BACKFILL = ["backfill", "create", "--dag-id", "market_data_daily", "--from-date", "2026-11-25", "--to-date",
+            "2026-11-28", "--reprocess-behavior", "completed", "--max-active-runs", "1"]
 BACKFILL_TIMEOUT_S = 2400
 STALE_DATE = "2026-11-18T22:30:00+00:00"  # a Wednesday
 
@@ -98,18 +100,23 @@ def test_local_run_publishes_marts_and_a_backfill_reruns_identically(
     assert_no_alert(smtp_server, webhook_server)
 
     # An Airflow 3 backfill, executed by the scheduler, exactly as docs/airflow.md tells a user:
-    # Thursday and Friday; the weekend is not a run; Friday is the date run above, re-run
-    # (--reprocess-behavior completed): its published marts must come out identical.
+    # Wednesday, Thanksgiving and Friday; the weekend is not a run; Thanksgiving is a run that
+    # skips everything (no NYSE session: no API request, no alert); Friday is the date run above,
+    # re-run (--reprocess-behavior completed): its published marts must come out identical.
     # The backfill is created before the scheduler starts (SQLite allows one writer at a time).
     home = Path(airflow_home["AIRFLOW_HOME"])
     first = query_metadata(home / "airflow.db", "select run_id from dag_run where dag_id = 'market_data_daily'"
-                           " and logical_date like '2026-11-20 22:30:00%'")
+                           " and logical_date like '2026-11-27 22:30:00%'")
     assert len(first) == 1, first
     env = scheduler_env(env)
     proc = run_airflow([*BACKFILL, "--dry-run"], env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     planned = re.findall(r"\| (2026-11-\d\d \d\d:\d\d:\d\d\+00:00) ", proc.stdout)
-    assert planned == ["2026-11-19 22:30:00+00:00", "2026-11-20 22:30:00+00:00"], proc.stdout[-2000:]
+    assert planned == ["2026-11-25 22:30:00+00:00", "2026-11-26 22:30:00+00:00", "2026-11-27 22:30:00+00:00"], (
+        proc.stdout[-2000:])
+    runs_by_command = "select count(*) filter (where command = 'prices'), count(*) from ops.extract_runs"
+    extract_runs = [int(n) for n in warehouse.psql(runs_by_command).split("|")]
+    sandbox_requests = len(requests_seen(sandbox))
     for args in (["dags", "unpause", "market_data_daily"], BACKFILL):
         proc = run_airflow(args, env)
         assert proc.returncode == 0, f"airflow {' '.join(args)} failed:\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}"
@@ -117,12 +124,27 @@ def test_local_run_publishes_marts_and_a_backfill_reruns_identically(
         runs = wait_for_backfill(services, home, "market_data_daily", timeout_s=BACKFILL_TIMEOUT_S)
 
     assert [(r["logical_date"][:16], r["state"]) for r in runs] == [
-        ("2026-11-19 22:30", "success"), ("2026-11-20 22:30", "success")], runs
-    assert runs[1]["run_id"] == first[0]["run_id"], "the completed run was not the one re-run"
+        ("2026-11-25 22:30", "success"), ("2026-11-26 22:30", "success"), ("2026-11-27 22:30", "success")], runs
+    assert runs[2]["run_id"] == first[0]["run_id"], "the completed run was not the one re-run"
     assert all(r["run_type"] == "backfill" for r in runs), runs
+    # Thanksgiving: check_session succeeded, every other task was skipped, nothing was requested
+    states = query_metadata(home / "airflow.db", "select task_id, state from task_instance where run_id = ?",
+                            (runs[1]["run_id"],))
+    assert {s["task_id"]: s["state"] for s in states}.pop("check_session") == "success"
+    assert {s["state"] for s in states if s["task_id"] != "check_session"} == {"skipped"}, states
+    prices_runs, all_runs = (int(n) for n in warehouse.psql(runs_by_command).split("|"))
+    assert prices_runs == extract_runs[0] + 2  # Wednesday and Friday; none on Thanksgiving
+    # one request per symbol and extraction (Wednesday also refreshed companies: no earlier success)
+    assert len(requests_seen(sandbox)) == sandbox_requests + 3 * (all_runs - extract_runs[1])
     assert int(warehouse.psql("select count(*) from ops.publish_history")) == publishes + 2
     assert marts_checksums(warehouse) == published
     assert_no_alert(smtp_server, webhook_server)
+
+
+def requests_seen(sandbox: Any) -> list[dict[str, Any]]:
+    """The sandbox's request log (every /query request it answered)."""
+    with urllib.request.urlopen(sandbox.base_url.replace("/query", "/_sandbox/requests"), timeout=5) as resp:
+        return list(json.load(resp)["requests"])
 
 
 def assert_no_alert(smtp_server: Any, webhook_server: Any) -> None:
@@ -140,8 +162,7 @@ def test_failing_run_alerts_by_email_and_slack(airflow_home: dict[str, str], war
     rc, log = dags_test(env, "2026-11-24T22:30:00+00:00")
     assert rc != 0, "a failed DAG run must exit non-zero"
     assert "could not deliver alert" not in log
-    with urllib.request.urlopen(sandbox.base_url.replace("/query", "/_sandbox/requests"), timeout=5) as resp:
-        assert json.load(resp), "the extractor never called the sandbox"
+    assert requests_seen(sandbox), "the extractor never called the sandbox"
 
     subject = "[datapipe] Task failed: market_data_daily.extract_prices (2026-11-24T22:30:00+00:00)"
     mails = [m for m in smtp_server.messages if m["message"]["Subject"] == subject]
@@ -166,8 +187,9 @@ def test_stale_source_data_alerts_by_email_and_slack(airflow_home: dict[str, str
                                                      tmp_path: Path) -> None:
     # The provider is stuck on an old trading day: it answers the same bodies again and again, so the
     # extractor stores nothing new (an identical payload is not stored twice, docs/extract.md) and the
-    # latest load stays the one from before. Load that state, then make it 10 days old for prices (dbt
-    # source freshness: error after 5 days) and 9 days old for company overviews (warn after 8).
+    # latest load stays the one from before. Load that state, then date the loads back in NYSE sessions
+    # (dbt's source freshness counts the sessions whose bar came due since the newest load): prices
+    # 4 sessions (error after more than 2), company overviews 7 (warn after more than 5, error after 10).
     sandbox = sandbox_server("--as-of", "2026-11-06")
     env = dag_env(airflow_home, warehouse, sandbox, tmp_path, **alert_connections(smtp_server, webhook_server))
     extract = DAGS.parent / ".local" / "venvs" / "extract" / "bin" / "extract"
@@ -177,8 +199,9 @@ def test_stale_source_data_alerts_by_email_and_slack(airflow_home: dict[str, str
         proc = subprocess.run([str(extract), *command, "--symbols", SYMBOLS], env=env, cwd=DAGS.parent / "extract",
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, f"extract {command[0]} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
-    warehouse.psql("update raw.time_series_daily set received_at = received_at - interval '10 days'", admin=True)
-    warehouse.psql("update raw.company_overview set received_at = received_at - interval '9 days'", admin=True)
+    prices_load, companies_load = (loaded_sessions_ago(4), loaded_sessions_ago(7))
+    warehouse.psql(f"update raw.time_series_daily set received_at = '{prices_load.isoformat()}'", admin=True)
+    warehouse.psql(f"update raw.company_overview set received_at = '{companies_load.isoformat()}'", admin=True)
     loads = "select count(*) from raw.time_series_daily"
     before_rows, before_marts = warehouse.psql(loads), marts_checksums_or_empty(warehouse)
 
@@ -217,14 +240,27 @@ def test_stale_source_data_alerts_by_email_and_slack(airflow_home: dict[str, str
             if task == prices:
                 assert "Error:" in text and "dbt command failed" in text, text
                 assert "Source:       alphavantage.time_series_daily (table raw.time_series_daily" in text, text
-                assert "Freshness:    warn after 3 days, error after 5 days" in text, text
+                assert "Freshness:    warn after 1, error after 3 NYSE sessions without a newer load" in text, text
             else:
                 assert "Warnings:     alphavantage.company_overview" in text, text
                 assert "Source:       alphavantage.company_overview (table raw.company_overview" in text, text
-                assert "Freshness:    warn after 8 days, error after 15 days" in text, text
-            assert re.search(r"Newest load:  2026-11-\d\dT[\d:]+\+00:00 \((9|10) days \d+ hours ago\)", text), text
+                assert "Freshness:    warn after 6, error after 11 NYSE sessions without a newer load" in text, text
+            newest = (prices_load if task == prices else companies_load).astimezone(dt.UTC)
+            stamp = re.escape(newest.isoformat(timespec="seconds"))
+            assert re.search(rf"Newest load:  {stamp} \(\d+ days? \d+ hours? ago\)", text), text
     # the stale prices stopped the run before the gate: the published marts did not move
     assert marts_checksums_or_empty(warehouse) == before_marts
+
+
+def loaded_sessions_ago(sessions: int) -> dt.datetime:
+    """A load time after which exactly `sessions` NYSE sessions had their bar come due by now."""
+    from datapipe_common.calendar import nyse
+
+    calendar = nyse()
+    day = calendar.latest_completed_session(dt.datetime.now(dt.UTC))
+    for _ in range(sessions):
+        day = calendar.previous_session(day)
+    return calendar.session(day).close_at + dt.timedelta(minutes=30)
 
 
 def marts_checksums_or_empty(warehouse: Any) -> dict[str, Any]:

@@ -22,8 +22,8 @@ import datapipe_dashboard
 import psycopg
 import pytest
 import streamlit as st
+from datapipe_common.calendar import nyse
 from datapipe_dashboard.settings import Settings
-from datapipe_dashboard.trading_calendar import last_completed_trading_day
 from streamlit.testing.v1 import AppTest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -109,7 +109,7 @@ def published(warehouse, tmp_path_factory: pytest.TempPathFactory) -> Dataset:
     """Sandbox data through the real pipeline, as of the last completed trading day (so "today"'s
     extraction runs and a green badge are real); "now" is frozen for the session."""
     now = datetime.now(UTC)
-    as_of = last_completed_trading_day(now)
+    as_of = nyse().latest_completed_session(now)
     run_pipeline(warehouse, "published", as_of, tmp_path_factory.mktemp("pipeline"))
     libpq = {**warehouse.reader_env, "PGDATABASE": "published"}
     return Dataset(warehouse, Settings(libpq=libpq, now_override=now, retry_seconds=1), "published",

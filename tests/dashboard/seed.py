@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import psycopg
-from datapipe_dashboard.trading_calendar import is_trading_day
+from datapipe_common import libpq
+from datapipe_common.calendar import nyse
 
 # "Now" for the tests: Thanksgiving 2026, 15:00 UTC; the last completed trading day is Wed 2026-11-25.
 NOW = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
@@ -97,13 +98,12 @@ def create_tables(conn: psycopg.Connection[Any]) -> None:
     conn.execute(DDL)
 
 
-def trading_days(end: date, count: int) -> list[date]:
-    days: list[date] = []
-    day = end
+def sessions_ending(end: date, count: int) -> list[date]:
+    """The `count` NYSE sessions up to `end`, oldest first."""
+    calendar = nyse()
+    days = [calendar.session_on_or_before(end)]
     while len(days) < count:
-        if is_trading_day(day):
-            days.append(day)
-        day -= timedelta(days=1)
+        days.append(calendar.previous_session(days[-1]))
     return days[::-1]
 
 
@@ -168,7 +168,7 @@ def _copy(conn: psycopg.Connection[Any], table: str, frame: pd.DataFrame) -> Non
 
 def seed_marts(conn: psycopg.Connection[Any], *, last_day: date = LAST_DAY, bars: int = BARS) -> None:
     rng = np.random.default_rng(20261126)
-    days = trading_days(last_day, bars)
+    days = sessions_ending(last_day, bars)
     overview = []
     for company in COMPANIES:
         symbol, start_price = company[0], company[6]
@@ -267,7 +267,4 @@ def seed(admin_env: dict[str, str], *, dbname: str | None = None) -> None:
 
 
 def conninfo(env: dict[str, str], dbname: str | None = None) -> str:
-    return psycopg.conninfo.make_conninfo(
-        "", host=env["PGHOST"], port=env["PGPORT"], dbname=dbname or env["PGDATABASE"], user=env["PGUSER"],
-        password=env["PGPASSWORD"], sslmode=env.get("PGSSLMODE", "disable"),
-    )
+    return libpq.conninfo({**env, "PGDATABASE": dbname or env["PGDATABASE"]})

@@ -9,11 +9,12 @@ from datetime import date, timedelta
 
 import pandas as pd
 import pytest
+from datapipe_common.marts import INDICATOR_COLUMNS
 from datapipe_dashboard import queries
 from datapipe_dashboard.db import Connector
 from test_pages import frame_with, metrics, no_errors, vega_charts
 
-INDICATORS = list(queries.INDICATOR_COLUMNS)
+INDICATORS = list(INDICATOR_COLUMNS)
 RULES = {"week": "W-SUN", "month": "M"}  # date_trunc: weeks start on Monday
 
 

@@ -93,8 +93,8 @@ def test_market_filter(make_app, published) -> None:
     ("now", "badge", "note"),
     [
         ("2026-11-27T19:00:00+00:00", ":orange-badge[:material/schedule: Data as of 2026-11-25]",
-         "1 trading day behind"),
-        ("2026-12-02T22:00:00+00:00", ":red-badge[:material/warning: Data as of 2026-11-25]", "4 trading days behind"),
+         "1 session behind"),
+        ("2026-12-02T22:00:00+00:00", ":red-badge[:material/warning: Data as of 2026-11-25]", "4 sessions behind"),
     ],
 )
 def test_stale_data_turns_the_badge_amber_then_red(make_app, dataset, now, badge, note) -> None:

@@ -10,10 +10,11 @@ from itertools import pairwise
 
 import pytest
 from conftest import venv_bin
-from extract.errors import ConfigError
+from datapipe_common.config import ConfigError
+from datapipe_common.symbols import DEFAULT_SYMBOLS, parse_symbols
 from extract.masking import MaskingFilter, mask_secret
 from extract.ratelimit import RateLimiter
-from extract.settings import DEFAULT_SYMBOLS, REAL_BASE_URL, Settings, parse_symbols
+from extract.settings import REAL_BASE_URL, Settings
 from extract_testlib import AS_OF, EXTRACT, requests_seen, run_extract, set_faults, symbol_rows
 
 
@@ -329,3 +330,33 @@ def test_rate_limiter_does_not_drift_on_late_wakeups_but_never_banks_idle_time()
     t = now[0]
     limiter.acquire()
     assert now[0] - t >= limiter.interval  # no burst after idle time
+
+
+# -- the warehouse's copy of the NYSE calendar ------------------------------------------------------------
+
+
+def test_migrate_keeps_the_sessions_table_equal_to_the_shared_calendar(warehouse):
+    """`extract migrate` writes ops.trading_sessions from datapipe_common.calendar (SQL reads it instead
+    of a weekday rule), rewrites it only when the calendar's key changed, and a changed key (a new
+    library release, a new day) replaces every row."""
+    from datapipe_common.calendar import calendar_key, session_rows
+
+    env = {"PATH": "/usr/bin:/bin", **warehouse.env}
+    migrate = [str(EXTRACT), "migrate"]
+    assert subprocess.run(migrate, env=env, capture_output=True, text=True).returncode == 0
+    rows = warehouse.psql("select session_date, to_char(close_at at time zone 'America/New_York', 'HH24:MI'),"
+                          " is_early_close from ops.trading_sessions order by session_date").splitlines()
+    expected = session_rows()
+    assert len(rows) == len(expected) and rows[0].startswith("2000-01-03|16:00|f")
+    assert "2025-01-09" not in "".join(rows) and "2026-11-27|13:00|t" in rows
+    assert warehouse.psql("select obj_description('ops.trading_sessions'::regclass, 'pg_class')") == calendar_key()
+    # an up-to-date table is left alone (its rows keep their physical identity) ...
+    before = warehouse.psql("select min(xmin::text) from ops.trading_sessions")
+    subprocess.run(migrate, env=env, check=True, capture_output=True)
+    assert warehouse.psql("select min(xmin::text) from ops.trading_sessions") == before
+    # ... and a stale one (yesterday's key, a row too many) is replaced in full
+    warehouse.psql("comment on table ops.trading_sessions is 'XNYS stale'; insert into ops.trading_sessions"
+                   " values ('2026-11-26', now(), now(), now(), false)")
+    subprocess.run(migrate, env=env, check=True, capture_output=True)
+    assert warehouse.psql("select count(*) from ops.trading_sessions") == str(len(expected))
+    assert warehouse.psql("select count(*) from ops.trading_sessions where session_date = '2026-11-26'") == "0"

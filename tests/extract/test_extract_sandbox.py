@@ -9,7 +9,8 @@ import json
 import urllib.request
 
 import pytest
-from extract.sandbox.calendar import easter, holidays, is_trading_day, last_completed_session, trading_days
+from calendar_cases import CASE_IDS, CASES, CalendarCase
+from datapipe_common.calendar import nyse
 from extract.sandbox.faults import Fault, FaultSpecError, parse_faults
 from extract_testlib import admin_url, http, requests_seen, set_faults
 
@@ -41,104 +42,36 @@ def sb():
         proc.wait(timeout=10)
 
 
-# -- calendar -----------------------------------------------------------------------------------------
+# -- calendar: the shared NYSE calendar decides the sandbox's dates -----------------------------------
 
 
-@pytest.mark.parametrize(
-    ("year", "expected"),
-    [
-        (
-            2024,
-            [
-                "2024-01-01",
-                "2024-01-15",
-                "2024-02-19",
-                "2024-03-29",
-                "2024-05-27",
-                "2024-06-19",
-                "2024-07-04",
-                "2024-09-02",
-                "2024-11-28",
-                "2024-12-25",
-            ],
-        ),
-        # New Year's Day on a Saturday is not observed; Juneteenth (Sunday) on Monday; Christmas (Sunday) on Monday
-        (
-            2022,
-            [
-                "2022-01-17",
-                "2022-02-21",
-                "2022-04-15",
-                "2022-05-30",
-                "2022-06-20",
-                "2022-07-04",
-                "2022-09-05",
-                "2022-11-24",
-                "2022-12-26",
-            ],
-        ),
-        # Independence Day and Christmas on Saturdays: observed the Friday before; no Juneteenth before 2022
-        (
-            2021,
-            [
-                "2021-01-01",
-                "2021-01-18",
-                "2021-02-15",
-                "2021-04-02",
-                "2021-05-31",
-                "2021-07-05",
-                "2021-09-06",
-                "2021-11-25",
-                "2021-12-24",
-            ],
-        ),
-        (
-            2026,
-            [
-                "2026-01-01",
-                "2026-01-19",
-                "2026-02-16",
-                "2026-04-03",
-                "2026-05-25",
-                "2026-06-19",
-                "2026-07-03",
-                "2026-09-07",
-                "2026-11-26",
-                "2026-12-25",
-            ],
-        ),
-        (
-            2023,
-            [
-                "2023-01-02",
-                "2023-01-16",
-                "2023-02-20",
-                "2023-04-07",
-                "2023-05-29",
-                "2023-06-19",
-                "2023-07-04",
-                "2023-09-04",
-                "2023-11-23",
-                "2023-12-25",
-            ],
-        ),
-    ],
-)
-def test_nyse_holidays(year, expected):
-    assert sorted(d.isoformat() for d in holidays(year)) == expected
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_last_bar_is_the_latest_completed_session(case: CalendarCase, sandbox_server) -> None:
+    """At each instant the sandbox's newest bar is the session the gate expects and the dashboard
+    calls fresh; with the session in progress it serves the partial bar of today instead."""
+    server = sandbox_server("--now", case.at.strftime("%Y-%m-%dT%H:%M"))
+    doc = json.loads(get(server.base_url, function="TIME_SERIES_DAILY", symbol="IBM")[2])
+    days = list(doc["Time Series (Daily)"])
+    assert days[0] == doc["Meta Data"]["3. Last Refreshed"] == case.expected.isoformat()
+    assert days[1] == case.previous.isoformat()
+    assert all(nyse().is_session(dt.date.fromisoformat(d)) for d in days)
 
 
-def test_easter_and_sessions():
-    assert easter(2024) == dt.date(2024, 3, 31) and easter(2025) == dt.date(2025, 4, 20)
-    assert not is_trading_day(dt.date(2026, 11, 28))  # Saturday
-    assert not is_trading_day(dt.date(2012, 10, 29))  # hurricane Sandy
-    assert len(trading_days(dt.date(2024, 1, 1), dt.date(2024, 12, 31))) == 252
-    eastern = dt.timezone(dt.timedelta(hours=-5))
-    # before the close the latest completed session is the previous one; after it, today's
-    assert last_completed_session(dt.datetime(2026, 11, 25, 15, 59, tzinfo=eastern)) == dt.date(2026, 11, 24)
-    assert last_completed_session(dt.datetime(2026, 11, 25, 16, 0, tzinfo=eastern)) == dt.date(2026, 11, 25)
-    assert last_completed_session(dt.datetime(2026, 11, 26, 18, 0, tzinfo=eastern)) == dt.date(2026, 11, 25)
-    assert last_completed_session(as_of=dt.date(2026, 11, 29)) == dt.date(2026, 11, 27)
+def test_early_close_ends_the_partial_bar_at_one(sandbox_server) -> None:
+    """In intraday mode an early-close session is in progress until 13:00, not 16:00: at 12:00 the
+    newest bar is today's partial one, at 13:30 it is already the final bar."""
+
+    def newest(*args: str) -> tuple[str, dict[str, str]]:
+        series = json.loads(get(sandbox_server(*args).base_url, function="TIME_SERIES_DAILY", symbol="IBM")[2])[
+            "Time Series (Daily)"]
+        day = next(iter(series))
+        return day, series[day]
+
+    final = newest("--as-of", "2026-11-27")
+    partial = newest("--now", "2026-11-27T12:00", "--intraday")
+    assert partial[0] == final[0] == "2026-11-27" and partial[1] != final[1]
+    assert newest("--now", "2026-11-27T13:30", "--intraday") == final
+    assert newest("--now", "2026-11-27T09:00", "--intraday")[0] == "2026-11-25"
 
 
 # -- shapes over HTTP ---------------------------------------------------------------------------------
@@ -159,7 +92,7 @@ def test_daily_shape(sb):
     series = doc["Time Series (Daily)"]
     days = list(series)
     assert len(days) == 100 and days == sorted(days, reverse=True)  # compact, newest first
-    assert all(is_trading_day(dt.date.fromisoformat(d)) for d in days)
+    assert all(nyse().is_session(dt.date.fromisoformat(d)) for d in days)
     bar = series[days[0]]
     assert list(bar) == ["1. open", "2. high", "3. low", "4. close", "5. volume"]
     assert all(isinstance(v, str) for v in bar.values())

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psycopg
 from conftest import ROOT, Sandbox, TestWarehouse, free_port, venv_bin, wait_http
+from datapipe_common.libpq import conninfo
 
 AS_OF = dt.date(2025, 6, 13)  # a Friday; the next trading day is Monday 2025-06-16
 NEXT_TRADING_DAY = dt.date(2025, 6, 16)
@@ -89,10 +90,7 @@ class Chain:
 
     def connect(self, *, reader: bool = False, autocommit: bool = True) -> psycopg.Connection:
         env = self.warehouse.reader_env if reader else self.warehouse.env
-        return psycopg.connect(
-            host=env["PGHOST"], port=env["PGPORT"], dbname=self.database, user=env["PGUSER"],
-            password=env["PGPASSWORD"], sslmode=env["PGSSLMODE"], autocommit=autocommit,
-        )
+        return psycopg.connect(conninfo({**env, "PGDATABASE": self.database}), autocommit=autocommit)
 
     def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         with self.connect() as conn:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from datapipe_common.symbols import DEFAULT_SYMBOLS
 from quality.cli import main
-from quality.settings import DEFAULT_SYMBOLS, ConfigError, Settings
+from quality.settings import ConfigError, Settings
 
 PG = {"PGHOST": "127.0.0.1", "PGPORT": "5432", "PGDATABASE": "warehouse", "PGUSER": "pipeline", "PGPASSWORD": "p w'd"}
 
@@ -14,6 +15,9 @@ def test_defaults() -> None:
     assert s.symbols == DEFAULT_SYMBOLS and s.audit_schema == "audit" and s.marts_schema == "marts"
     assert s.dashboard_role == "dashboard" and s.row_count_tolerance == 0.05 and s.today is None
     assert "password='p w\\'d'" in s.conninfo()
+    tls = Settings.from_env({**PG, "PGSSLMODE": "verify-full", "PGSSLROOTCERT": "/etc/ca.pem"})
+    assert tls.sqlalchemy_url().endswith("/warehouse?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem")
+    assert "sslrootcert=/etc/ca.pem" in tls.conninfo()
     assert s.sqlalchemy_url().startswith("postgresql+psycopg2://pipeline:p%20w%27d@127.0.0.1:5432/warehouse")
 
 
@@ -24,7 +28,7 @@ def test_defaults() -> None:
     ({"QUALITY_FRESHNESS_LAG_DAYS": "x"}, "QUALITY_FRESHNESS_LAG_DAYS"),
     ({"DASHBOARD_ROLE": "dash; drop table x"}, "DASHBOARD_ROLE"),
     ({"DATAPIPE_SYMBOLS": " , "}, "DATAPIPE_SYMBOLS"),
-    ({"DATAPIPE_SYMBOLS": "IBM,X'); drop table y;--"}, "not a ticker symbol"),
+    ({"DATAPIPE_SYMBOLS": "IBM,X'); drop table y;--"}, "DATAPIPE_SYMBOLS has invalid symbols"),
 ])
 def test_bad_settings_are_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):

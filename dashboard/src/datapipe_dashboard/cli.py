@@ -45,13 +45,17 @@ def preload() -> None:
 
     import pandas as pd
     import pyarrow as pa
+    from datapipe_common.calendar import nyse
+    from datapipe_common.marts import INDICATOR_COLUMNS
     from pandas.io.formats.style import Styler  # noqa: F401
 
-    from datapipe_dashboard import charts, portfolio, queries, trading_calendar  # noqa: F401
+    from datapipe_dashboard import charts, portfolio, queries  # noqa: F401
+
+    nyse()  # exchange_calendars builds the NYSE sessions once per process (about a second)
 
     days = [date(2026, 1, 5) + timedelta(days=i) for i in range(3)]
     frame = pd.DataFrame({"trade_date": days, **{c: [1.0, 2.0, 3.0] for c in (
-        "open", "high", "low", "close", "volume", *queries.INDICATOR_COLUMNS)}})
+        "open", "high", "low", "close", "volume", *INDICATOR_COLUMNS)}})
     charts.symbol_chart(frame, "X", [*charts.OVERLAYS, charts.BOLLINGER])
     charts.value_chart(pd.Series([1.0, 2.0, 3.0], index=pd.to_datetime(days)), 1.0)
     charts.allocation_chart(pd.DataFrame({"symbol": ["X"], "sector": ["S"], "market_value": [1.0]}))

@@ -12,14 +12,11 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
+from datapipe_common.marts import INDICATOR_COLUMNS
 
 Query = Callable[[str, Any], pd.DataFrame]
 
 SPARKLINE_DAYS = 63  # about 43 trading days: a 2-month trend, cheap for 500 symbols
-INDICATOR_COLUMNS = (
-    "sma_20", "sma_50", "sma_200", "ema_12", "ema_26", "macd", "macd_signal", "macd_hist",
-    "rsi_14", "bb_upper", "bb_middle", "bb_lower",
-)
 
 # -- market overview --------------------------------------------------------------------------
 

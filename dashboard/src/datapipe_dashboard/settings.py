@@ -6,23 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 
-from psycopg.conninfo import make_conninfo
+from datapipe_common.config import ConfigError, env_int
+from datapipe_common.libpq import conninfo, describe, libpq_env
 
-# libpq variable -> psycopg connection keyword. Nothing else configures the warehouse connection.
-LIBPQ_VARIABLES = {
-    "PGHOST": "host",
-    "PGPORT": "port",
-    "PGDATABASE": "dbname",
-    "PGUSER": "user",
-    "PGPASSWORD": "password",
-    "PGSSLMODE": "sslmode",
-}
 DEFAULT_DAILY_QUOTA = 25
 DEFAULT_RETRY_SECONDS = 10
-
-
-class SettingsError(ValueError):
-    """A configuration value is invalid; the message names the variable."""
 
 
 @dataclass(frozen=True)
@@ -37,21 +25,18 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        libpq = {key: env[key] for key in LIBPQ_VARIABLES if env.get(key)}
         return cls(
-            libpq=libpq,
-            daily_quota=_positive_int(env, "ALPHAVANTAGE_DAILY_QUOTA", DEFAULT_DAILY_QUOTA),
-            retry_seconds=_positive_int(env, "DASHBOARD_RETRY_SECONDS", DEFAULT_RETRY_SECONDS),
+            libpq=libpq_env(env),
+            daily_quota=env_int(env, "ALPHAVANTAGE_DAILY_QUOTA", DEFAULT_DAILY_QUOTA, minimum=1),
+            retry_seconds=env_int(env, "DASHBOARD_RETRY_SECONDS", DEFAULT_RETRY_SECONDS, minimum=1),
             now_override=_parse_now(env.get("DASHBOARD_NOW", "")),
         )
 
     @property
     def conninfo(self) -> str:
         """libpq connection string; read-only sessions with short timeouts."""
-        params = {LIBPQ_VARIABLES[k]: v for k, v in self.libpq.items()}
-        return make_conninfo(
-            "",
-            **params,
+        return conninfo(
+            self.libpq,
             connect_timeout="3",
             application_name="datapipe-dashboard",
             options="-c default_transaction_read_only=on -c statement_timeout=15000",
@@ -60,25 +45,10 @@ class Settings:
     @property
     def target(self) -> str:
         """Where the warehouse is, for messages (never the password)."""
-        host = self.libpq.get("PGHOST", "localhost")
-        port = self.libpq.get("PGPORT", "5432")
-        return f"{self.libpq.get('PGUSER', '?')}@{host}:{port}/{self.libpq.get('PGDATABASE', '?')}"
+        return describe(self.libpq)
 
     def now(self) -> datetime:
         return self.now_override or datetime.now(UTC)
-
-
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not an integer") from None
-    if value <= 0:
-        raise SettingsError(f"{name}={raw!r} must be greater than 0")
-    return value
 
 
 def _parse_now(raw: str) -> datetime | None:
@@ -90,5 +60,5 @@ def _parse_now(raw: str) -> datetime | None:
             return datetime.combine(date.fromisoformat(raw), time(23, 0), tzinfo=UTC)
         parsed = datetime.fromisoformat(raw)
     except ValueError:
-        raise SettingsError(f"DASHBOARD_NOW={raw!r} is not an ISO date or datetime") from None
+        raise ConfigError(f"DASHBOARD_NOW={raw!r} is not an ISO date or datetime") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -10,11 +10,12 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
+from datapipe_common.calendar import nyse
+from datapipe_common.config import ConfigError
 
 from datapipe_dashboard import queries
 from datapipe_dashboard.db import AccessDenied, Connector, NotPublished, WarehouseUnavailable
-from datapipe_dashboard.settings import Settings, SettingsError
-from datapipe_dashboard.trading_calendar import freshness
+from datapipe_dashboard.settings import Settings
 
 # Query results are cached this long: short enough that a new publish shows up within a minute.
 CACHE_TTL_SECONDS = 60
@@ -53,7 +54,7 @@ def render(page: Page) -> None:
     """Run one page; turn a missing warehouse, missing marts or missing grants into guidance."""
     try:
         settings = current_settings()
-    except SettingsError as exc:
+    except ConfigError as exc:
         st.error(f"The dashboard is misconfigured: {exc}")
         return
     try:
@@ -131,15 +132,25 @@ def as_date(value: Any) -> date:
     return stamp
 
 
+def freshness(latest: date, now: datetime) -> tuple[str, int, date]:
+    """(status, sessions behind, reference): the reference is the latest NYSE session whose bar is
+    due at `now` (datapipe_common.calendar: its close, 13:00 on early-close days, plus the data
+    delay, as the gate expects); status is fresh (none behind), amber (one) or red."""
+    calendar = nyse()
+    reference = calendar.latest_completed_session(now)
+    behind = calendar.sessions_between(latest, reference)
+    return ("fresh" if behind == 0 else "amber" if behind == 1 else "red"), behind, reference
+
+
 def freshness_badge(latest: date, settings: Settings) -> str:
     """Show the "data as of" badge; returns the status (fresh / amber / red)."""
     status, behind, reference = freshness(latest, settings.now())
     icon = {"fresh": ":material/check_circle:", "amber": ":material/schedule:", "red": ":material/warning:"}[status]
     st.badge(f"Data as of {latest:%Y-%m-%d}", icon=icon, color=BADGE_COLORS[status])  # type: ignore[arg-type]
     if behind == 0:
-        note = f"up to date (last completed US trading day: {reference:%a %Y-%m-%d})"
+        note = f"up to date (last completed NYSE session: {reference:%a %Y-%m-%d})"
     else:
-        note = (f"{behind} trading day{'s' if behind > 1 else ''} behind the last completed US trading day "
+        note = (f"{behind} session{'s' if behind > 1 else ''} behind the last completed NYSE session "
                 f"({reference:%a %Y-%m-%d})")
     st.caption(note)
     return status

@@ -18,11 +18,13 @@ import sys
 from collections.abc import Mapping, Sequence
 
 import psycopg
+from datapipe_common.config import ConfigError
+from datapipe_common.libpq import libpq_env
+from datapipe_common.symbols import parse_symbols
 
 from extract import db
-from extract.errors import ConfigError
 from extract.masking import configure_logging, mask_secret
-from extract.settings import Settings, parse_symbols
+from extract.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_WAREHOUSE = 0, 1, 2, 3
 log = logging.getLogger("extract")
@@ -93,7 +95,7 @@ def run_extract(command: str, args: argparse.Namespace, env: Mapping[str, str]) 
 
     try:
         settings = Settings.from_env(env)
-        symbols = parse_symbols(args.symbols) if args.symbols else settings.symbols
+        symbols = parse_symbols(args.symbols, source="--symbols") if args.symbols else settings.symbols
     except ConfigError as exc:
         configure_logging(None)
         log.error("configuration error: %s", exc)
@@ -118,7 +120,11 @@ def run_extract(command: str, args: argparse.Namespace, env: Mapping[str, str]) 
 
 def run_migrate(env: Mapping[str, str]) -> int:
     configure_logging(None)
-    pg_env = {k: env[k] for k in ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD", "PGSSLMODE") if k in env}
+    try:
+        pg_env = libpq_env(env)
+    except ConfigError as exc:
+        log.error("configuration error: %s", exc)
+        return EXIT_CONFIG
     try:
         with db.connect(pg_env) as conn:
             db.migrate(conn)
@@ -130,7 +136,8 @@ def run_migrate(env: Mapping[str, str]) -> int:
 
 
 def run_sandbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from extract.sandbox.calendar import EASTERN
+    from datapipe_common.calendar import NEW_YORK
+
     from extract.sandbox.faults import FaultSpecError, parse_faults
     from extract.sandbox.server import SandboxConfig, serve
 
@@ -143,7 +150,7 @@ def run_sandbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return EXIT_CONFIG
     now_raw = args.now or env.get("SANDBOX_NOW", "").strip() or None
     try:
-        now = dt.datetime.fromisoformat(now_raw).replace(tzinfo=EASTERN) if now_raw else None
+        now = dt.datetime.fromisoformat(now_raw).replace(tzinfo=NEW_YORK) if now_raw else None
     except ValueError:
         log.error("--now / SANDBOX_NOW %r is not a YYYY-MM-DDTHH:MM time", now_raw)
         return EXIT_CONFIG

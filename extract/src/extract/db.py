@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from importlib.resources import files
 
 import psycopg
-from psycopg.conninfo import make_conninfo
+from datapipe_common.libpq import conninfo
+from psycopg import sql
 
 # Stable advisory-lock key for the schema migration ("extract" in ASCII).
 MIGRATION_LOCK = 0x65787472616374
@@ -18,18 +19,8 @@ TABLES = {"TIME_SERIES_DAILY": "raw.time_series_daily", "OVERVIEW": "raw.company
 
 
 def connect(pg_env: Mapping[str, str], *, autocommit: bool = False) -> psycopg.Connection[tuple[object, ...]]:
-    """A connection from the libpq variables only (PGHOST PGPORT PGDATABASE PGUSER PGPASSWORD PGSSLMODE)."""
-    keys = {
-        "PGHOST": "host",
-        "PGPORT": "port",
-        "PGDATABASE": "dbname",
-        "PGUSER": "user",
-        "PGPASSWORD": "password",
-        "PGSSLMODE": "sslmode",
-    }
-    kwargs = {keys[k]: v for k, v in pg_env.items() if k in keys and v}
-    conninfo = make_conninfo("", application_name="extract", **kwargs)
-    return psycopg.connect(conninfo, autocommit=autocommit)
+    """A connection from the libpq variables only (datapipe_common.libpq)."""
+    return psycopg.connect(conninfo(pg_env, application_name="extract"), autocommit=autocommit)
 
 
 def schema_sql() -> str:
@@ -37,10 +28,33 @@ def schema_sql() -> str:
 
 
 def migrate(conn: psycopg.Connection[tuple[object, ...]]) -> None:
-    """Create the raw and ops tables if missing; safe to run concurrently and repeatedly."""
+    """Create the raw and ops tables if missing and bring `ops.trading_sessions` up to date; safe
+    to run concurrently and repeatedly."""
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
         conn.execute(schema_sql().encode())
+        sync_trading_sessions(conn)
+
+
+def sync_trading_sessions(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
+    """Replace the rows of ops.trading_sessions with the calendar's sessions unless the table already
+    holds them (the table's comment is the calendar's key: library release and build day), so the
+    calendar is built at most once a day. Returns True when it rewrote them. Call inside the
+    migration transaction: readers see the old or the new sessions, never a mix."""
+    from datapipe_common.calendar import calendar_key, session_rows
+
+    key = calendar_key()
+    row = conn.execute("select obj_description('ops.trading_sessions'::regclass, 'pg_class')").fetchone()
+    if row and row[0] == key:
+        return False
+    conn.execute("delete from ops.trading_sessions")
+    with conn.cursor().copy(
+        "copy ops.trading_sessions (session_date, open_at, close_at, bar_due_at, is_early_close) from stdin"
+    ) as copy:
+        for session in session_rows():
+            copy.write_row(session)
+    conn.execute(sql.SQL("comment on table ops.trading_sessions is {}").format(sql.Literal(key)))
+    return True
 
 
 def sha256(body: bytes) -> str:

@@ -34,7 +34,3 @@ class PermanentSymbolError(ExtractError):
 
 class StopAllError(ExtractError):
     """No further request can succeed in this run: daily quota, premium-only endpoint, demo key."""
-
-
-class ConfigError(Exception):
-    """Bad or missing configuration, reported at startup before any request."""

@@ -78,3 +78,16 @@ create table if not exists ops.extract_run_symbols (
     finished_at  timestamptz null,
     primary key (run_id, symbol)
 );
+
+-- The NYSE sessions (datapipe_common.calendar: exchange_calendars' XNYS), from the first session of
+-- 2000 to a year ahead: what SQL reads instead of a weekday rule (dbt's source freshness, the
+-- continuity of a symbol's history). Replaced by `extract` at every start when the calendar changed
+-- (db.sync_trading_sessions; the table's comment holds the calendar's fingerprint).
+create table if not exists ops.trading_sessions (
+    session_date    date        primary key,
+    open_at         timestamptz not null,
+    close_at        timestamptz not null,
+    -- when the session's daily bar is due: close_at + datapipe_common.calendar.DATA_DELAY
+    bar_due_at      timestamptz not null,
+    is_early_close  boolean     not null
+);

@@ -10,8 +10,7 @@ import streamlit as st
 from datapipe_dashboard import queries
 from datapipe_dashboard.db import NotPublished
 from datapipe_dashboard.settings import Settings
-from datapipe_dashboard.trading_calendar import freshness
-from datapipe_dashboard.ui import as_date, freshness_badge, overview
+from datapipe_dashboard.ui import as_date, freshness, freshness_badge, overview
 
 STATUS_LABELS = {"succeeded": "succeeded", "failed": "FAILED", "running": "running…",
                  "unchanged": "unchanged", "skipped": "skipped"}

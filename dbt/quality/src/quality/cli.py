@@ -84,13 +84,9 @@ def _summary(settings: Settings) -> int:
 
 
 def _calendar(settings: Settings) -> int:
-    from quality.calendar import expected_latest_trade_date
+    from quality.gate import expected_latest_session
 
-    expected = expected_latest_trade_date(
-        dt.datetime.now(dt.UTC), today=settings.today, lag_days=settings.freshness_lag_days,
-        close_delay_minutes=settings.market_close_delay_minutes,
-    )
-    print(expected.isoformat())
+    print(expected_latest_session(settings, dt.datetime.now(dt.UTC)).isoformat())
     return EXIT_OK
 
 

@@ -19,18 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from datapipe_common.calendar import nyse
 
 from quality import db
-from quality.calendar import expected_latest_trade_date
 from quality.scope import FACTS, Scope, current_scope
 from quality.settings import MARTS, Settings
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 SYMBOLS_PRESENT = "every configured symbol is present"
-INDICATOR_COLUMNS = (
-    "sma_20", "sma_50", "sma_200", "ema_12", "ema_26", "macd", "macd_signal", "macd_hist",
-    "rsi_14", "bb_upper", "bb_middle", "bb_lower",
-)
 
 
 @dataclass(frozen=True)
@@ -238,13 +234,23 @@ def _with_unexpected_rows(
     return replace(found, details=f"{found.details}, e.g. {_short(sample, 200)}")
 
 
+def expected_latest_session(settings: Settings, now: dt.datetime) -> dt.date:
+    """The oldest acceptable latest bar: the latest NYSE session completed at `now` (its close plus
+    QUALITY_MARKET_CLOSE_DELAY_MINUTES), minus QUALITY_FRESHNESS_LAG_DAYS sessions. With a pinned
+    QUALITY_TODAY (tests, backfills) that day counts as not yet completed: its previous session."""
+    calendar = nyse()
+    if settings.today is not None:
+        day = calendar.previous_session(settings.today)
+    else:
+        day = calendar.latest_completed_session(now, delay=dt.timedelta(minutes=settings.market_close_delay_minutes))
+    for _ in range(settings.freshness_lag_days):
+        day = calendar.previous_session(day)
+    return day
+
+
 def run_gate(settings: Settings, now: dt.datetime | None = None) -> GateOutcome:
     """Validate every audited mart; record the run; never touches `marts`."""
-    now = now or dt.datetime.now(dt.UTC)
-    expected = expected_latest_trade_date(
-        now, today=settings.today, lag_days=settings.freshness_lag_days,
-        close_delay_minutes=settings.market_close_delay_minutes,
-    )
+    expected = expected_latest_session(settings, now or dt.datetime.now(dt.UTC))
     gate_run_id = uuid.uuid4()
     outcome = GateOutcome(gate_run_id=gate_run_id, success=False, expected_latest_date=expected)
     with db.connect(settings, autocommit=True) as conn:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from datapipe_common.marts import MAX_CHANGED_FRACTION
 from psycopg import sql
 
 from quality import db
@@ -28,8 +29,6 @@ CHANGE_LOG_SCHEMA, CHANGE_LOG_TABLE = "staging", "int_daily_prices__indicators"
 # the tables behind that view (dbt/models/intermediate/indicator_shards), each with its own watermark
 CHANGE_LOG_SHARDS = ("int_daily_prices__indicators_shard_0", "int_daily_prices__indicators_shard_1")
 FACTS = ("fct_daily_prices", "fct_technical_indicators")
-# scoping pays off only while the changed keys are a small part of the table
-MAX_CHANGED_FRACTION = 0.25
 
 
 @dataclass(frozen=True)

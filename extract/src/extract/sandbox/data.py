@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import orjson
-
-from extract.sandbox.calendar import trading_days
+from datapipe_common.calendar import nyse
 
 EPOCH = dt.date(2000, 1, 3)
 FULL_YEARS = 20
@@ -76,7 +75,7 @@ def profile(symbol: str) -> Profile:
 @lru_cache(maxsize=4)
 def _calendar(as_of: dt.date) -> tuple[tuple[str, ...], int]:
     """ISO dates of every trading day from EPOCH to as_of, and the index where `full` starts."""
-    days = trading_days(EPOCH, as_of)
+    days = nyse().sessions(EPOCH, as_of)
     try:
         full_start = as_of.replace(year=as_of.year - FULL_YEARS)
     except ValueError:  # 29 February

@@ -25,8 +25,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
+from datapipe_common.calendar import NEW_YORK, nyse
 
-from extract.sandbox.calendar import CLOSE, EASTERN, OPEN, is_trading_day, last_completed_session
 from extract.sandbox.data import PayloadCache, daily_payload, global_quote_payload, partial_bar
 from extract.sandbox.faults import Fault, FaultPlan, FaultSpecError, parse_faults
 
@@ -111,23 +111,25 @@ class SandboxState:
         self.requests: list[dict[str, Any]] = []
 
     def now(self) -> dt.datetime:
-        return (self.config.now or dt.datetime.now(tz=EASTERN)).astimezone(EASTERN)
+        return (self.config.now or dt.datetime.now(tz=NEW_YORK)).astimezone(NEW_YORK)
 
     def as_of(self) -> dt.date:
-        return last_completed_session(now=self.now(), as_of=self.config.as_of)
+        """The last bar served: the last session on or before a pinned `as_of`, else the latest
+        session closed by now (the real API has the final bar right after the close)."""
+        if self.config.as_of is not None:
+            return nyse().session_on_or_before(self.config.as_of)
+        return nyse().latest_completed_session(self.now(), delay=dt.timedelta(0))
 
     def session_in_progress(self) -> tuple[dt.date, float] | None:
         """(today, fraction of the session elapsed) while the market is open, in intraday mode."""
         if not self.config.intraday or self.config.as_of is not None:
             return None
         now = self.now()
-        if not is_trading_day(now.date()):
+        calendar = nyse()
+        if not calendar.is_open(now):
             return None
-        opens = dt.datetime.combine(now.date(), OPEN, tzinfo=EASTERN)
-        closes = dt.datetime.combine(now.date(), CLOSE, tzinfo=EASTERN)
-        if not opens <= now < closes:
-            return None
-        return now.date(), (now - opens) / (closes - opens)
+        session = calendar.session(now.date())  # closes at 13:00 on early-close days
+        return now.date(), (now - session.open_at) / (session.close_at - session.open_at)
 
     def is_known(self, symbol: str) -> bool:
         return bool(KNOWN_SYMBOL.match(symbol)) and symbol not in self.unknown
