@@ -33,7 +33,7 @@ DOCKER_BUILD_ARGS ?=
 HELM_ARGS    ?=
 HELM_TIMEOUT ?= 20m
 # The machine's safe Docker engine starter (CI has shared/ beside the clone).
-DOCKERD_SAFE ?= $(firstword $(wildcard $(ROOT)/../shared/tools/dockerd-safe /work/shared/tools/dockerd-safe))
+DOCKERD_SAFE ?= $(wildcard $(ROOT)/../shared/tools/dockerd-safe)
 LOCAL_BASE_IMAGE ?= $(dir $(DOCKERD_SAFE))local-base-image
 export HELM_CACHE_HOME  := $(LOCAL)/helm/cache
 export HELM_CONFIG_HOME := $(LOCAL)/helm/config
@@ -200,7 +200,7 @@ test-images: $(TOOLS_VENV) ## Image tests: hadolint + checkov always; builds + r
 	fi
 
 .PHONY: images-test
-images-test: $(TOOLS_VENV) $(WAREHOUSE_VENV) ## Build extract/transform/dashboard on the local base image and run their real commands
+images-test: $(TOOLS_VENV) $(WAREHOUSE_VENV) $(HELM) ## Build the four images on local stand-in bases (python, apache/airflow) and run their real commands
 	@mkdir -p $(LOCAL)/pytest
 	@export DOCKER_HOST=$${DOCKER_HOST:-$$($(MAKE) -s docker-engine)}; \
 	  $(TOOLS_BIN)/python -m pytest tests/images -m docker --basetemp=$(LOCAL)/pytest/images
@@ -210,7 +210,7 @@ images-test: $(TOOLS_VENV) $(WAREHOUSE_VENV) ## Build extract/transform/dashboar
 docker-engine:
 	@mkdir -p $(LOCAL)
 	@if [ -n "$${DOCKER_HOST:-}" ] && $(DOCKER) info >/dev/null 2>&1; then echo "$$DOCKER_HOST"; exit 0; fi; \
-	  if [ -z "$(DOCKERD_SAFE)" ]; then echo "dockerd-safe not found (looked in $(ROOT)/../shared/tools and /work/shared/tools; set DOCKERD_SAFE=)" >&2; exit 1; fi; \
+	  if [ -z "$(DOCKERD_SAFE)" ]; then echo "dockerd-safe not found (looked in $(ROOT)/../shared/tools; set DOCKERD_SAFE=)" >&2; exit 1; fi; \
 	  if [ "$$(id -u)" != 0 ]; then echo "dockerd-safe needs root" >&2; exit 1; fi; \
 	  out=$$($(DOCKERD_SAFE) start 2>&1) || { echo "$(DOCKERD_SAFE) start failed: $$out" >&2; exit 1; }; \
 	  host=$$(printf '%s\n' "$$out" | sed -n 's/^export DOCKER_HOST=//p' | tail -n 1); \
