@@ -389,8 +389,10 @@ def test_airflow_sends_no_usage_data_and_cosmos_no_telemetry(releases: dict[str,
 def test_the_api_server_fits_a_small_node(releases: dict[str, Render]) -> None:
     values = releases["defaults"].airflow_values
     assert values is not None
-    cpu_limit = float(str(values["apiServer"]["resources"]["limits"]["cpu"]).removesuffix("m"))
-    assert airflow_model.api_workers(values) <= max(cpu_limit, 1)
+    limit = str(values["apiServer"]["resources"]["limits"]["cpu"])
+    cpus = float(limit[:-1]) / 1000 if limit.endswith("m") else float(limit)
+    # one worker process per CPU of the limit (at least one)
+    assert airflow_model.api_workers(values) <= max(cpus, 1)
     probe = values["apiServer"]["startupProbe"]
     assert probe["failureThreshold"] * probe["periodSeconds"] >= 180, "api-server startup budget under 3 minutes"
 
