@@ -17,6 +17,7 @@ lock-dags: $(UV)
 
 .PHONY: test-dags
 test-dags: $(AIRFLOW_VENV) $(WAREHOUSE_VENV) $(EXTRACT_VENV) $(TRANSFORM_VENV) $(DBT_MANIFEST) ## DAG tests: DagBag, task graph, pod specs (strict schema), alerts, real local DAG runs
+	@$(MAKE) -s --no-print-directory $(HELM)
 	@$(VENVS)/airflow/bin/python -m pytest tests/dags --basetemp=$(LOCAL)/pytest-dags $(PYTEST_ARGS)
 
 .PHONY: bench-dag

@@ -16,6 +16,15 @@ CHART        := charts/datapipe
 TAG          ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo dev)
 # Registry prefix for pushed images, eg: REGISTRY=ghcr.io/acme (empty: local names for kind).
 REGISTRY     ?=
+# Image pull Secret in the namespace for a private registry (every pod of the release gets it), eg: PULL_SECRET=ghcr-pull
+PULL_SECRET  ?=
+# The tag `make retag` copies to TAG (a second deploy of the same build under another tag).
+FROM_TAG     ?=
+# kind nodes the images are loaded into (the control plane runs no workloads).
+KIND_NODES   ?= $(CLUSTER)-worker
+# Pod Security labels of the namespace (tools/pod-security.sh): auto = only on this Makefile's kind
+# cluster (context kind-$(CLUSTER)), yes = on any cluster, no = never.
+POD_SECURITY ?= auto
 IMAGES       := extract transform airflow dashboard
 IMAGE_PREFIX := $(if $(REGISTRY),$(REGISTRY)/,)datapipe-
 # Extra `docker build` arguments, eg: DOCKER_BUILD_ARGS="--build-arg BASE_IMAGE=datapipe/python-base:local --network host"
@@ -24,7 +33,7 @@ DOCKER_BUILD_ARGS ?=
 HELM_ARGS    ?=
 HELM_TIMEOUT ?= 20m
 # The machine's safe Docker engine starter (CI has shared/ beside the clone).
-DOCKERD_SAFE ?= $(firstword $(wildcard $(ROOT)/../shared/tools/dockerd-safe /work/shared/tools/dockerd-safe))
+DOCKERD_SAFE ?= $(wildcard $(ROOT)/../shared/tools/dockerd-safe)
 LOCAL_BASE_IMAGE ?= $(dir $(DOCKERD_SAFE))local-base-image
 export HELM_CACHE_HOME  := $(LOCAL)/helm/cache
 export HELM_CONFIG_HOME := $(LOCAL)/helm/config
@@ -51,7 +60,7 @@ preflight-docker:
 	@$(DOCKER) info >/dev/null 2>&1 || { echo "error: docker is installed but no engine answers: start it (systemctl start docker) or set DOCKER_HOST" >&2; exit 1; }
 
 preflight-kind: preflight-docker
-	@command -v $(KIND) >/dev/null || { echo "error: kind not found: install it (https://kind.sigs.k8s.io/docs/user/quick-start/#installation, eg. 'go install sigs.k8s.io/kind@v0.31.0')" >&2; exit 1; }
+	@command -v $(KIND) >/dev/null || { echo "error: kind not found: install it (https://kind.sigs.k8s.io/docs/user/quick-start/#installation, eg. 'go install sigs.k8s.io/kind@v0.33.0')" >&2; exit 1; }
 
 preflight-cluster: $(HELM) $(KUBECTL)
 	@$(KUBECTL) version --request-timeout=10s >/dev/null 2>&1 || { echo "error: no Kubernetes cluster answers kubectl (context: $$($(KUBECTL) config current-context 2>/dev/null || echo none)); run 'make kind-up' or set KUBECONFIG" >&2; exit 1; }
@@ -74,19 +83,34 @@ images: preflight-docker ## Build the four images datapipe-{extract,transform,ai
 	  $(DOCKER) build $(DOCKER_BUILD_ARGS) -f images/$$i/Dockerfile -t $(IMAGE_PREFIX)$$i:$(TAG) . || exit 1; \
 	done
 
+.PHONY: retag
+retag: preflight-docker ## Tag the images of FROM_TAG as TAG too, without rebuilding (eg. a second deploy of one build)
+	@[ -n "$(FROM_TAG)" ] || { echo "error: set FROM_TAG= (the tag the images were built with)" >&2; exit 1; }
+	@for i in $(IMAGES); do $(DOCKER) tag $(IMAGE_PREFIX)$$i:$(FROM_TAG) $(IMAGE_PREFIX)$$i:$(TAG) || exit 1; done
+
 .PHONY: kind-load
-kind-load: preflight-kind ## Load the images of TAG into the kind cluster
-	@for i in $(IMAGES); do $(KIND) load docker-image --name $(CLUSTER) $(IMAGE_PREFIX)$$i:$(TAG) || exit 1; done
+kind-load: preflight-kind ## Load the images of TAG into the kind cluster's worker node(s) (KIND_NODES)
+	@for i in $(IMAGES); do $(KIND) load docker-image --name $(CLUSTER) --nodes $(KIND_NODES) $(IMAGE_PREFIX)$$i:$(TAG) || exit 1; done
+
+# The Airflow chart's migration Job has a fixed name (migrateDatabaseJob.useHelmHooks: false) and its
+# pod template carries the image tag, which Kubernetes refuses to change ("field is immutable",
+# apache/airflow#27561): deploy deletes the finished Job before every upgrade; the upgrade recreates it.
+AIRFLOW_FIXED_JOBS = $(RELEASE)-run-airflow-migrations
 
 .PHONY: deploy
 deploy: preflight-cluster ## helm upgrade --install the chart with the images of TAG (fetches the Airflow chart)
 	@$(HELM) repo add apache-airflow https://airflow.apache.org --force-update >/dev/null
 	$(HELM) dependency build $(CHART)
+	@POD_SECURITY=$(POD_SECURITY) CLUSTER=$(CLUSTER) KUBECTL=$(KUBECTL) tools/pod-security.sh prepare $(NAMESPACE)
+	$(KUBECTL) --namespace $(NAMESPACE) delete job $(AIRFLOW_FIXED_JOBS) --ignore-not-found --wait=true
 	$(HELM) upgrade --install $(RELEASE) $(CHART) --namespace $(NAMESPACE) --create-namespace \
-	  --set images.tag=$(TAG) --set airflow.images.airflow.tag=$(TAG) --set airflow.defaultAirflowTag=$(TAG) \
-	  --set airflow.data.metadataSecretName=$(RELEASE)-airflow-metadata \
-	  $(if $(REGISTRY),--set images.registry=$(REGISTRY) --set airflow.images.airflow.repository=$(IMAGE_PREFIX)airflow,) \
+	  --set-string images.tag=$(TAG) --set-string airflow.defaultAirflowTag=$(TAG) \
+	  --set-string airflow.defaultAirflowRepository=$(IMAGE_PREFIX)airflow \
+	  --set-string airflow.data.metadataSecretName=$(RELEASE)-airflow-metadata \
+	  $(if $(REGISTRY),--set-string images.registry=$(REGISTRY),) \
+	  $(if $(PULL_SECRET),--set-string 'images.pullSecrets[0].name=$(PULL_SECRET)' --set-string airflow.registry.secretName=$(PULL_SECRET),) \
 	  --wait --timeout $(HELM_TIMEOUT) $(HELM_ARGS)
+	@POD_SECURITY=$(POD_SECURITY) CLUSTER=$(CLUSTER) KUBECTL=$(KUBECTL) tools/pod-security.sh settle $(NAMESPACE)
 	@echo "==> deployed; 'make port-forward' for Airflow (:8080) and the dashboard (:8501)"
 
 .PHONY: port-forward
@@ -149,7 +173,7 @@ lint-sql: $(TOOLS_VENV) ## sqlfluff (postgres, jinja with dbt builtins) on the d
 	$(TOOLS_BIN)/sqlfluff lint dbt/models --config tools/sqlfluff.cfg
 
 .PHONY: test-chart
-test-chart: $(TOOLS_VENV) $(WAREHOUSE_VENV) $(HELM) ## Chart tests: lint, template x scenarios, strict schema 1.30-1.35, policies, checkov, backup/restore
+test-chart: $(TOOLS_VENV) $(WAREHOUSE_VENV) $(HELM) ## Chart tests: lint, template x scenarios, strict schema 1.30-1.37, policies, checkov, cluster contract, backup/restore
 	@mkdir -p $(LOCAL)/pytest
 	$(TOOLS_BIN)/python -m pytest tests/chart --basetemp=$(LOCAL)/pytest/chart
 
@@ -176,7 +200,7 @@ test-images: $(TOOLS_VENV) ## Image tests: hadolint + checkov always; builds + r
 	fi
 
 .PHONY: images-test
-images-test: $(TOOLS_VENV) $(WAREHOUSE_VENV) ## Build extract/transform/dashboard on the local base image and run their real commands
+images-test: $(TOOLS_VENV) $(WAREHOUSE_VENV) $(HELM) ## Build the four images on local stand-in bases (python, apache/airflow) and run their real commands
 	@mkdir -p $(LOCAL)/pytest
 	@export DOCKER_HOST=$${DOCKER_HOST:-$$($(MAKE) -s docker-engine)}; \
 	  $(TOOLS_BIN)/python -m pytest tests/images -m docker --basetemp=$(LOCAL)/pytest/images
@@ -186,7 +210,7 @@ images-test: $(TOOLS_VENV) $(WAREHOUSE_VENV) ## Build extract/transform/dashboar
 docker-engine:
 	@mkdir -p $(LOCAL)
 	@if [ -n "$${DOCKER_HOST:-}" ] && $(DOCKER) info >/dev/null 2>&1; then echo "$$DOCKER_HOST"; exit 0; fi; \
-	  if [ -z "$(DOCKERD_SAFE)" ]; then echo "dockerd-safe not found (looked in $(ROOT)/../shared/tools and /work/shared/tools; set DOCKERD_SAFE=)" >&2; exit 1; fi; \
+	  if [ -z "$(DOCKERD_SAFE)" ]; then echo "dockerd-safe not found (looked in $(ROOT)/../shared/tools; set DOCKERD_SAFE=)" >&2; exit 1; fi; \
 	  if [ "$$(id -u)" != 0 ]; then echo "dockerd-safe needs root" >&2; exit 1; fi; \
 	  out=$$($(DOCKERD_SAFE) start 2>&1) || { echo "$(DOCKERD_SAFE) start failed: $$out" >&2; exit 1; }; \
 	  host=$$(printf '%s\n' "$$out" | sed -n 's/^export DOCKER_HOST=//p' | tail -n 1); \

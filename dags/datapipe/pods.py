@@ -3,8 +3,9 @@
 `pod_kwargs(settings, component)` returns the KubernetesPodOperator arguments every pod of a
 component gets: namespace, service account, pinned image, credentials as env from Kubernetes Secrets
 (`airflow.providers.cncf.kubernetes.secret.Secret`: the DAG and the pod spec carry only the
-Secret's name and key, never a value), resources, a hardened security context, pod deletion when
-the task finishes, logs streamed into the task log, and the startup timeout. `retry_kwargs`
+Secret's name and key, never a value), resources, security contexts that pass the `restricted` Pod
+Security Standard with a read-only root filesystem (emptyDirs where the steps write), pod deletion
+when the task finishes, logs streamed into the task log, and the startup timeout. `retry_kwargs`
 (retries with exponential backoff) applies to every task of the DAG, pods or not.
 """
 
@@ -30,6 +31,16 @@ WAREHOUSE_KEYS = CONNECTION_VARIABLES  # PGHOST PGPORT PGDATABASE PGUSER PGPASSW
 API_KEYS = ("ALPHAVANTAGE_API_KEY", "ALPHAVANTAGE_BASE_URL")
 # Which Secrets each component's pods receive.
 COMPONENT_SECRETS = {"extract": ("warehouse", "api"), "transform": ("warehouse",)}
+# The non-root user (uid = gid) of the extract and transform images (`USER` in images/*/Dockerfile).
+IMAGE_UID = 10001
+# Where each component's steps write, as emptyDirs over a read-only root filesystem (mount path ->
+# size limit): Python and GX temporary files in /tmp (HOME=/tmp); dbt's target/ (manifest, run
+# results, the gate's data docs) and logs/ in the transform image's project dir (its WORKDIR).
+TMP = "/tmp"  # noqa: S108 - a mount path in the pod (an emptyDir), not a temporary file here
+WRITABLE_DIRS = {
+    "extract": {TMP: "256Mi"},
+    "transform": {TMP: "512Mi", "/opt/datapipe/dbt/target": "1Gi", "/opt/datapipe/dbt/logs": "256Mi"},
+}
 
 
 def secrets_for(settings: Settings, component: str) -> list[Secret]:
@@ -67,10 +78,23 @@ def resources(settings: Settings, component: str) -> k8s.V1ResourceRequirements:
     return k8s.V1ResourceRequirements(requests=dict(spec["requests"]), limits=dict(spec["limits"]))
 
 
+def scratch_volumes(component: str) -> tuple[list[k8s.V1Volume], list[k8s.V1VolumeMount]]:
+    """emptyDir volumes and their mounts for the directories a component's steps write to."""
+    from kubernetes.client import models as k8s
+
+    volumes, mounts = [], []
+    for path, size in WRITABLE_DIRS.get(component, {TMP: "256Mi"}).items():
+        name = "scratch" + path.replace("/", "-").replace("_", "-")
+        volumes.append(k8s.V1Volume(name=name, empty_dir=k8s.V1EmptyDirVolumeSource(size_limit=size)))
+        mounts.append(k8s.V1VolumeMount(name=name, mount_path=path))
+    return volumes, mounts
+
+
 def pod_kwargs(settings: Settings, component: Component) -> dict[str, Any]:
     """KubernetesPodOperator arguments shared by every pod of `component` (ours and Cosmos')."""
     from kubernetes.client import models as k8s
 
+    volumes, mounts = scratch_volumes(component.name)
     return {
         "namespace": settings.namespace,
         "service_account_name": settings.service_account,
@@ -81,11 +105,23 @@ def pod_kwargs(settings: Settings, component: Component) -> dict[str, Any]:
         # A list of V1EnvVar (not a dict): Cosmos merges its own env into this list at execute time.
         "env_vars": [k8s.V1EnvVar(name=k, value=v) for k, v in plain_env(settings, component).items()],
         "container_resources": resources(settings, component.name),
+        # Pod Security Standard `restricted`, plus a read-only root filesystem.
+        "security_context": k8s.V1PodSecurityContext(
+            run_as_non_root=True,
+            run_as_user=IMAGE_UID,
+            run_as_group=IMAGE_UID,
+            fs_group=IMAGE_UID,
+            seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+        ),
         "container_security_context": k8s.V1SecurityContext(
             allow_privilege_escalation=False,
+            read_only_root_filesystem=True,
+            run_as_non_root=True,
             capabilities=k8s.V1Capabilities(drop=["ALL"]),
             seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
         ),
+        "volumes": volumes,
+        "volume_mounts": mounts,
         "labels": {
             "app.kubernetes.io/part-of": "datapipe",
             "app.kubernetes.io/component": component.name,

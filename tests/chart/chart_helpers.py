@@ -2,17 +2,22 @@
 
 The official Airflow chart (a declared dependency) cannot be downloaded here, and `helm template`
 refuses a chart whose dependency is missing even when its condition is false. So each render uses
-a temporary copy of charts/datapipe with an empty stand-in chart at charts/airflow
-(fixtures/airflow-stub): our own templates render exactly as shipped, the subchart renders nothing.
+a temporary copy of charts/datapipe with a stand-in chart at charts/airflow (fixtures/airflow-stub)
+that carries the official chart's own values.yaml and values.schema.json (fixtures/airflow-chart):
+our own templates render exactly as shipped, helm validates and merges the Airflow values exactly
+as it would for the real chart, and the stand-in renders one object only, the merged values, which
+`Renderer.render` takes out of the objects and returns as `Render.airflow_values`.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +71,11 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "api-key": {"api": {"key": "AVKEY0123456789SECRET"}},
     "cloud-registry": {
         "images": {"registry": "ghcr.io/acme", "tag": "1a2b3c4d", "pullSecrets": [{"name": "ghcr-pull"}]},
-        "airflow": {"images": {"airflow": {"repository": "ghcr.io/acme/datapipe-airflow", "tag": "1a2b3c4d"}}},
+        "airflow": {
+            "defaultAirflowRepository": "ghcr.io/acme/datapipe-airflow",
+            "defaultAirflowTag": "1a2b3c4d",
+            "registry": {"secretName": "ghcr-pull"},
+        },
         "warehouse": {"internal": {"persistence": {"storageClass": "premium-rwo"}}},
     },
 }
@@ -117,12 +126,19 @@ class Renderer:
         dest = self.workdir / f"chart-{self._copies}" / "datapipe"
         shutil.copytree(CHART, dest, ignore=shutil.ignore_patterns("charts"))
         shutil.copytree(FIXTURES / "airflow-stub", dest / "charts" / "airflow")
+        for name in ("values.yaml", "values.schema.json"):  # the official chart's defaults and schema
+            shutil.copy(FIXTURES / "airflow-chart" / name, dest / "charts" / "airflow" / name)
         if lookup_stub is not None:
             (dest / "templates" / "_lookup.tpl").write_text(lookup_stub)
         return dest
 
     def run(
-        self, args: list[str], chart: Path | None = None, values: dict[str, Any] | None = None, check: bool = True
+        self,
+        args: list[str],
+        chart: Path | None = None,
+        values: dict[str, Any] | None = None,
+        check: bool = True,
+        extra: list[str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         chart = chart or self.default_chart
         cmd = [str(self.helm), *args, str(chart)]
@@ -130,6 +146,7 @@ class Renderer:
             vf = self.workdir / f"values-{abs(hash(yaml.safe_dump(values)))}.yaml"
             vf.write_text(yaml.safe_dump(values))
             cmd += ["--values", str(vf)]
+        cmd += extra or []
         proc = subprocess.run(cmd, capture_output=True, text=True, env=self.env)
         if check and proc.returncode != 0:
             pytest.fail(f"{' '.join(cmd)} failed:\n{proc.stderr}")
@@ -141,18 +158,50 @@ class Renderer:
             self._default = self.chart_copy()
         return self._default
 
+    def render(
+        self,
+        values: dict[str, Any] | None = None,
+        chart: Path | None = None,
+        release: str = RELEASE,
+        extra: list[str] | None = None,
+    ) -> Render:
+        """`helm template`: our objects, and the values the Airflow chart receives (None when it is off)."""
+        proc = self.run(
+            ["template", release, "--namespace", NAMESPACE, "--kube-version", "1.33.0"],
+            chart=chart,
+            values=values,
+            extra=extra,
+        )
+        objects, airflow_values = [], None
+        for doc in yaml.safe_load_all(proc.stdout):
+            if not doc:
+                continue
+            if (doc["metadata"].get("annotations") or {}).get(STUB_ANNOTATION) == "computed-values":
+                airflow_values = json.loads(doc["data"]["values.json"])
+            else:
+                objects.append(doc)
+        return Render(objects, airflow_values)
+
     def template(
         self, values: dict[str, Any] | None = None, chart: Path | None = None, release: str = RELEASE
     ) -> list[dict[str, Any]]:
-        proc = self.run(
-            ["template", release, "--namespace", NAMESPACE, "--kube-version", "1.33.0"], chart=chart, values=values
-        )
-        return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+        return self.render(values, chart=chart, release=release).objects
 
     def template_error(self, values: dict[str, Any], release: str = RELEASE) -> str:
         proc = self.run(["template", release, "--namespace", NAMESPACE], values=values, check=False)
         assert proc.returncode != 0, f"rendering {values} should have failed"
         return proc.stderr
+
+
+STUB_ANNOTATION = "datapipe.test/airflow-stub"
+
+
+@dataclass
+class Render:
+    """One `helm template`: our objects, and the merged values of the Airflow subchart."""
+
+    objects: list[dict[str, Any]]
+    airflow_values: dict[str, Any] | None
 
 
 def scenario_values(name: str, airflow_enabled: bool) -> dict[str, Any]:
@@ -215,5 +264,3 @@ def selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
             return False
     return True
 
-
-Render = Callable[..., list[dict[str, Any]]]

@@ -21,7 +21,7 @@ from chart_helpers import (
     secret_data,
 )
 
-KUBE_VERSIONS = ["1.30.0", "1.31.0", "1.32.0", "1.33.0", "1.34.0", "1.35.0"]
+KUBE_VERSIONS = ["1.30.0", "1.31.0", "1.32.0", "1.33.0", "1.34.0", "1.35.0", "1.36.0", "1.37.0"]
 
 # kubernetes-validate re-reads and parses its (large) schema files on every call; the files never
 # change during a run, so memoise the loader. Validation itself is unchanged.
@@ -140,7 +140,12 @@ def test_external_database_runs_no_warehouse_and_uses_the_managed_secrets(
 def test_existing_secrets_are_referenced_and_not_generated(rendered: dict[str, list[dict[str, Any]]]) -> None:
     objects = rendered["existing-secrets/airflow-on"]
     generated = {o["metadata"]["name"] for o in objects if o["kind"] == "Secret"}
-    assert generated == {"datapipe-airflow-metadata", "datapipe-airflow-admin"}
+    assert generated == {
+        "datapipe-airflow-metadata",
+        "datapipe-airflow-admin",
+        "datapipe-airflow-jwt",
+        "datapipe-airflow-api-secret-key",
+    }
     sts = find(objects, "StatefulSet", "datapipe-warehouse")
     assert sts is not None
     refs = {
@@ -208,7 +213,21 @@ def test_cloud_registry_prefixes_every_image(rendered: dict[str, list[dict[str, 
         ({"api": {"key": "k", "existingSecret": "s"}}, "either api.key or api.existingSecret"),
         ({"alerts": {"smtp": {"enabled": True}}}, "alerts.smtp.enabled needs alerts.smtp.host"),
         ({"alerts": {"slack": {"enabled": True}}}, "alerts.slack.enabled needs alerts.slack.webhookUrl"),
-        ({"images": {"tag": "abc123"}}, "airflow.images.airflow.tag (0.1.0) must equal images.tag (abc123)"),
+        ({"images": {"tag": "abc123"}}, "airflow.defaultAirflowTag (0.1.0) must equal images.tag (abc123)"),
+        (
+            {"images": {"tag": "abc123"},
+             "airflow": {"defaultAirflowTag": "abc123", "images": {"airflow": {"tag": "x"}}}},
+            "airflow.images.airflow.tag (x) must equal images.tag (abc123)",
+        ),
+        ({"images": {"registry": "ghcr.io/acme"}}, "airflow.defaultAirflowRepository (datapipe-airflow) must start"),
+        ({"images": {"pullSecrets": [{"name": "pull"}]}}, "airflow.registry.secretName must name one of"),
+        ({"airflow": {"registry": {"secretName": "pull"}}}, "airflow.registry.secretName (pull) must also be in"),
+        ({"airflow": {"allowPodLaunching": True}}, "airflow.allowPodLaunching must stay false"),
+        ({"airflow": {"jwtSecretName": ""}}, "airflow.jwtSecretName must be set"),
+        (
+            {"airflow": {"executor": "KubernetesExecutor", "workers": {"serviceAccount": {"name": ""}}}},
+            "airflow.workers.serviceAccount.name must be set with KubernetesExecutor",
+        ),
         ({"warehouse": {"mode": "elsewhere"}}, "at '/warehouse/mode': value must be one of"),
         ({"warehouse": {"databse": "typo"}}, "databse"),
     ],
@@ -227,7 +246,14 @@ def test_other_release_names_must_name_the_airflow_metadata_secret(renderer: Ren
 def test_scenarios_cover_airflow_on_and_off(rendered: dict[str, list[dict[str, Any]]]) -> None:
     on = {o["metadata"]["name"] for o in rendered["defaults/airflow-on"]}
     off = {o["metadata"]["name"] for o in rendered["defaults/airflow-off"]}
-    assert on - off == {"datapipe-airflow-metadata", "datapipe-airflow-admin", "datapipe-airflow"}
+    assert on - off == {
+        "datapipe-airflow-metadata",
+        "datapipe-airflow-admin",
+        "datapipe-airflow",
+        "datapipe-airflow-jwt",
+        "datapipe-airflow-api-secret-key",
+        "datapipe-pod-launcher",
+    }
     assert scenario_values("defaults", False) == {"airflow": {"enabled": False}}
 
 

@@ -103,7 +103,10 @@ def test_airflow_values_validate_against_the_official_chart_schema() -> None:
     assert airflow["executor"] == "LocalExecutor"
     assert airflow["postgresql"] == {"enabled": False}
     assert airflow["migrateDatabaseJob"]["useHelmHooks"] is False
-    assert airflow["images"]["airflow"]["repository"] == "datapipe-airflow"
+    assert airflow["defaultAirflowRepository"] == "datapipe-airflow"
+    # one place for the Airflow image: every component and the KubernetesExecutor worker template
+    assert "repository" not in airflow["images"]["airflow"] and "tag" not in airflow["images"]["airflow"]
+    assert airflow["allowPodLaunching"] is False
 
 
 def test_official_schema_rejects_a_wrong_airflow_value() -> None:
@@ -142,6 +145,8 @@ GENERATED = [
     ("datapipe-airflow-metadata", "connection"),
     ("datapipe-airflow-admin", "passwords.json"),
     ("datapipe-api", "ALPHAVANTAGE_API_KEY"),
+    ("datapipe-airflow-jwt", "jwt-secret"),
+    ("datapipe-airflow-api-secret-key", "api-secret-key"),
 ]
 
 

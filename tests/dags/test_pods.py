@@ -5,11 +5,15 @@ validated strictly against the Kubernetes schema, and checked against the one sh
 from __future__ import annotations
 
 import json
+import re
+import sys
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
-from dagtest import base_env, fake_context
+import yaml
+from dagtest import MANIFEST, ROOT, base_env, fake_context
 from datapipe.config import Settings
 from datapipe.pipeline import build_market_data_daily
 from datapipe.pods import API_KEYS, WAREHOUSE_KEYS
@@ -184,3 +188,97 @@ def test_cosmos_pods_run_the_dbt_command_for_their_node(rendered: dict[str, Any]
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["DBT_PROFILES_DIR"] == "."
     assert seen["run"] == len(models) and seen["test"] >= 4 and seen["source"] >= 1
+
+
+# -- the pods the deployed DAG submits: settings from the chart's own DAG ConfigMap ---------------------
+CHART_RELEASES = {
+    "defaults": {},
+    "cloud-example": "k8s/values-cloud.example.yaml",
+}
+
+
+def chart_configmap(values: dict[str, Any] | str, workdir: Path) -> dict[str, str]:
+    """`data` of the DAG ConfigMap `helm template` renders for these values (chart suite's renderer)."""
+    sys.path.insert(0, str(ROOT / "tests" / "chart"))
+    from chart_helpers import Renderer, ensure_helm, find
+
+    if isinstance(values, str):
+        values = yaml.safe_load((ROOT / values).read_text())
+    objects = Renderer(ensure_helm(), workdir).template(values)
+    cm = find(objects, "ConfigMap", "datapipe-dag-config")
+    assert cm is not None
+    return dict(cm["data"])
+
+
+@pytest.fixture(scope="module")
+def chart_pods(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, tuple[Any, dict[str, Any]]]]:
+    """release -> task_id -> (operator, pod): the DAG as the datapipe-airflow image parses it in the
+    cluster (the ConfigMap's environment plus the image's own DATAPIPE_DBT_* variables)."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from kubernetes.client import ApiClient
+
+    api = ApiClient()
+    out: dict[str, dict[str, tuple[Any, dict[str, Any]]]] = {}
+    for release, values in CHART_RELEASES.items():
+        env = chart_configmap(values, tmp_path_factory.mktemp(f"helm-{release}"))
+        env |= {"DATAPIPE_DBT_MANIFEST": str(MANIFEST), "DATAPIPE_DBT_PROJECT_DIR": "."}
+        dag = build_market_data_daily(Settings.from_env(env))
+        pods = {}
+        for task in dag.tasks:
+            if not isinstance(task, KubernetesPodOperator):
+                continue
+            context = fake_context(dag, task)
+            if hasattr(task, "build_kube_args"):
+                task.build_kube_args(context, task.add_cmd_flags())
+            pod = task.build_pod_request_obj(context, dry_run=True)
+            pods[task.task_id] = (task, api.sanitize_for_serialization(pod))
+        out[release] = pods
+    return out
+
+
+def dockerfile_user(component: str) -> int:
+    text = (ROOT / "images" / component / "Dockerfile").read_text()
+    return int(re.findall(r"^USER\s+(\d+)", text, re.M)[-1])
+
+
+def test_every_dag_pod_passes_restricted_with_a_read_only_root_filesystem(chart_pods: dict[str, Any]) -> None:
+    from pod_security import read_only_violations, violations
+
+    problems = []
+    for release, pods in chart_pods.items():
+        assert sum(1 for t in pods if t.startswith("dbt.")) >= 10 and "extract_prices" in pods
+        for task_id, (_, pod) in pods.items():
+            problems += [f"{release}: {task_id}: {v}" for v in violations(pod["spec"], "restricted")]
+            problems += [f"{release}: {task_id}: {v}" for v in read_only_violations(pod["spec"])]
+    assert not problems, "\n".join(problems[:40])
+
+
+def test_dag_pods_run_as_the_image_user_with_scratch_dirs_where_they_write(chart_pods: dict[str, Any]) -> None:
+    from datapipe.pods import WRITABLE_DIRS
+
+    workdir = re.findall(r"^WORKDIR\s+(\S+)", (ROOT / "images" / "transform" / "Dockerfile").read_text(), re.M)[-1]
+    # dbt writes target/ and logs/ next to the project (the image's WORKDIR, DBT_PROJECT_DIR=.)
+    assert {f"{workdir}/target", f"{workdir}/logs", "/tmp"} <= set(WRITABLE_DIRS["transform"])
+    for release, pods in chart_pods.items():
+        for task_id, (_, pod) in pods.items():
+            component = pod["metadata"]["labels"]["app.kubernetes.io/component"]
+            spec = pod["spec"]
+            uid = dockerfile_user(component)
+            assert spec["securityContext"]["runAsUser"] == uid and spec["securityContext"]["runAsNonRoot"] is True
+            (container,) = spec["containers"]
+            mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+            assert set(mounts) == set(WRITABLE_DIRS[component]), (release, task_id)
+            empty_dirs = {v["name"] for v in spec["volumes"] if "emptyDir" in v}
+            assert set(mounts.values()) <= empty_dirs, (release, task_id)
+
+
+def test_dag_pods_use_the_chart_account_and_images(chart_pods: dict[str, Any], tmp_path: Path) -> None:
+    """The pods run as the chart's pipeline ServiceAccount (which carries the image pull secrets) in
+    the release namespace, with the images the chart names."""
+    cloud = chart_configmap(CHART_RELEASES["cloud-example"], tmp_path)
+    for task_id, (_, pod) in chart_pods["cloud-example"].items():
+        assert pod["spec"]["serviceAccountName"] == cloud["DATAPIPE_SERVICE_ACCOUNT"] == "datapipe-pipeline"
+        assert pod["metadata"]["namespace"] == cloud["DATAPIPE_NAMESPACE"]
+        (container,) = pod["spec"]["containers"]
+        assert container["image"] in (cloud["DATAPIPE_IMAGE_EXTRACT"], cloud["DATAPIPE_IMAGE_TRANSFORM"]), task_id
+        assert container["image"].startswith("ghcr.io/acme/")

@@ -13,6 +13,9 @@ ROOT = Path(__file__).resolve().parents[2]
 TOOLS_BIN = ROOT / ".local" / "venvs" / "tools" / "bin"
 IMAGES = ["extract", "transform", "airflow", "dashboard"]
 DOCKERFILES = {name: ROOT / "images" / name / "Dockerfile" for name in IMAGES}
+# Test-only stand-in for apache/airflow (`make images-test` builds datapipe-airflow on it).
+STAND_IN = ROOT / "images" / "airflow-base-local" / "Dockerfile"
+LINTED = {**DOCKERFILES, "airflow-base-local": STAND_IN}
 
 
 def tool(name: str) -> Path:
@@ -23,13 +26,14 @@ def tool(name: str) -> Path:
 
 
 def test_every_image_has_a_dockerfile() -> None:
-    for name, path in DOCKERFILES.items():
+    for name, path in LINTED.items():
         assert path.is_file(), f"{name}: {path} is missing"
+    assert sorted(p.parent.name for p in (ROOT / "images").glob("*/Dockerfile")) == sorted(LINTED)
 
 
 def test_hadolint_is_clean_at_warning_threshold() -> None:
     proc = subprocess.run(
-        [str(tool("hadolint")), "--failure-threshold", "warning", *map(str, DOCKERFILES.values())],
+        [str(tool("hadolint")), "--failure-threshold", "warning", *map(str, LINTED.values())],
         capture_output=True,
         text=True,
     )
@@ -49,7 +53,7 @@ def test_checkov_finds_no_failed_check(tmp_path: Path) -> None:
     proc = subprocess.run(
         [
             str(tool("checkov")),
-            *[arg for f in DOCKERFILES.values() for arg in ("--file", str(f))],
+            *[arg for f in LINTED.values() for arg in ("--file", str(f))],
             "--framework",
             "dockerfile",
             "--skip-download",
@@ -78,9 +82,9 @@ def test_checkov_finds_no_failed_check(tmp_path: Path) -> None:
         assert len(check.get("suppress_comment", "")) > 20, f"{check['check_id']} skipped without a reason"
 
 
-@pytest.mark.parametrize("name", IMAGES)
+@pytest.mark.parametrize("name", sorted(LINTED))
 def test_base_images_are_pinned_build_args(name: str) -> None:
-    text = DOCKERFILES[name].read_text()
+    text = LINTED[name].read_text()
     args = dict(re.findall(r"^ARG (\w*IMAGE)=(\S+)$", text, re.M))
     assert args, f"{name}: no base image build arg"
     for arg, default in args.items():
@@ -119,3 +123,21 @@ def test_dockerignore_keeps_the_context_small() -> None:
         assert f"!{folder}" in lines
     for local_state in ("dbt/target/", "**/__pycache__/", "**/*.env"):
         assert local_state in lines
+
+
+def test_the_airflow_image_checks_its_packages_after_the_lock() -> None:
+    text = DOCKERFILES["airflow"].read_text()
+    install = text.index("--require-hashes --no-deps -r /tmp/requirements.lock")
+    assert "pip check" in text[install:], "pip check must run after the lock is installed over the image's packages"
+
+
+def test_the_airflow_stand_in_matches_the_official_image_where_it_can() -> None:
+    """Same Airflow version as the lock and the official image tag; the official image's user and home."""
+    stand_in = STAND_IN.read_text()
+    version = re.search(r"^ARG AIRFLOW_VERSION=(\S+)$", stand_in, re.M).group(1)  # type: ignore[union-attr]
+    assert f"apache-airflow=={version}" in (ROOT / "dags" / "requirements.in").read_text()
+    official = re.search(r"^ARG AIRFLOW_IMAGE=(\S+)$", DOCKERFILES["airflow"].read_text(), re.M).group(1)  # type: ignore[union-attr]
+    assert official.startswith(f"apache/airflow:{version}-")
+    assert "--uid 50000 --gid 0" in stand_in and "AIRFLOW_HOME=/opt/airflow" in stand_in
+    assert re.findall(r"^USER\s+(\S+)", stand_in, re.M)[-1] == "50000:0"
+    assert 'pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}"' in stand_in

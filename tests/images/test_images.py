@@ -1,18 +1,25 @@
-"""Build the extract, transform and dashboard images and run their real commands (`make images-test`).
+"""Build the four images and run their real commands (`make images-test`).
 
-The images are built on the machine's local stand-in for python:3.12-slim (tools/local-base-image),
-with `--network host`; the containers use `--network host` and reach the test session's embedded
-PostgreSQL and the sandbox API on 127.0.0.1. The commands come from dags/datapipe/steps.toml, the
-same definition the DAG uses: extract from the sandbox, dbt build + quality gate + publish, then
-the dashboard's health endpoint with the read-only role. Containers run as the images' non-root
-user with every capability dropped (and a read-only root filesystem where the chart sets one).
+The images are built on the machine's local stand-in for python:3.12-slim (the shared tools'
+local-base-image, found at ../shared/tools beside the repository), and datapipe-airflow on a local
+stand-in for apache/airflow built from images/airflow-base-local (same Airflow version from PyPI,
+user 50000, /opt/airflow), with `--network host`; each image is built once per session. The
+containers use `--network host` and reach the test session's embedded PostgreSQL and the sandbox
+API on 127.0.0.1. The commands come from dags/datapipe/steps.toml, the same definition the DAG
+uses: extract from the sandbox, dbt build + quality gate + publish, then the dashboard's health
+endpoint with the read-only role, and the Airflow image parses the DAG with the environment of the
+chart's own DAG ConfigMap. Containers run as the images' non-root user with every capability
+dropped, and the task images with a read-only root filesystem and tmpfs exactly where the DAG's
+pods mount emptyDirs (dags/datapipe/pods.py).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import tomllib
 import urllib.request
@@ -21,13 +28,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = tomllib.loads((ROOT / "dags" / "datapipe" / "steps.toml").read_text())
 BASE_IMAGE = os.environ.get("DATAPIPE_BASE_IMAGE", "datapipe/python-base:local")
+AIRFLOW_BASE_IMAGE = "datapipe/airflow-base:local"
 TAG = "images-test"
 SYMBOLS = "IBM,AAPL,MSFT"
-COMPONENT_DIRS = {"extract": "extract", "transform": "dbt", "dashboard": "dashboard"}
+COMPONENT_DIRS = {"extract": "extract", "transform": "dbt", "dashboard": "dashboard", "airflow": "dags"}
+sys.path.insert(0, str(ROOT / "dags"))
+from datapipe.pods import IMAGE_UID, WRITABLE_DIRS  # noqa: E402  (the DAG pods' emptyDirs: one definition)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -46,15 +57,11 @@ def docker(
 
 
 def local_base_image_script() -> Path:
-    candidates = [
-        os.environ.get("LOCAL_BASE_IMAGE", ""),
-        str(ROOT.parent / "shared" / "tools" / "local-base-image"),
-        "/work/shared/tools/local-base-image",
-    ]
+    candidates = [os.environ.get("LOCAL_BASE_IMAGE", ""), str(ROOT.parent / "shared" / "tools" / "local-base-image")]
     for c in candidates:
         if c and Path(c).is_file():
             return Path(c)
-    pytest.fail(f"local-base-image not found (looked at {candidates[1:]}; set LOCAL_BASE_IMAGE)")
+    pytest.fail(f"local-base-image not found (looked at {candidates[1]}; set LOCAL_BASE_IMAGE)")
 
 
 @pytest.fixture(scope="session")
@@ -79,6 +86,7 @@ _built: dict[str, str] = {}
 
 
 def build(name: str, base: str) -> str:
+    """Build images/<name>/Dockerfile once per session on the local stand-in base images."""
     if name in _built:
         return _built[name]
     folder = ROOT / COMPONENT_DIRS[name]
@@ -88,33 +96,42 @@ def build(name: str, base: str) -> str:
             f"cannot build datapipe-{name}: {lock.relative_to(ROOT)} is missing (is the {name} component merged?)"
         )
     image = f"datapipe-{name}:{TAG}"
+    extra = ["--build-arg", f"AIRFLOW_IMAGE={airflow_base(base)}"] if name == "airflow" else []
     started = time.monotonic()
-    docker(
-        "build",
-        "--network",
-        "host",
-        "--build-arg",
-        f"BASE_IMAGE={base}",
-        "-f",
-        f"images/{name}/Dockerfile",
-        "-t",
-        image,
-        str(ROOT),
-    )
+    docker("build", "--network", "host", "--build-arg", f"BASE_IMAGE={base}", *extra,
+           "-f", f"images/{name}/Dockerfile", "-t", image, str(ROOT))
     print(f"built {image} in {time.monotonic() - started:.0f}s")
     _built[name] = image
     return image
 
 
+def airflow_base(base: str) -> str:
+    """The local stand-in for apache/airflow (images/airflow-base-local), built once per session."""
+    if "airflow-base" not in _built:
+        started = time.monotonic()
+        docker("build", "--network", "host", "--build-arg", f"BASE_IMAGE={base}",
+               "-f", "images/airflow-base-local/Dockerfile", "-t", AIRFLOW_BASE_IMAGE, str(ROOT))
+        print(f"built {AIRFLOW_BASE_IMAGE} in {time.monotonic() - started:.0f}s")
+        _built["airflow-base"] = AIRFLOW_BASE_IMAGE
+    return _built["airflow-base"]
+
+
 HARDENED = ["--network", "host", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
 
 
-def run_step(
-    image: str, step: str, env: dict[str, str], *, read_only: bool = False
-) -> subprocess.CompletedProcess[str]:
-    """Run one step of steps.toml exactly as its pod would: the image's WORKDIR and user, env only."""
+def pod_filesystem(component: str) -> list[str]:
+    """A read-only root filesystem with tmpfs where the component's pods mount emptyDirs, writable by
+    the pod's user as an emptyDir with the pod's fsGroup is (Docker keeps the image directory's owner
+    and mode on a tmpfs mounted over it, so the owner is given explicitly)."""
+    options = f"uid={IMAGE_UID},gid={IMAGE_UID},mode=1777"
+    return ["--read-only", *[arg for path in WRITABLE_DIRS[component] for arg in ("--tmpfs", f"{path}:{options}")]]
+
+
+def run_step(image: str, step: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run one step of steps.toml exactly as its pod would: the image's WORKDIR and user, env only,
+    a read-only root filesystem with the pod's writable directories."""
     command = STEPS["steps"][step]["command"]
-    flags = [*HARDENED, *(["--read-only", "--tmpfs", "/tmp"] if read_only else [])]
+    flags = [*HARDENED, *pod_filesystem(STEPS["steps"][step]["component"])]
     # `-e NAME` (no value) passes the variable from our environment: no secret on the command line.
     env_flags = [arg for name in env for arg in ("-e", name)]
     proc = docker("run", "--rm", *flags, *env_flags, image, *command, env=env, check=False)
@@ -193,7 +210,7 @@ def test_extract_image_loads_raw_from_the_sandbox(warehouse, sandbox: str, base_
         "DATAPIPE_SYMBOLS": SYMBOLS,
     }
     for step in ("extract_prices", "extract_companies"):
-        run_step(image, step, env, read_only=True)
+        run_step(image, step, env)
     assert warehouse.psql("select count(distinct symbol) from raw.time_series_daily") == "3"
     assert warehouse.psql("select count(distinct symbol) from raw.company_overview") == "3"
     assert warehouse.psql("select count(*) from ops.extract_runs where status = 'succeeded'") == "2"
@@ -250,3 +267,69 @@ def test_dashboard_image_answers_its_health_check(warehouse, base_image: str, co
         raise AssertionError(f"dashboard did not answer; logs:\n{logs.stdout[-3000:]}\n{logs.stderr[-3000:]}") from None
     user = docker("exec", container_name, "id", "-u").stdout.strip()
     assert user == "10001"
+
+
+def chart_environment(tmp_path: Path) -> dict[str, str]:
+    """The environment the chart gives every Airflow container: the DAG ConfigMap (extraEnvFrom) and
+    the Airflow values' `env`, from a real `helm template` of the chart's defaults."""
+    sys.path.insert(0, str(ROOT / "tests" / "chart"))
+    from chart_helpers import Renderer, ensure_helm, find
+
+    render = Renderer(ensure_helm(), tmp_path).render()
+    cm = find(render.objects, "ConfigMap", "datapipe-dag-config")
+    assert cm is not None and render.airflow_values is not None
+    env = dict(cm["data"])
+    env.update({e["name"]: str(e["value"]) for e in render.airflow_values.get("env") or []})
+    return env
+
+
+# Run inside datapipe-airflow: each section's last line is its JSON answer. The DAG is parsed like the
+# dag-processor parses its bundle (`-B dags-folder` puts the DAGs folder on sys.path).
+MANIFEST_SUMMARY = (
+    "import json, os; path = os.environ['DATAPIPE_DBT_MANIFEST']; m = json.load(open(path)); "
+    "print(json.dumps({'path': path, 'project': m['metadata']['project_name'], "
+    "'models': sum(n['resource_type'] == 'model' for n in m['nodes'].values())}))"
+)
+AIRFLOW_CHECK = f"""
+set -eu
+airflow db migrate >/dev/null 2>&1 || {{ echo "airflow db migrate failed" >&2; airflow db migrate; exit 1; }}
+parse() {{ airflow dags "$1" --local -B dags-folder -o json 2>/dev/null | tail -n 1; }}
+echo "=== manifest"; python -c "{MANIFEST_SUMMARY}"
+echo "=== import-errors"; parse list-import-errors
+echo "=== dags"; parse list
+echo "=== import-errors-latest"; DATAPIPE_IMAGE_EXTRACT=datapipe-extract:latest parse list-import-errors
+"""
+
+
+def sections(output: str) -> dict[str, str]:
+    out, name = {}, None
+    for line in output.splitlines():
+        if line.startswith("=== "):
+            name = line[4:].strip()
+        elif name is not None and line.strip():
+            out[name] = line.strip()
+    return out
+
+
+def test_airflow_image_parses_the_dag_with_the_chart_environment(base_image: str, tmp_path: Path) -> None:
+    """datapipe-airflow on the apache/airflow stand-in: the build ran `pip check` over our lock; the
+    DAG file imports without error in the chart's environment (the dag-processor's bundle parse);
+    the dbt manifest is where the DAG reads it. The `:latest` run proves the check can fail."""
+    image = build("airflow", base_image)
+    env = chart_environment(tmp_path)
+    assert env["DATAPIPE_RUNTIME"] == "kubernetes" and "DATAPIPE_DBT_MANIFEST" not in env
+    env_flags = [arg for name in env for arg in ("-e", name)]
+    proc = docker("run", "--rm", "--network", "none", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+                  *env_flags, image, "bash", "-c", AIRFLOW_CHECK, env=env, check=False)
+    assert proc.returncode == 0, f"checks failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    found = sections(proc.stdout)
+    assert json.loads(found["import-errors"]) == [], found["import-errors"]
+    assert [d["dag_id"] for d in json.loads(found["dags"])] == ["market_data_daily"]
+    manifest = json.loads(found["manifest"])
+    assert manifest["path"] == "/opt/airflow/dbt/target/manifest.json"
+    assert manifest["project"] == yaml.safe_load((ROOT / "dbt" / "dbt_project.yml").read_text())["name"]
+    assert manifest["models"] >= 10
+    errors = json.loads(found["import-errors-latest"])
+    assert errors and "uses the tag 'latest'" in errors[0]["error"]
+    user = docker("run", "--rm", "--network", "none", image, "id", "-u").stdout.strip()
+    assert user == "50000"

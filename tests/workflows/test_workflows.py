@@ -16,6 +16,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS_BIN = ROOT / ".local" / "venvs" / "tools" / "bin"
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+IMAGES = ["extract", "transform", "airflow", "dashboard"]
 SHA_PIN = re.compile(r"^(?P<action>[\w.-]+/[\w./-]+)@(?P<sha>[0-9a-f]{40})$")
 VERSION_COMMENT = re.compile(r"#\s*v\d+\.\d+\.\d+\s*$")
 
@@ -183,12 +184,71 @@ def test_ci_covers_lint_tests_images_and_kind_e2e() -> None:
     assert build["cache-from"].startswith("type=gha") and build["cache-to"].startswith("type=gha")
     e2e = jobs["e2e"]["steps"]
     runs = [s.get("run", "") for s in e2e]
-    assert "make kind-up images kind-load deploy" in runs
-    assert runs.index("make trigger") > runs.index("make kind-up images kind-load deploy")
     assert "make smoke" in runs
     uploads = [s for s in e2e if "upload-artifact" in s.get("uses", "")]
     assert uploads and uploads[0]["if"] == "failure()"
     assert any("kind-action" in s.get("uses", "") for s in e2e)
+
+
+def test_e2e_builds_each_image_once_and_deploys_twice_with_different_tags() -> None:
+    e2e = load(ROOT / ".github" / "workflows" / "ci.yml")["jobs"]["e2e"]
+    steps = e2e["steps"]
+    builds = [s["with"] for s in steps if "build-push-action" in s.get("uses", "")]
+    assert sorted(b["file"] for b in builds) == sorted(f"images/{i}/Dockerfile" for i in IMAGES)
+    for build in builds:  # loaded into the runner's Docker for kind, from the images job's cache
+        image = build["file"].split("/")[1]
+        assert build["load"] == "true" and build["push"] == "false"
+        assert build["cache-from"] == f"type=gha,scope={image}"
+        assert build["tags"] == f"datapipe-{image}:${{{{ steps.tags.outputs.first }}}}"
+    runs = [s.get("run", "") for s in steps]
+    assert not [r for r in runs if "images" in called_targets(r)], "e2e must not rebuild with make images"
+    deploys = [s for s in steps if "deploy" in called_targets(s.get("run", ""))]
+    assert len(deploys) == 2
+    tags = []
+    for step in deploys:
+        (var,) = re.findall(r'\bTAG="\$(\w+)"', step["run"])
+        tags.append(step["env"][var])
+    assert tags == ["${{ steps.tags.outputs.first }}", "${{ steps.tags.outputs.second }}"]
+    second = deploys[1]
+    assert "retag" in called_targets(second["run"]) and "kind-load" in called_targets(second["run"])
+    assert 'FROM_TAG="$FIRST"' in second["run"] and second["env"]["FIRST"] == tags[0]
+    # the DAG runs after each deploy
+    first_i, second_i = steps.index(deploys[0]), steps.index(second)
+    assert any("trigger" in called_targets(s.get("run", "")) for s in steps[first_i + 1 : second_i])
+    assert any("trigger" in called_targets(s.get("run", "")) for s in steps[second_i + 1 :])
+    (tag_step,) = [s for s in steps if s.get("id") == "tags"]
+    assert "first=" in tag_step["run"] and "second=" in tag_step["run"]
+
+
+def test_kind_is_the_same_release_everywhere() -> None:
+    e2e = load(ROOT / ".github" / "workflows" / "ci.yml")["jobs"]["e2e"]
+    (kind,) = [s for s in e2e["steps"] if "kind-action" in s.get("uses", "")]
+    version = kind["with"]["version"]
+    assert version == "v0.33.0"
+    assert f"kind {version}" in (ROOT / "kind-config.yaml").read_text()
+    assert f"sigs.k8s.io/kind@{version}" in (ROOT / "mk" / "60-cluster.mk").read_text()
+
+
+# The current major of every action we use (2026-11): a pin below it is an outdated action.
+CURRENT_MAJORS = {
+    "actions/checkout": 7,
+    "actions/setup-python": 7,
+    "actions/upload-artifact": 7,
+    "docker/setup-buildx-action": 4,
+    "docker/build-push-action": 7,
+    "docker/login-action": 4,
+    "helm/kind-action": 1,
+}
+
+
+def test_every_action_is_at_its_current_major() -> None:
+    seen = set()
+    for path in WORKFLOWS:
+        for action, major in re.findall(r"uses:\s*([\w.-]+/[\w.-]+)@[0-9a-f]{40}\s*#\s*v(\d+)\.", path.read_text()):
+            assert action in CURRENT_MAJORS, f"{path.name}: {action} has no known current major"
+            assert int(major) >= CURRENT_MAJORS[action], f"{path.name}: {action} v{major} is behind"
+            seen.add(action)
+    assert seen == set(CURRENT_MAJORS)
 
 
 def make_targets() -> tuple[set[str], set[str]]:
@@ -222,7 +282,7 @@ def test_every_make_target_a_workflow_calls_exists_and_is_documented() -> None:
     targets, documented = make_targets()
     assert {"help", "test", "deploy"} <= targets
     calls = {t for path in WORKFLOWS for _, step in steps(load(path)) for t in called_targets(step.get("run", ""))}
-    assert {"kind-up", "images", "kind-load", "deploy", "trigger", "test"} <= calls
+    assert {"kind-up", "retag", "kind-load", "deploy", "trigger", "test"} <= calls
     assert calls - targets == set(), "workflows call make targets that do not exist"
     assert calls - documented == set(), "workflows call make targets that `make help` does not list"
 

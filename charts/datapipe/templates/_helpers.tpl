@@ -205,10 +205,67 @@ PGSSLROOTCERT: {{ . | b64enc | quote }}
 {{- fail (printf "airflow.data.metadataSecretName must be %q for release %q (the Secret this chart generates)" (include "datapipe.secret.airflowMetadata" .) .Release.Name) -}}
 {{- end -}}
 {{- end -}}
-{{- if ne (toString $v.airflow.images.airflow.tag) (include "datapipe.imageTag" .) -}}
-{{- fail (printf "airflow.images.airflow.tag (%v) must equal images.tag (%s): every image of a release comes from one build" $v.airflow.images.airflow.tag (include "datapipe.imageTag" .)) -}}
+{{- include "datapipe.validateAirflow" . -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Refuse Airflow values that break the contract with our templates: one image build and registry, pull secrets, RBAC, kept secrets. */}}
+{{- define "datapipe.validateAirflow" -}}
+{{- $a := .Values.airflow -}}
+{{- $tag := include "datapipe.imageTag" . -}}
+{{- $registry := .Values.images.registry | trimSuffix "/" -}}
+{{- range $key := list "defaultAirflowTag" "images.airflow.tag" "images.pod_template.tag" -}}
+{{- $value := include "datapipe.airflowValue" (dict "values" $a "path" $key) -}}
+{{- if and (or $value (eq $key "defaultAirflowTag")) (ne $value $tag) -}}
+{{- fail (printf "airflow.%s (%v) must equal images.tag (%s): every image of a release comes from one build (pass tags with --set-string)" $key $value $tag) -}}
+{{- end -}}
+{{- end -}}
+{{- if $registry -}}
+{{- range $key := list "defaultAirflowRepository" "images.airflow.repository" "images.pod_template.repository" -}}
+{{- $value := include "datapipe.airflowValue" (dict "values" $a "path" $key) -}}
+{{- if and (or $value (eq $key "defaultAirflowRepository")) (not (hasPrefix (printf "%s/" $registry) $value)) -}}
+{{- fail (printf "airflow.%s (%s) must start with images.registry (%s/): the Airflow components and the KubernetesExecutor workers pull from there" $key $value $registry) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $pullSecrets := list -}}
+{{- range .Values.images.pullSecrets }}{{ $pullSecrets = append $pullSecrets .name }}{{ end -}}
+{{- $registrySecret := include "datapipe.airflowValue" (dict "values" $a "path" "registry.secretName") -}}
+{{- if and $pullSecrets (not (has $registrySecret $pullSecrets)) -}}
+{{- fail (printf "airflow.registry.secretName must name one of images.pullSecrets (%s): the Airflow chart's pods and its worker pod template read only that value" (join ", " $pullSecrets)) -}}
+{{- end -}}
+{{- if and $registrySecret (not (has $registrySecret $pullSecrets)) -}}
+{{- fail (printf "airflow.registry.secretName (%s) must also be in images.pullSecrets: the pipeline's own pods need it too" $registrySecret) -}}
+{{- end -}}
+{{- if eq (include "datapipe.airflowValue" (dict "values" $a "path" "allowPodLaunching")) "true" -}}
+{{- fail "airflow.allowPodLaunching must stay false: its Role grants pods/exec; this chart binds its own pod-launching Role (pods, pods/log, events)" -}}
+{{- end -}}
+{{- range $key := list "jwtSecretName" "apiSecretKeySecretName" "scheduler.serviceAccount.name" -}}
+{{- if not (include "datapipe.airflowValue" (dict "values" $a "path" $key)) -}}
+{{- fail (printf "airflow.%s must be set (see values.yaml)" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (contains "KubernetesExecutor" (toString $a.executor)) (not (include "datapipe.airflowValue" (dict "values" $a "path" "workers.serviceAccount.name"))) -}}
+{{- fail "airflow.workers.serviceAccount.name must be set with KubernetesExecutor (the pod-launching RoleBinding names it)" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* One value of the parent's `airflow:` block by dotted path (dict values, path), as a string; empty when unset. */}}
+{{- define "datapipe.airflowValue" -}}
+{{- $node := .values -}}
+{{- range $part := splitList "." .path -}}
+{{- if kindIs "map" $node -}}{{- $node = get $node $part -}}{{- else -}}{{- $node = "" -}}{{- end -}}
+{{- end -}}
+{{- if not (kindIs "invalid" $node) -}}{{- toString $node -}}{{- end -}}
+{{- end -}}
+
+{{/* Service accounts that launch pods (YAML list): the scheduler, and the workers with KubernetesExecutor. */}}
+{{- define "datapipe.podLauncherAccounts" -}}
+{{- $accounts := list (include "datapipe.airflowValue" (dict "values" .Values.airflow "path" "scheduler.serviceAccount.name")) -}}
+{{- if contains "KubernetesExecutor" (toString .Values.airflow.executor) -}}
+{{- $accounts = append $accounts (include "datapipe.airflowValue" (dict "values" .Values.airflow "path" "workers.serviceAccount.name")) -}}
+{{- end -}}
+{{- toYaml $accounts -}}
 {{- end -}}
 
 {{/* Environment of the role/database init script (StatefulSet first start and the init Job). */}}
