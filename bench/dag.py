@@ -45,8 +45,8 @@ load = None
 if sys.argv[3] == "dbt_ls":
     import os
     from cosmos.constants import LoadMode
-    from datapipe.config import Settings
-    from datapipe.pipeline import build_market_data_daily
+    from datapipe_dags.config import Settings
+    from datapipe_dags.pipeline import build_market_data_daily
     def once():
         return build_market_data_daily(Settings.from_env(os.environ), load_method=LoadMode.DBT_LS)
     t0 = time.perf_counter(); dag = once(); cold_ls = time.perf_counter() - t0

@@ -6,7 +6,7 @@ workers), into a private embedded PostgreSQL. Then, timed:
   full:        dbt build + quality gate + quality publish   (first build: everything from raw)
   incremental: the sandbox advances one trading day, `extract prices` (compact) loads one new bar
                per symbol, then dbt build + quality gate + quality publish again.
-Every step runs through scripts/run-step (the commands of dags/datapipe/steps.toml).
+Every step runs through scripts/run-step (the commands of dags/datapipe_dags/steps.toml).
 
     .local/venvs/transform/bin/python bench/transform.py [--symbols 500] [--as-of 2026-11-20] [--keep]
 """

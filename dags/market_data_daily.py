@@ -7,7 +7,7 @@ per dbt model and its tests, in dependency order, after checking source freshnes
 into the `audit` schema; `quality_gate` validates them with Great Expectations and `publish_marts`
 makes them the ones the dashboard reads (write-audit-publish). A failed gate publishes nothing.
 
-Every step is a command in an image (`dags/datapipe/steps.toml`): a KubernetesPodOperator pod on
+Every step is a command in an image (`dags/datapipe_dags/steps.toml`): a KubernetesPodOperator pod on
 Kubernetes, or with `DATAPIPE_RUNTIME=local` the same command in the component's virtualenv.
 Failures, a failed gate and stale sources alert by email and Slack when configured.
 Configuration and runbook: docs/airflow.md. Schedule: 17:30 America/New_York, Monday to Friday;
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import os
 
-from datapipe.config import Settings
-from datapipe.pipeline import build_market_data_daily
+from datapipe_dags.config import Settings
+from datapipe_dags.pipeline import build_market_data_daily
 
 # The entry point: the environment is read here, once.
 dag = build_market_data_daily(Settings.from_env(os.environ), doc_md=__doc__)

@@ -63,8 +63,8 @@ def manifest() -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def build_dag(manifest: dict[str, Any]) -> Callable[..., Any]:
-    from datapipe.config import Settings
-    from datapipe.pipeline import build_market_data_daily
+    from datapipe_dags.config import Settings
+    from datapipe_dags.pipeline import build_market_data_daily
 
     def build(**overrides: str) -> Any:
         return build_market_data_daily(Settings.from_env(base_env(**overrides)))

@@ -12,8 +12,8 @@ from typing import Any
 import pendulum
 import pytest
 from dagtest import DAGS, alert_connections, email_text, run_airflow
-from datapipe.alerts import build_message, classify, redact, stale_source_details, task_log_url
-from datapipe.config import Settings
+from datapipe_dags.alerts import build_message, classify, redact, stale_source_details, task_log_url
+from datapipe_dags.config import Settings
 
 RUN_ID = "manual__2026-11-25T22:30:00+00:00"
 
@@ -137,9 +137,9 @@ PROBE_DAG = '''
 import os
 import pendulum
 from airflow.sdk import DAG
-from datapipe.alerts import PipelineAlert
-from datapipe.config import Settings
-from datapipe.local import LocalStepOperator
+from datapipe_dags.alerts import PipelineAlert
+from datapipe_dags.config import Settings
+from datapipe_dags.local import LocalStepOperator
 
 settings = Settings.from_env(os.environ)
 failing = ["python", "-c", "import sys; print('apikey=LEAKED-IN-LOG-ONLY'); sys.exit(3)"]
@@ -187,7 +187,7 @@ def test_failed_tasks_email_and_post_to_slack_for_real(tmp_path: Path, airflow_h
     env = {
         **airflow_home, **db_env, **alert_connections(smtp_server, webhook_server),
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-        "PYTHONPATH": str(DAGS),  # the datapipe package
+        "PYTHONPATH": str(DAGS),  # the datapipe_dags package
         "DATAPIPE_RUNTIME": "local",
         "PROBE_VENV": str(Path(sys.executable).parent.parent),
         "ALPHAVANTAGE_API_KEY": "AV-KEY-MUST-NOT-APPEAR",

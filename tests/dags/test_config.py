@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from dagtest import base_env
-from datapipe.config import DEFAULT_SYMBOLS, REPO_ROOT, ConfigError, Settings, check_image
+from datapipe_dags.config import DEFAULT_SYMBOLS, REPO_ROOT, ConfigError, Settings, check_image
 
 
 def test_defaults_are_kubernetes_with_pinned_images() -> None:

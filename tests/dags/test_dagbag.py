@@ -69,7 +69,7 @@ def test_dagbag_kubernetes_runtime_has_no_import_errors_and_no_dbt(bags: dict[st
     assert bag["dbt_installed"] is False, "dbt must not be installed in the Airflow venv"
     assert bag["import_errors"] == {}
     assert set(bag["dags"]) == {"market_data_daily"}
-    # only DAG files are parsed: the datapipe package is excluded by .airflowignore
+    # only DAG files are parsed: the datapipe_dags package is excluded by .airflowignore
     assert [os.path.basename(f) for f in bag["files"]] == ["market_data_daily.py"]
     assert "market_data_daily" in bag["doc_md"]["market_data_daily"]  # DAG docs = module docstring
     assert any(t.startswith("dbt.") for t in bag["dags"]["market_data_daily"])

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from calendar_cases import CASE_IDS, CASES, CalendarCase
-from datapipe.pipeline import DAG_ID, is_session_run, wants_company_refresh
+from datapipe_dags.pipeline import DAG_ID, is_session_run, wants_company_refresh
 
 
 def upstream_ids(dag: Any, task_id: str) -> set[str]:
@@ -228,7 +228,7 @@ def test_wants_company_refresh(day: str, params: dict, previous: str | None, exp
 
 
 def test_every_task_alerts_and_retries_with_backoff(k8s_dag: Any) -> None:
-    from datapipe.alerts import PipelineAlert
+    from datapipe_dags.alerts import PipelineAlert
 
     for task in k8s_dag.tasks:
         if task.task_id in ("check_session", "check_company_refresh"):

@@ -14,9 +14,9 @@ import kubernetes_validate
 import pytest
 import yaml
 from dagtest import MANIFEST, ROOT, base_env, fake_context
-from datapipe.config import Settings
-from datapipe.pipeline import build_market_data_daily
-from datapipe.pods import API_KEYS, WAREHOUSE_KEYS
+from datapipe_dags.config import Settings
+from datapipe_dags.pipeline import build_market_data_daily
+from datapipe_dags.pods import API_KEYS, WAREHOUSE_KEYS
 
 K8S_VERSION = "1.33.0"
 # Secret values present in the environment the settings are read from: they must never reach a pod.
@@ -123,8 +123,8 @@ def test_credentials_come_only_from_secret_references(rendered: dict[str, Any]) 
 
 def test_every_pod_verifies_the_server_when_told_to(rendered: dict[str, Any]) -> None:
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-    from datapipe.pods import plain_env
-    from datapipe.steps import load_steps
+    from datapipe_dags.pods import plain_env
+    from datapipe_dags.steps import load_steps
     from kubernetes.client import ApiClient
 
     def tls_env(pod: dict[str, Any]) -> dict[str, str]:
@@ -147,7 +147,7 @@ def test_every_pod_verifies_the_server_when_told_to(rendered: dict[str, Any]) ->
 
 
 def test_step_pods_run_the_steps_toml_command(rendered: dict[str, Any]) -> None:
-    from datapipe.steps import load_steps
+    from datapipe_dags.steps import load_steps
 
     steps = load_steps()
     for name in ("extract_prices", "extract_companies", "quality_gate", "publish_marts", "grant_reader"):
@@ -254,7 +254,7 @@ def test_every_dag_pod_passes_restricted_with_a_read_only_root_filesystem(chart_
 
 
 def test_dag_pods_run_as_the_image_user_with_scratch_dirs_where_they_write(chart_pods: dict[str, Any]) -> None:
-    from datapipe.pods import WRITABLE_DIRS
+    from datapipe_dags.pods import WRITABLE_DIRS
 
     workdir = re.findall(r"^WORKDIR\s+(\S+)", (ROOT / "images" / "transform" / "Dockerfile").read_text(), re.M)[-1]
     # dbt writes target/ and logs/ next to the project (the image's WORKDIR, DBT_PROJECT_DIR=.)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 
 import pytest
-from datapipe.steps import STEPS_FILE, StepsError, load_steps, parse_steps
+from datapipe_dags.steps import STEPS_FILE, StepsError, load_steps, parse_steps
 
 DAG_STEPS = ("extract_prices", "extract_companies", "quality_gate", "publish_marts", "grant_reader")
 

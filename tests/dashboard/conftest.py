@@ -34,10 +34,10 @@ PIPELINE_SYMBOLS = ("AAPL", "IBM", "JPM", "MSFT", "XOM")
 
 APP = Path(datapipe_dashboard.__file__).parent / "app.py"
 PAGES = {
-    "market": "screens/market.py",
-    "symbol": "screens/symbol.py",
-    "portfolio": "screens/portfolio.py",
-    "quality": "screens/quality.py",
+    "market": "pages/market.py",
+    "symbol": "pages/symbol.py",
+    "portfolio": "pages/portfolio.py",
+    "quality": "pages/quality.py",
 }
 
 

@@ -5,12 +5,12 @@ local-base-image, found at ../shared/tools beside the repository), and datapipe-
 stand-in for apache/airflow built from images/airflow-base-local (same Airflow version from PyPI,
 user 50000, /opt/airflow), with `--network host`; each image is built once per session. The
 containers use `--network host` and reach the test session's embedded PostgreSQL and the sandbox
-API on 127.0.0.1. The commands come from dags/datapipe/steps.toml, the same definition the DAG
+API on 127.0.0.1. The commands come from dags/datapipe_dags/steps.toml, the same definition the DAG
 uses: extract from the sandbox, dbt build + quality gate + publish, then the dashboard's health
 endpoint with the read-only role, and the Airflow image parses the DAG with the environment of the
 chart's own DAG ConfigMap. Containers run as the images' non-root user with every capability
 dropped, and the task images with a read-only root filesystem and tmpfs exactly where the DAG's
-pods mount emptyDirs (dags/datapipe/pods.py).
+pods mount emptyDirs (dags/datapipe_dags/pods.py).
 """
 
 from __future__ import annotations
@@ -31,14 +31,14 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-STEPS = tomllib.loads((ROOT / "dags" / "datapipe" / "steps.toml").read_text())
+STEPS = tomllib.loads((ROOT / "dags" / "datapipe_dags" / "steps.toml").read_text())
 BASE_IMAGE = os.environ.get("DATAPIPE_BASE_IMAGE", "datapipe/python-base:local")
 AIRFLOW_BASE_IMAGE = "datapipe/airflow-base:local"
 TAG = "images-test"
 SYMBOLS = "IBM,AAPL,MSFT"
 COMPONENT_DIRS = {"extract": "extract", "transform": "dbt", "dashboard": "dashboard", "airflow": "dags"}
 sys.path.insert(0, str(ROOT / "dags"))
-from datapipe.pods import IMAGE_UID, WRITABLE_DIRS  # noqa: E402  (the DAG pods' emptyDirs: one definition)
+from datapipe_dags.pods import IMAGE_UID, WRITABLE_DIRS  # noqa: E402  (the DAG pods' emptyDirs: one definition)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -67,7 +67,7 @@ def local_base_image_script() -> Path:
 @pytest.fixture(scope="session")
 def engine() -> None:
     if shutil.which("docker") is None:
-        pytest.fail("the docker CLI is missing (tools/dockerd-safe installs docker.io)")
+        pytest.fail("the docker CLI is missing (../shared/tools/dockerd-safe installs docker.io)")
     proc = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True)
     if proc.returncode != 0:
         pytest.fail(f"no Docker engine at DOCKER_HOST={os.environ.get('DOCKER_HOST')!r}: {proc.stderr.strip()}")

@@ -1,7 +1,7 @@
 """Helpers of the transform suite: the real chain sandbox API -> `extract` -> raw -> dbt -> gate
 -> publish, on the session's embedded PostgreSQL, with the sandbox date pinned.
 
-Every step runs through scripts/run-step, i.e. exactly the commands of dags/datapipe/steps.toml.
+Every step runs through scripts/run-step, i.e. exactly the commands of dags/datapipe_dags/steps.toml.
 Scenarios that change data run on a clone of the published baseline database
 (`CREATE DATABASE ... TEMPLATE`), so they cannot disturb each other.
 """

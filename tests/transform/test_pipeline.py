@@ -1,7 +1,7 @@
 """The real chain on sandbox data: sandbox API -> extract -> raw -> dbt build -> GX gate -> publish.
 
 Real dbt, real Great Expectations, real PostgreSQL; every step is run through scripts/run-step
-with the commands of dags/datapipe/steps.toml. The sandbox date is pinned (chain.AS_OF).
+with the commands of dags/datapipe_dags/steps.toml. The sandbox date is pinned (chain.AS_OF).
 """
 
 from __future__ import annotations

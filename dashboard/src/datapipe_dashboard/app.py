@@ -12,13 +12,13 @@ st.set_page_config(page_title="datapipe analytics", page_icon=":material/monitor
 
 navigation = st.navigation(
     [
-        st.Page(HERE / "screens" / "market.py", title="Market overview", icon=":material/table_chart:",
+        st.Page(HERE / "pages" / "market.py", title="Market overview", icon=":material/table_chart:",
                 url_path="market", default=True),
-        st.Page(HERE / "screens" / "symbol.py", title="Symbol detail", icon=":material/candlestick_chart:",
+        st.Page(HERE / "pages" / "symbol.py", title="Symbol detail", icon=":material/candlestick_chart:",
                 url_path="symbol"),
-        st.Page(HERE / "screens" / "portfolio.py", title="Portfolio", icon=":material/account_balance_wallet:",
+        st.Page(HERE / "pages" / "portfolio.py", title="Portfolio", icon=":material/account_balance_wallet:",
                 url_path="portfolio"),
-        st.Page(HERE / "screens" / "quality.py", title="Data quality", icon=":material/fact_check:",
+        st.Page(HERE / "pages" / "quality.py", title="Data quality", icon=":material/fact_check:",
                 url_path="quality"),
     ]
 )

@@ -49,7 +49,7 @@ def preload() -> None:
     from datapipe_common.marts import INDICATOR_COLUMNS
     from pandas.io.formats.style import Styler  # noqa: F401
 
-    from datapipe_dashboard import charts, portfolio, queries  # noqa: F401
+    from datapipe_dashboard import charts, holdings, queries  # noqa: F401
 
     nyse()  # exchange_calendars builds the NYSE sessions once per process (about a second)
 

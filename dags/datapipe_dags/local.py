@@ -20,9 +20,9 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
-from datapipe.config import Settings
-from datapipe.pods import plain_env
-from datapipe.steps import Step
+from datapipe_dags.config import Settings
+from datapipe_dags.pods import plain_env
+from datapipe_dags.steps import Step
 
 
 class StepFailed(AirflowException):

@@ -24,12 +24,12 @@ import pendulum
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, BaseOperator, CronTriggerTimetable, Param, task
 
-from datapipe.alerts import GATE_TASK_ID, PipelineAlert
-from datapipe.config import Settings
-from datapipe.dbt_group import dbt_task_group
-from datapipe.local import LocalStepOperator, local_step_kwargs
-from datapipe.pods import pod_kwargs, retry_kwargs
-from datapipe.steps import Steps, load_steps
+from datapipe_dags.alerts import GATE_TASK_ID, PipelineAlert
+from datapipe_dags.config import Settings
+from datapipe_dags.dbt_group import dbt_task_group
+from datapipe_dags.local import LocalStepOperator, local_step_kwargs
+from datapipe_dags.pods import pod_kwargs, retry_kwargs
+from datapipe_dags.steps import Steps, load_steps
 
 log = logging.getLogger(__name__)
 

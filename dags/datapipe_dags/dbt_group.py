@@ -18,10 +18,10 @@ import yaml
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, SourceRenderingBehavior, TestBehavior
 
-from datapipe.alerts import PipelineAlert
-from datapipe.config import ConfigError, Settings
-from datapipe.pods import pod_kwargs
-from datapipe.steps import Steps
+from datapipe_dags.alerts import PipelineAlert
+from datapipe_dags.config import ConfigError, Settings
+from datapipe_dags.pods import pod_kwargs
+from datapipe_dags.steps import Steps
 
 GROUP_ID = "dbt"
 

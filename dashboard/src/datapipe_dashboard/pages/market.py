@@ -11,7 +11,7 @@ import streamlit as st
 
 from datapipe_dashboard import queries
 from datapipe_dashboard.settings import Settings
-from datapipe_dashboard.ui import as_date, freshness_badge, overview
+from datapipe_dashboard.ui import as_date, freshness_badge, overview, render
 
 DAY_CHANGE_SCALE = 5.0  # +-% at the ends of the day-change bar
 
@@ -134,3 +134,7 @@ def page(settings: Settings, q: queries.Query) -> None:
     )
     st.caption(f"{len(table)} of {len(ov)} symbols · last trade date {latest:%Y-%m-%d} · "
                "day change: green bar up, red bar down")
+
+
+if __name__ == "__main__":  # Streamlit runs each page as a script (st.navigation in app.py)
+    render(page)

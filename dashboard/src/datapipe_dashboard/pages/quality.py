@@ -10,7 +10,7 @@ import streamlit as st
 from datapipe_dashboard import queries
 from datapipe_dashboard.db import NotPublished
 from datapipe_dashboard.settings import Settings
-from datapipe_dashboard.ui import as_date, freshness, freshness_badge, overview
+from datapipe_dashboard.ui import as_date, freshness, freshness_badge, overview, render
 
 STATUS_LABELS = {"succeeded": "succeeded", "failed": "FAILED", "running": "running…",
                  "unchanged": "unchanged", "skipped": "skipped"}
@@ -165,3 +165,7 @@ def publish_history(q: queries.Query) -> None:
             "status": "Status", "row_counts": "Row counts", "gate_run_id": "Gate run",
         },
     )
+
+
+if __name__ == "__main__":  # Streamlit runs each page as a script (st.navigation in app.py)
+    render(page)

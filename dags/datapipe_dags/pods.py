@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from datapipe_common.libpq import CONNECTION_VARIABLES
 
-from datapipe.config import Settings
-from datapipe.steps import Component
+from datapipe_dags.config import Settings
+from datapipe_dags.steps import Component
 
 if TYPE_CHECKING:
     from airflow.providers.cncf.kubernetes.secret import Secret

@@ -31,7 +31,7 @@ from urllib.parse import quote
 
 from airflow.sdk import BaseNotifier
 
-from datapipe.config import Settings
+from datapipe_dags.config import Settings
 
 GATE_TASK_ID = "quality_gate"
 MAX_EXPECTATIONS = 25

@@ -7,10 +7,9 @@ from datetime import timedelta
 import pandas as pd
 import streamlit as st
 
-from datapipe_dashboard import charts, queries
-from datapipe_dashboard import portfolio as pf
+from datapipe_dashboard import charts, holdings, queries
 from datapipe_dashboard.settings import Settings
-from datapipe_dashboard.ui import as_date, overview, signed_color
+from datapipe_dashboard.ui import as_date, overview, render, signed_color
 
 PERIODS = {"3 months": 92, "1 year": 365, "3 years": 3 * 365, "5 years": 5 * 365, "All": None}
 EXAMPLE_SHARES = (10, 25, 5)
@@ -22,7 +21,7 @@ def example_holdings(ov: pd.DataFrame) -> pd.DataFrame:
     for shares, (_, r) in zip(EXAMPLE_SHARES, ov.head(len(EXAMPLE_SHARES)).iterrows(), strict=False):
         rows.append({"symbol": r["symbol"], "shares": float(shares),
                      "cost_basis": round(float(r["close"]) * shares * 0.9, 2)})
-    return pd.DataFrame(rows, columns=list(pf.CSV_COLUMNS))
+    return pd.DataFrame(rows, columns=list(holdings.CSV_COLUMNS))
 
 
 def page(settings: Settings, q: queries.Query) -> None:
@@ -47,10 +46,10 @@ def page(settings: Settings, q: queries.Query) -> None:
                                   help="Replaces the table while a file is uploaded")
 
     if upload is not None:
-        parsed = pf.parse_csv(upload.getvalue(), known)
+        parsed = holdings.parse_csv(upload.getvalue(), known)
         source = f"CSV {upload.name}"
     else:
-        parsed = pf.parse_table(edited, known)
+        parsed = holdings.parse_table(edited, known)
         source = "the table"
     if parsed.problems:
         lines = "\n".join(f"- {p}" for p in parsed.problems)
@@ -59,10 +58,10 @@ def page(settings: Settings, q: queries.Query) -> None:
         st.info("No valid holdings to value yet.")
         return
 
-    pos = pf.positions(parsed.holdings)
-    val = pf.valuation(pos, dict(zip(ov["symbol"], ov["close"].astype(float), strict=True)),
+    pos = holdings.positions(parsed.holdings)
+    val = holdings.valuation(pos, dict(zip(ov["symbol"], ov["close"].astype(float), strict=True)),
                        dict(zip(ov["symbol"], ov["sector"], strict=True)))
-    tot = pf.totals(val)
+    tot = holdings.totals(val)
     m = st.columns(4)
     m[0].metric("Market value", f"{tot['value']:,.2f}")
     m[1].metric("Cost basis", f"{tot['cost']:,.2f}")
@@ -73,7 +72,7 @@ def page(settings: Settings, q: queries.Query) -> None:
     period = st.segmented_control("Period", list(PERIODS), default="1 year", key="period") or "1 year"
     days = PERIODS[period]
     start = latest - timedelta(days=days) if days else as_date("1900-01-01")
-    series = pf.value_over_time(pos, queries.closes(q, list(pos["symbol"]), start))
+    series = holdings.value_over_time(pos, queries.closes(q, list(pos["symbol"]), start))
 
     chart_col, alloc_col = st.columns([3, 2])
     with chart_col:
@@ -102,3 +101,7 @@ def page(settings: Settings, q: queries.Query) -> None:
             "weight_pct": st.column_config.ProgressColumn("Weight", min_value=0, max_value=100, format="%.1f %%"),
         },
     )
+
+
+if __name__ == "__main__":  # Streamlit runs each page as a script (st.navigation in app.py)
+    render(page)

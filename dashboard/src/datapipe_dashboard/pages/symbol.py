@@ -11,7 +11,7 @@ import streamlit as st
 
 from datapipe_dashboard import charts, queries
 from datapipe_dashboard.settings import Settings
-from datapipe_dashboard.ui import as_date, overview
+from datapipe_dashboard.ui import as_date, overview, render
 
 DEFAULT_OVERLAYS = ["SMA 50", "SMA 200"]
 
@@ -108,3 +108,7 @@ def company_facts(frame: pd.DataFrame, symbol: str) -> None:
     if c["updated_at"] is not None and not pd.isna(c["updated_at"]):
         updated = pd.Timestamp(c["updated_at"])
         st.caption(f"Company facts updated {updated:%Y-%m-%d %H:%M} · type {c['asset_type'] or '-'}")
+
+
+if __name__ == "__main__":  # Streamlit runs each page as a script (st.navigation in app.py)
+    render(page)

@@ -1,4 +1,5 @@
-"""Portfolio input (editable table or CSV `symbol,shares,cost_basis`), validation and valuation.
+"""Holdings of the portfolio page: input (editable table or CSV `symbol,shares,cost_basis`), validation and
+valuation (no Streamlit here: pages/portfolio.py shows them).
 
 `cost_basis` is what was paid for the whole position (not per share), in the symbol's currency.
 Validation never stops at the first problem: each bad row gets one message naming the row and what
