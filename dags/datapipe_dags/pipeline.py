@@ -10,7 +10,9 @@ session (a holiday or special closure, datapipe_common.calendar): no API request
 manual run always goes ahead. Company overviews change rarely: `extract_companies` runs on the
 week's first session, on the DAG's first successful run (an empty warehouse has no companies), or
 when the run is triggered with `{"refresh_companies": true}`; otherwise `keep_companies` (a no-op)
-takes its place. One DAG, so the marts are always built from one consistent extraction.
+takes its place. One DAG, so the marts are always built from one consistent extraction. A run
+triggered with `{"full_refresh": true}` rebuilds the dbt models from scratch (after an accepted
+hole in a symbol's history, docs/extract.md).
 """
 
 from __future__ import annotations
@@ -117,7 +119,12 @@ def build_market_data_daily(settings: Settings, steps: Steps | None = None, doc_
         params={
             "refresh_companies": Param(
                 False, type="boolean", description="Also refresh company overviews in this run"
-            )
+            ),
+            "full_refresh": Param(
+                False, type="boolean",
+                description="Rebuild every dbt model from scratch (dbt --full-refresh), e.g. after"
+                " `extract accept-gap` (docs/extract.md)",
+            ),
         },
         tags=list(tags),
     ) as dag:

@@ -134,6 +134,19 @@ def test_symbol_detail_chart_and_facts(make_app, published) -> None:
         assert (w is None and (g is None or math.isnan(g))) or math.isclose(g, w)
 
 
+def test_a_history_loaded_from_compact_answers_says_free_key(make_app, dataset, published) -> None:
+    """Issue 14: a symbol never loaded with its full history (a free key) says since when it has one."""
+    at = make_app("symbol", settings=dataset.settings, query={"symbol": "IBM"})  # the seed: compact loads only
+    no_errors(at)
+    (first,), = dataset.rows("select min(trade_date) from marts.fct_daily_prices where symbol = 'IBM'")
+    assert any(f"history since {first:%Y-%m-%d} (free key)" in c.value for c in at.caption), \
+        [c.value for c in at.caption]
+    # the pipeline's symbols were first loaded with outputsize=full (a premium key): no such note
+    at = make_app("symbol", settings=published.settings, query={"symbol": "IBM"})
+    no_errors(at)
+    assert not any("free key" in c.value for c in at.caption), [c.value for c in at.caption]
+
+
 def test_symbol_detail_overlays_and_date_range(make_app, published) -> None:
     at = make_app("symbol", settings=published.settings, query={"symbol": "MSFT"})
     start, end = published.last_day - timedelta(days=60), published.last_day - timedelta(days=30)

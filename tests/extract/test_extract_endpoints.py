@@ -110,7 +110,7 @@ def test_a_throwaway_endpoint_works_through_the_registry_alone(warehouse, in_pro
     columns = warehouse.psql("select string_agg(column_name, ',' order by ordinal_position) from"
                              " information_schema.columns where table_schema = 'raw' and table_name = 'fake_dividends'")
     assert columns == ("payload_id,run_id,symbol,function,output_size,request_url,requested_at,received_at,"
-                       "payload_sha256,payload")
+                       "payload_sha256,payload,first_date,last_date")
     stored = query_json(warehouse, "select symbol, function, jsonb_array_length(payload -> 'dividends') as n,"
                                    " request_url from raw.fake_dividends order by symbol")
     assert [(r["symbol"], r["function"], r["n"]) for r in stored] == [("AAPL", FAKE_FUNCTION, 4),

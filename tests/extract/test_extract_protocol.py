@@ -72,6 +72,24 @@ def test_overview_and_global_quote():
     assert orjson.loads(quote.body)["Global Quote"]["10. change percent"].endswith("%")
 
 
+def test_a_premium_feature_refusal_is_permanent_for_the_request_not_throttling_nor_a_stop():
+    """A free key asking outputsize=full (FACTS.md's text): not retried, not a stop of the run."""
+    from extract.errors import PremiumFeatureError
+
+    text = ("Thank you for using Alpha Vantage! The outputsize=full parameter value is a premium feature for the "
+            "TIME_SERIES_DAILY endpoint. You may subscribe to any of the premium plans at "
+            "https://www.alphavantage.co/premium/ to instantly unlock all premium features")
+    with pytest.raises(PremiumFeatureError) as caught:
+        parse({"Information": text})
+    assert caught.value.reason_code == "premium_feature"
+    assert not isinstance(caught.value, StopAllError | TransientError)
+    # the premium *endpoint* notice still stops the run, the throttle text still retries
+    with pytest.raises(StopAllError):
+        parse({"Information": sandbox.TEXT_PREMIUM})
+    with pytest.raises(ThrottledError):
+        parse({"Information": sandbox.TEXT_THROTTLE_INFORMATION})
+
+
 def test_overview_missing_values_are_none_strings():
     doc = orjson.loads(data.overview_payload(data.generate("IBM", AS_OF)))
     doc.update({"PERatio": "None", "DividendYield": "-", "Beta": "None"})
@@ -244,6 +262,7 @@ def outcome(raw: bytes, function=DAILY):
             "throttled",
             "daily_quota",
             "premium_endpoint",
+            "premium_feature",
             "demo_key",
             "invalid_payload",
             "http_error",

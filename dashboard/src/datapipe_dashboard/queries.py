@@ -124,8 +124,21 @@ def bar_interval(start: date, end: date) -> str:
     return "week" if span <= WEEKLY_MAX_DAYS else "month"
 
 
+# How the symbol's daily history was loaded: a symbol never loaded with `outputsize=full` has only
+# what compact answers gave (the newest 100 sessions at its first load): a free key's history.
+HISTORY_LOADS_SQL = """
+select count(*) filter (where output_size = 'full') as full_loads, count(*) as loads
+from ops.extract_run_symbols
+where symbol = %s and function = 'TIME_SERIES_DAILY' and status in ('succeeded', 'unchanged')
+"""
+
+
 def company(q: Query, symbol: str) -> pd.DataFrame:
     return q(COMPANY_SQL, (symbol,))
+
+
+def history_loads(q: Query, symbol: str) -> pd.DataFrame:
+    return q(HISTORY_LOADS_SQL, (symbol,))
 
 
 def price_bounds(q: Query, symbol: str) -> pd.DataFrame:

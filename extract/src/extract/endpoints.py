@@ -25,7 +25,7 @@ ParseFn = Callable[[Any, str, "str | None", bytes], protocol.Content]
 SandboxFn = Callable[[data.SandboxRequest], bytes]
 
 # `extract` commands that are not endpoints
-BUILTIN_COMMANDS = frozenset({"migrate", "sandbox"})
+BUILTIN_COMMANDS = frozenset({"migrate", "sandbox", "accept-gap"})
 _TABLE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _COMMAND = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 _FUNCTION = re.compile(r"^[A-Z][A-Z0-9_]{0,62}$")

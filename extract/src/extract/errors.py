@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+# Every reason_code of ops.extract_run_symbols (db.migrate keeps the table's check constraint equal to it).
+REASON_CODES = (
+    "invalid_symbol", "throttled", "daily_quota", "premium_endpoint", "premium_feature", "demo_key",
+    "invalid_payload", "http_error", "timeout", "connection_error", "not_attempted", "history_gap",
+)
+# Every status of ops.extract_run_symbols.
+STATUSES = ("succeeded", "unchanged", "failed", "skipped")
+
 
 class ExtractError(Exception):
     """Base class: `reason_code` (docs/warehouse.md) and a readable, key-free message."""
@@ -30,6 +38,20 @@ class ThrottledError(TransientError):
 
 class PermanentSymbolError(ExtractError):
     """This symbol cannot succeed in this run (invalid symbol, invalid payload); other symbols go on."""
+
+
+class PremiumFeatureError(PermanentSymbolError):
+    """A parameter value this key may not use (a free key asking `outputsize=full`): permanent for the
+    request, never retried; the caller may ask again without it."""
+
+    reason_code = "premium_feature"
+
+
+class HistoryGapError(PermanentSymbolError):
+    """Sessions are missing between the stored history and what the API can still give (a free key
+    after a long outage): the symbol fails, nothing is stored, until the gap is accepted."""
+
+    reason_code = "history_gap"
 
 
 class StopAllError(ExtractError):

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from extract.errors import PermanentSymbolError, StopAllError, ThrottledError, TransientError
+from extract.errors import PermanentSymbolError, PremiumFeatureError, StopAllError, ThrottledError, TransientError
 from extract.masking import mask_secret
 
 DAILY = "TIME_SERIES_DAILY"
@@ -52,6 +52,8 @@ class Content(NamedTuple):
 
     items: int  # daily bars, or 1 for an overview / quote
     last_refreshed: str | None = None
+    first_day: str | None = None  # a time series: its oldest and newest day (YYYY-MM-DD)
+    last_day: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ class Parsed:
     body: bytes
     bars: int  # daily bars, or 1 for an overview / quote
     last_refreshed: str | None = None
+    first_day: str | None = None  # a time series: the oldest and newest day it holds
+    last_day: str | None = None
 
 
 def _snippet(body: bytes) -> str:
@@ -86,6 +90,9 @@ def classify_message(doc: dict[str, Any], key: str | None) -> None:
         text = mask_secret(raw, key)
         if "is a premium endpoint" in low or "premium-only" in low:
             raise StopAllError(f"premium endpoint: {text}", reason_code="premium_endpoint")
+        if "premium feature" in low:
+            # a parameter value (outputsize=full on a free key): permanent for this request only
+            raise PremiumFeatureError(f"premium feature: {text}")
         if "demo" in low and "api key" in low:
             raise StopAllError(f"demo API key: {text}", reason_code="demo_key")
         if field == "Note" or any(h in low for h in _THROTTLE_HINTS):
@@ -224,7 +231,7 @@ def parse_daily(doc: Any, symbol: str, key: str | None, body: bytes = b"") -> Co
         raise PermanentSymbolError(f"{SERIES_KEY!r} is empty", reason_code="invalid_payload")
     bars = validate_series(series, body)
     last = meta.get("3. Last Refreshed")
-    return Content(bars, last if isinstance(last, str) else None)
+    return Content(bars, last if isinstance(last, str) else None, min(series), max(series))
 
 
 _MISSING = ("None", "-", "")
@@ -321,5 +328,5 @@ def interpret_with(
     doc = decode(status, content_type, body, key)
     if isinstance(doc, dict) and doc and "Error Message" in doc:
         classify_message(doc, key)
-    items, last = parse(doc, symbol, key, body)
-    return Parsed(function, symbol, body, items, last)
+    content = parse(doc, symbol, key, body)
+    return Parsed(function, symbol, body, *content)
