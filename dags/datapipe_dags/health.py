@@ -6,8 +6,9 @@ dependency) has no task to fail: nothing alerts and its schedule silently stops.
 
 1. it reads the import errors the dag processor recorded, through the API server
    (`GET /api/v2/importErrors`, with a token from `POST /auth/token`), as the Airflow connection
-   `DATAPIPE_AIRFLOW_API_CONN_ID` (default `airflow_api`: host = the API server's URL, login and
-   password of a user allowed to read import errors, the `viewer` role is enough);
+   `DATAPIPE_AIRFLOW_API_CONN_ID` (default `airflow_api`: login and password of a user allowed to read
+   import errors, the `viewer` role is enough; host = the API server's URL, by default the one the
+   workers use, `[core] execution_api_server_url`);
 2. it alerts once per distinct error (notify: email and Slack, the format of every alert). An error
    is its bundle, its file and its exception line (the traceback's last line): a new exception in
    the same file alerts again, the same one does not, however often the file is re-parsed;
@@ -68,12 +69,26 @@ class DagImportError:
         return hashlib.sha256(f"{self.key}\n{self.error}".encode()).hexdigest()[:16]
 
 
-def api_base_url(conn: Any) -> str:
+def workers_api_url() -> str | None:
+    """The API server this deployment's workers already talk to: `[core] execution_api_server_url`
+    without its `/execution/` (Airflow's default derives it from `[api] base_url`)."""
+    from airflow.configuration import conf
+
+    url = conf.get("core", "execution_api_server_url", fallback=None)
+    if url:
+        return str(url).rstrip("/").removesuffix("/execution")
+    base = conf.get("api", "base_url", fallback=None)
+    return str(base).rstrip("/") if base else None
+
+
+def api_base_url(conn: Any, default: str | None = None) -> str:
     """The API server's URL from an Airflow connection: host with its scheme (`http://api:8080`), or
-    host + port with the scheme in `schema` (as the HTTP provider reads it)."""
-    host = str(conn.host or "").strip().rstrip("/")
+    host + port with the scheme in `schema` (as the HTTP provider reads it); without a host, `default`
+    (the API server of the workers, `workers_api_url`)."""
+    host = str(conn.host or "").strip().rstrip("/") or (default or "").rstrip("/")
     if not host:
-        raise HealthCheckError(f"connection {conn.conn_id!r} has no host: set it to the API server's URL")
+        raise HealthCheckError(f"connection {conn.conn_id!r} has no host and Airflow has no execution API URL:"
+                               " set the host to the API server's URL")
     if "://" not in host:
         scheme = conn.schema if conn.schema in ("http", "https") else "http"
         host = f"{scheme}://{host}"
@@ -161,7 +176,7 @@ def check_import_errors(channels: Channels, problems: Sequence[str], api_conn_id
         raise HealthCheckError(
             f"Airflow connection {api_conn_id!r} (DATAPIPE_AIRFLOW_API_CONN_ID) is missing: it must name the API"
             f" server and a user allowed to read import errors ({type(exc).__name__})") from None
-    base_url = api_base_url(conn)
+    base_url = api_base_url(conn, workers_api_url())
     current = fetch_import_errors(base_url, conn.login, conn.password)
     try:
         alerted: dict[str, str] = dict(json.loads(Variable.get(STATE_VARIABLE, default="{}") or "{}"))

@@ -6,7 +6,14 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from datapipe_dags.health import DagImportError, HealthCheckError, api_base_url, import_error_message, to_alert
+from datapipe_dags.health import (
+    DagImportError,
+    HealthCheckError,
+    api_base_url,
+    import_error_message,
+    to_alert,
+    workers_api_url,
+)
 
 TRACE = """Traceback (most recent call last):
   File "/opt/airflow/dags/market_data_daily.py", line 25, in <module>
@@ -74,6 +81,14 @@ def test_import_error_message() -> None:
 )
 def test_api_base_url(conn: dict[str, object], url: str) -> None:
     assert api_base_url(SimpleNamespace(conn_id="airflow_api", **{"schema": None, "port": None, **conn})) == url
+
+
+def test_a_connection_without_host_uses_the_workers_api_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    conn = SimpleNamespace(conn_id="airflow_api", host=None, schema=None, port=None)
+    assert api_base_url(conn, "http://datapipe-airflow-api-server:8080/") == "http://datapipe-airflow-api-server:8080"
+    # what the Airflow chart configures for its workers (read by Airflow from the environment)
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "http://api.example:8080/execution/")
+    assert workers_api_url() == "http://api.example:8080"
 
 
 def test_api_connection_without_host_or_with_another_scheme_says_what_to_set() -> None:

@@ -14,6 +14,7 @@ database, a real SMTP server (aiosmtpd), a Slack-like webhook and a StatsD liste
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import shutil
 import socket
@@ -27,8 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from dagtest import (
     DAGS,
+    ROOT,
     AirflowServices,
     Mailbox,
     Webhook,
@@ -144,15 +147,24 @@ class OnCall:
         return query_metadata(self.home / "airflow.db", "select filename, stacktrace from import_error")
 
     def alerts(self) -> list[tuple[str, str, str]]:
-        """(subject, email text, Slack text) of every alert so far, paired by subject (an email whose
-        Slack post is missing, or came twice, has `<n> posts` as its Slack text)."""
-        posts = [json.loads(p["body"])["text"] for p in self.webhook.posts]
-        out = []
+        """(subject, email text, Slack text) of every alert so far: the n-th email of a subject paired
+        with the n-th Slack post of that subject (`<n> posts` when that post has not come)."""
+        posts: dict[str, list[str]] = {}
+        for post in list(self.webhook.posts):
+            text = json.loads(post["body"])["text"]
+            posts.setdefault(text.split("*")[1] if text.startswith("*") else "", []).append(text)
+        out, seen = [], {}
         for mail in list(self.mailbox.messages):
             subject = mail["message"]["Subject"]
-            slack = [p for p in posts if p.startswith(f"*{subject}*")]
-            out.append((subject, email_text(mail["message"]), slack[0] if len(slack) == 1 else f"{len(slack)} posts"))
+            n = seen[subject] = seen.get(subject, 0) + 1
+            slack = posts.get(subject, [])
+            text = slack[n - 1] if len(slack) >= n else f"{len(slack)} posts"
+            out.append((subject, email_text(mail["message"]), text))
         return out
+
+    def assert_one_post_per_email(self) -> None:
+        assert len(self.webhook.posts) == len(self.mailbox.messages), (
+            [m["message"]["Subject"] for m in self.mailbox.messages], [p["body"][:80] for p in self.webhook.posts])
 
     def wait_for_alert(self, subject_prefix: str) -> None:
         """Until an alert with this subject has arrived by both channels (email first, then Slack)."""
@@ -206,9 +218,9 @@ def oncall(tmp_path_factory: pytest.TempPathFactory, statsd: StatsdListener) -> 
             "DATAPIPE_DBT_MANIFEST": str(manifest),
             **alert_connections(mailbox, webhook),
         })
-        api = env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].removesuffix("/execution/")
+        # as the chart gives it: no host, the health DAG asks the API server its workers use
         env["AIRFLOW_CONN_AIRFLOW_API"] = json.dumps(
-            {"conn_type": "http", "host": api, "login": "oncall-reader", "password": password})
+            {"conn_type": "http", "login": "oncall-reader", "password": password})
         proc = run_airflow(["db", "migrate"], env, timeout=300)
         assert proc.returncode == 0, f"airflow db migrate failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         with airflow_services(env, base / "services", apps="all", dag_processor=True) as services:
@@ -240,6 +252,7 @@ def test_a_timed_out_run_alerts_once_in_the_task_alert_format(oncall: OnCall) ->
         assert f"Run:          http://airflow.example:8080/dags/timeout_probe/runs/{run_id}" in text
         assert f"Task log:     http://airflow.example:8080/dags/timeout_probe/runs/{run_id}/tasks/hang" in text
         assert "Task states:  1 skipped" in text
+    oncall.assert_one_post_per_email()
 
 
 def test_a_failed_task_pages_once_not_twice(oncall: OnCall) -> None:
@@ -254,6 +267,7 @@ def test_a_failed_task_pages_once_not_twice(oncall: OnCall) -> None:
     alerts = oncall.alerts()[before:]
     assert len(alerts) == 1 and alerts[0][0].startswith(task_subject), alerts
     assert "step boom (python -c import sys; sys.exit(3)) exited with code 3" in alerts[0][1]
+    oncall.assert_one_post_per_email()
 
 
 def test_import_errors_alert_once_per_distinct_error(oncall: OnCall) -> None:
@@ -295,6 +309,46 @@ def test_import_errors_alert_once_per_distinct_error(oncall: OnCall) -> None:
     proc = run_airflow(["variables", "get", "datapipe_health_import_errors"], oncall.env)  # stored encrypted
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert list(json.loads(proc.stdout.strip().splitlines()[-1])) == ["dags-folder/market_data_daily.py"], proc.stdout
+    oncall.assert_one_post_per_email()
+
+
+def test_airflow_metrics_map_onto_the_series_the_docs_alert_on(oncall: OnCall, statsd: StatsdListener) -> None:
+    """Run after the scenarios above (they produce the failed runs, task failures and import errors)."""
+    oncall.wait("a scheduler heartbeat and the import-error gauge", lambda: {
+        "airflow.scheduler_heartbeat", "airflow.dag_processing.import_errors"} <= statsd.names())
+    values = yaml.safe_load((ROOT / "charts" / "datapipe" / "values.yaml").read_text())
+    mappings = values["airflow"]["statsd"]["overrideMappings"]
+    series = {mapped for name in statsd.names() if (mapped := map_statsd(mappings, name))}
+    for expected in (
+        ("airflow_scheduler_heartbeat", ()),
+        ("airflow_dag_processing_import_errors", ()),
+        ("airflow_dagrun_failed", (("dag_id", "timeout_probe"),)),
+        ("airflow_ti_finish", (("dag_id", "failure_probe"), ("state", "failed"), ("task_id", "boom"))),
+    ):
+        assert expected in series, sorted(series)
+    gauge = [line for line in statsd.lines if line.startswith("airflow.dag_processing.import_errors:")]
+    assert any(int(float(line.split(":")[1].split("|")[0])) >= 1 for line in gauge), gauge[-5:]
+    # every series docs/kubernetes.md alerts on is one these mappings produce
+    docs = (ROOT / "docs" / "kubernetes.md").read_text()
+    rules = docs[docs.index("<!-- alert rules: begin -->"):docs.index("<!-- alert rules: end -->")]
+    exprs = rules.split("expr:")[1:]
+    assert len(exprs) >= 6, rules
+    used = {name for expr in exprs for name in re.findall(
+        r"\b(airflow_[a-z_]+?)(?:_sum|_count)?\b(?=[{\[\s)])", expr.split("labels:")[0])}
+    produced = {m["name"] for m in mappings}
+    assert used and used <= produced, (used, produced)
+
+
+def map_statsd(mappings: list[dict[str, Any]], name: str) -> tuple[str, tuple[tuple[str, str], ...]] | None:
+    """What statsd_exporter makes of a StatsD name with glob mappings: `*` matches one dot-free part;
+    the first matching mapping wins; $1.. are the parts `*` matched (its documented behaviour)."""
+    for mapping in mappings:
+        pattern = "^" + re.escape(mapping["match"]).replace(r"\*", "([^.]+)") + "$"
+        if match := re.match(pattern, name):
+            labels = {k: re.sub(r"\$(\d+)", lambda g: match[int(g[1])], str(v))
+                      for k, v in (mapping.get("labels") or {}).items()}
+            return mapping["name"], tuple(sorted(labels.items()))
+    return None
 
 
 def dag_processor_logged(home: Path, text: str) -> bool:
