@@ -165,8 +165,8 @@ def test_an_upgrade_keeps_the_admin_password_and_adds_the_health_user(renderer: 
 
     old = {"datapipe-airflow-admin": {"data": {
         "passwords.json": base64.b64encode(json.dumps({"admin": "kept-admin-password"}).encode()).decode()}}}
-    stub = ('{{- define "datapipe.lookup" -}}{{- $live := fromYaml `%s` -}}'
-            '{{- toYaml (get $live (index . 3) | default dict) -}}{{- end -}}') % json.dumps(old)
+    stub = ('{{- define "datapipe.lookup" -}}{{- $live := fromYaml `' + json.dumps(old) + '` -}}'
+            '{{- toYaml (get $live (index . 3) | default dict) -}}{{- end -}}')
     render = renderer.render(chart=renderer.chart_copy(lookup_stub=stub))
     secret = secret_data(find(render.objects, "Secret", "datapipe-airflow-admin") or {})
     passwords = json.loads(secret["passwords.json"])

@@ -62,13 +62,17 @@ from airflow.sdk import DAG
 from datapipe_dags.alerts import PipelineAlert, RunAlert
 from datapipe_dags.config import Settings
 from datapipe_dags.local import LocalStepOperator
+from datapipe_dags.steps import Component, Step
+from pathlib import Path
 
 settings = Settings.from_env(os.environ)
+venv = Path(os.environ["PROBE_VENV"])
+probe = Component(name="probe", image="probe", local_dir=".", venv=venv.name)
 with DAG("{dag_id}", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
          dagrun_timeout={timeout}, on_failure_callback=[RunAlert(settings.channels)],
          default_args={{"retries": 0, "on_failure_callback": [PipelineAlert(settings)]}}):
-    LocalStepOperator(task_id="{task_id}", step_name="{task_id}", command=["python", "-c", {code!r}],
-                      cwd=os.getcwd(), venv_dir=os.environ["PROBE_VENV"], step_env={{}})
+    LocalStepOperator(task_id="{task_id}", step=Step("{task_id}", probe, ("python", "-c", {code!r})),
+                      repo_root=Path(os.getcwd()), venvs_dir=venv.parent, plain_env={{}})
 '''
 
 
