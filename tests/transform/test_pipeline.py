@@ -179,7 +179,7 @@ def test_the_run_is_in_ops_pipeline_runs_for_a_monitor(baseline: Chain) -> None:
     assert run["extract_runs"] == 2 and run["extract_failed"] == 0  # prices and companies
     assert run["rows_loaded"] == baseline.scalar("select sum(bars) from ops.extract_runs") > 0
     assert run["checks_total"] == total and run["checks_failed"] == 0
-    assert run["newest_trade_date"] == AS_OF.isoformat()
+    assert run["newest_trade_date"] == AS_OF.isoformat()  # the gate's observation, read back
     assert run["expected_trade_date"] == "2025-06-12"  # QUALITY_TODAY=AS_OF: the session before it
     assert run["freshness_lag_sessions"] == 0
     assert run["rows_published"] == sum(baseline.scalar("select row_counts from ops.publish_history").values())

@@ -72,7 +72,7 @@ class Log:
             "insert into ops.gate_results values (%s, 'fct_daily_prices', 'expect_column_max_to_be_between',"
             " 'trade_date', %s, %s, %s, 'observed')",
             (gate_run_id, json.dumps({"column": "trade_date", "min_value": expected.isoformat()}), newest >= expected,
-             newest.isoformat()))
+             json.dumps(newest.isoformat())))
         return gate_run_id
 
     def publish(self, gate_run_id: uuid.UUID, when: dt.datetime, status: str, counts: dict[str, int]) -> None:

@@ -105,14 +105,15 @@ last_gate as (
     left join lateral (
         -- the gate's freshness expectation on the facts: the newest bar it saw, the oldest it accepted
         select
-            left(r.observed_value, 10)::date as newest_trade_date,
+            left(btrim(r.observed_value, '"'), 10)::date as newest_trade_date,
             left(r.kwargs ->> 'min_value', 10)::date as expected_trade_date
         from ops.gate_results as r
         where r.gate_run_id = gates.gate_run_id
             and r.mart = 'fct_daily_prices'
             and r.expectation_type = 'expect_column_max_to_be_between'
             and r.column_name = 'trade_date'
-            and r.observed_value ~ '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}'
+            -- stored as GX reports it, a JSON value: "2025-06-13" with its quotes
+            and btrim(r.observed_value, '"') ~ '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}'
             and r.kwargs ->> 'min_value' ~ '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}'
         limit 1
     ) as fresh on true
