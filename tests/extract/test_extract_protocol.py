@@ -10,7 +10,7 @@ import math
 import orjson
 import pytest
 from extract.errors import ExtractError, PermanentSymbolError, StopAllError, ThrottledError, TransientError
-from extract.protocol import DAILY, GLOBAL_QUOTE, OVERVIEW, interpret
+from extract.protocol import BULK_QUOTES, DAILY, GLOBAL_QUOTE, INTRADAY, OVERVIEW, interpret
 from extract.sandbox import data
 from extract.sandbox import server as sandbox
 from hypothesis import HealthCheck, given, settings
@@ -274,14 +274,14 @@ def outcome(raw: bytes, function=DAILY):
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=300))
 def test_random_bytes_end_in_a_typed_error(raw):
-    for function in (DAILY, OVERVIEW, GLOBAL_QUOTE):
+    for function in (DAILY, OVERVIEW, GLOBAL_QUOTE, INTRADAY, BULK_QUOTES):
         assert isinstance(outcome(raw, function), ExtractError)
 
 
 @settings(max_examples=300, deadline=None)
 @given(json_values)
 def test_random_json_documents_end_in_a_typed_error(doc):
-    for function in (DAILY, OVERVIEW, GLOBAL_QUOTE):
+    for function in (DAILY, OVERVIEW, GLOBAL_QUOTE, INTRADAY, BULK_QUOTES):
         result = outcome(body(doc), function)
         assert isinstance(result, ExtractError)
 

@@ -243,7 +243,8 @@ def test_migrate_is_idempotent_and_concurrent_safe(warehouse):
     # the ops tables of schema.sql and one raw table per endpoint of the registry
     from extract.endpoints import all_endpoints
 
-    assert tables == sorted(["ops.extract_run_symbols", "ops.extract_runs", *(e.relation for e in all_endpoints())])
+    assert tables == sorted(["ops.extract_run_symbols", "ops.extract_runs", "raw.quotes",
+                             *(e.relation for e in all_endpoints())])
 
 
 def test_settings_from_a_dict():

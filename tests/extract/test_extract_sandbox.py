@@ -271,5 +271,9 @@ def test_intraday_partial_bar_changes_until_the_close(sandbox_server):
     assert {d: b for d, b in at_noon.items() if d != "2026-11-24"} == {
         d: b for d, b in final.items() if d != "2026-11-24"
     }
-    quote = json.loads(get(noon.base_url, function="GLOBAL_QUOTE", symbol="IBM")[2])["Global Quote"]
-    assert (quote["05. price"], quote["07. latest trading day"]) == (bar_noon["4. close"], "2026-11-24")
+    # the realtime quote is the partial bar's close; without an entitlement it is end of day (yesterday's)
+    quote = json.loads(get(noon.base_url, function="GLOBAL_QUOTE", symbol="IBM", entitlement="realtime")[2])
+    assert (quote["Global Quote"]["05. price"], quote["Global Quote"]["07. latest trading day"]) == (
+        bar_noon["4. close"], "2026-11-24")
+    eod = json.loads(get(noon.base_url, function="GLOBAL_QUOTE", symbol="IBM")[2])["Global Quote"]
+    assert eod["07. latest trading day"] == "2026-11-23"

@@ -2,12 +2,13 @@
 
     extract prices    [--symbols AAPL,MSFT] [--full]   TIME_SERIES_DAILY per symbol into raw.time_series_daily
     extract companies [--symbols ...]                  OVERVIEW per symbol into raw.company_overview
-    extract quotes    [--symbols ...]                  GLOBAL_QUOTE per symbol into raw.global_quote
+    extract quotes    [--symbols ...]                  live prices into raw.quotes (intraday / bulk / GLOBAL_QUOTE)
     extract migrate                                    create the raw/ops tables (every run does it too)
     extract accept-gap SYMBOL [SYMBOL ...]             accept a hole in a symbol's history (docs/extract.md)
     extract sandbox   [--port 8765] [--host 127.0.0.1] [--as-of YYYY-MM-DD] [--fault SPEC ...]
 
-One command per endpoint of extract.endpoints (the list above is theirs today).
+One command per endpoint of extract.endpoints that has one; `quotes` chooses among the live-price
+endpoints by the key (extract.quotes).
 
 Configuration comes from the environment (docs/extract.md); exit 0 only when every symbol succeeded.
 """
@@ -42,12 +43,17 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="extract", description="Alpha Vantage extractor and sandbox API.")
     sub = p.add_subparsers(dest="command", required=True)
     for endpoint in endpoints.all_endpoints():
+        if endpoint.command is None:
+            continue  # asked only by `extract quotes`
         sp = sub.add_parser(endpoint.command, help=endpoint.summary)
         sp.add_argument("--symbols", help="comma-separated symbols (default: DATAPIPE_SYMBOLS, else the 10 defaults)")
         if endpoint.output_sizes:
             sp.add_argument(
                 "--full", action="store_true", help="outputsize=full for every symbol (default: only first loads)"
             )
+    qp = sub.add_parser("quotes", help="live prices into raw.quotes: the newest intraday bar or bulk quotes with "
+                        "ALPHAVANTAGE_ENTITLEMENT (premium), else GLOBAL_QUOTE end of day (docs/extract.md)")
+    qp.add_argument("--symbols", help="comma-separated symbols (default: DATAPIPE_SYMBOLS, else the 10 defaults)")
     sub.add_parser("migrate", help="create the raw and ops tables (idempotent)")
     ag = sub.add_parser("accept-gap", help="accept the recorded hole in a symbol's daily history: its history "
                         "restarts after it (docs/extract.md)")
@@ -65,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
         "--now",
         default=None,
         help="pin the clock, YYYY-MM-DDTHH:MM in US/Eastern (default SANDBOX_NOW, else the real clock)",
+    )
+    sb.add_argument(
+        "--clock-start",
+        default=None,
+        help="start the clock at YYYY-MM-DDTHH:MM US/Eastern and let it run in real time (intraday bars and quotes "
+        "move with it; default SANDBOX_CLOCK_START, else the real clock)",
     )
     sb.add_argument(
         "--intraday",
@@ -120,7 +132,12 @@ def run_extract(command: str, args: argparse.Namespace, env: Mapping[str, str]) 
         return EXIT_CONFIG
     configure_logging(settings.api_key, settings.log_level)
     try:
-        run = Run(settings, command, symbols, full=getattr(args, "full", False))
+        if command == "quotes":
+            from extract.quotes import QuotesRun
+
+            run: Run = QuotesRun(settings, symbols)
+        else:
+            run = Run(settings, command, symbols, full=getattr(args, "full", False))
         outcomes = run.execute()
     except psycopg.Error as exc:
         log.error(
@@ -201,6 +218,7 @@ def sandbox_config(args: argparse.Namespace, env: Mapping[str, str]) -> SandboxC
 
     as_of_raw = args.as_of or env.get("SANDBOX_AS_OF", "").strip() or None
     now_raw = args.now or env.get("SANDBOX_NOW", "").strip() or None
+    start_raw = args.clock_start or env.get("SANDBOX_CLOCK_START", "").strip() or None
     try:
         as_of = dt.date.fromisoformat(as_of_raw) if as_of_raw else None
     except ValueError:
@@ -209,6 +227,10 @@ def sandbox_config(args: argparse.Namespace, env: Mapping[str, str]) -> SandboxC
         now = dt.datetime.fromisoformat(now_raw).replace(tzinfo=NEW_YORK) if now_raw else None
     except ValueError:
         raise ConfigError(f"--now / SANDBOX_NOW {now_raw!r} is not a YYYY-MM-DDTHH:MM time") from None
+    try:
+        clock_start = dt.datetime.fromisoformat(start_raw).replace(tzinfo=NEW_YORK) if start_raw else None
+    except ValueError:
+        raise ConfigError(f"--clock-start / SANDBOX_CLOCK_START {start_raw!r} is not a YYYY-MM-DDTHH:MM time") from None
     try:
         faults = parse_faults(env.get("SANDBOX_FAULTS", "")) + parse_faults(list(args.fault))
     except FaultSpecError as exc:
@@ -237,6 +259,7 @@ def sandbox_config(args: argparse.Namespace, env: Mapping[str, str]) -> SandboxC
         require_key=args.require_key or env.get("SANDBOX_REQUIRE_KEY") or None,
         cache_bodies=max(1, cache),
         tier=tier,
+        clock_start=clock_start,
     )
 
 
@@ -260,7 +283,7 @@ def run_sandbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     args = _parser().parse_args(argv)
     env = dict(os.environ) if env is None else env
-    if args.command in endpoints.commands():
+    if args.command in (*endpoints.commands(), "quotes"):
         return run_extract(args.command, args, env)
     if args.command == "migrate":
         return run_migrate(env)

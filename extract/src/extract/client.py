@@ -91,12 +91,15 @@ class ApiClient:
             self.stop_reason = error
             self.stop.set()
 
-    def fetch(self, function: str, symbol: str, attempt: Attempt, output_size: str | None = None) -> Response:
-        """GET one payload, retrying transient failures; raises PermanentSymbolError, StopAllError,
-        RunStopped, or the last TransientError once the retries are spent."""
+    def fetch(self, function: str, symbol: str, attempt: Attempt, output_size: str | None = None,
+              extra: dict[str, str] | None = None) -> Response:
+        """GET one payload (`extra`: more query parameters, e.g. interval and entitlement), retrying
+        transient failures; raises PermanentSymbolError, StopAllError, RunStopped, or the last
+        TransientError once the retries are spent."""
         params = {"function": function, "symbol": symbol}
         if output_size:
             params["outputsize"] = output_size
+        params.update(extra or {})
         url, public_url = self.urls(params)
         retry = 0
         while True:

@@ -6,16 +6,21 @@ import datetime as dt
 import hashlib
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
+from typing import TYPE_CHECKING
 
+import orjson
 import psycopg
 from datapipe_common.libpq import conninfo
 from psycopg import sql
 
 from extract import endpoints
 from extract.errors import REASON_CODES, STATUSES
+
+if TYPE_CHECKING:
+    from extract.quotes import QuoteRow
 
 # Stable advisory-lock key for the schema migration ("extract" in ASCII).
 MIGRATION_LOCK = 0x65787472616374
@@ -274,6 +279,45 @@ def store_payload(
             outcome.bars = 0  # `bars` counts what this run loaded
         conn.execute(_INSERT_SYMBOL, _symbol_row(run_id, outcome))
     return stored
+
+
+# -- live quotes (extract.quotes) --------------------------------------------------------------------
+
+_INSERT_QUOTE = (
+    "insert into raw.quotes (symbol, bar_at, source, delay, fetched_at, run_id, quote)"
+    " values (%s, %s, %s, %s, %s, %s, %s::jsonb) on conflict (symbol, bar_at) do nothing"
+)
+
+
+def _quote_params(run_id: uuid.UUID, rows: Sequence[QuoteRow], fetched_at: dt.datetime) -> list[tuple[object, ...]]:
+    return [(r.symbol, r.bar_at, r.source, r.delay, fetched_at, run_id, orjson.dumps(r.quote).decode())
+            for r in rows]
+
+
+def store_quotes(conn: psycopg.Connection[tuple[object, ...]], run_id: uuid.UUID, rows: Sequence[QuoteRow], *,
+                 fetched_at: dt.datetime) -> None:
+    """Append the rows to raw.quotes; a symbol's bar time already stored keeps its first row."""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(_INSERT_QUOTE, _quote_params(run_id, rows, fetched_at))
+
+
+def store_batch(conn: psycopg.Connection[tuple[object, ...]], run_id: uuid.UUID, endpoint: endpoints.Endpoint,
+                outcomes: list[SymbolOutcome], rows: Sequence[QuoteRow], *, url: str, requested_at: dt.datetime,
+                received_at: dt.datetime, body: bytes) -> None:
+    """One transaction for a request that named several symbols (bulk quotes): its payload (the
+    `symbol` column lists them), the quotes, and every symbol's run-log row."""
+    label = ",".join(o.symbol for o in outcomes)
+    with conn.transaction():
+        conn.execute(
+            sql.SQL("insert into {} (run_id, symbol, function, request_url, requested_at, received_at,"
+                    " payload_sha256, payload) values (%s, %s, %s, %s, %s, %s, %s, %s::jsonb)").format(
+                sql.Identifier("raw", endpoint.table)),
+            (run_id, label, endpoint.function, url, requested_at, received_at, sha256(body), body.decode("utf-8")),
+        )
+        with conn.cursor() as cur:
+            if rows:
+                cur.executemany(_INSERT_QUOTE, _quote_params(run_id, rows, received_at))
+            cur.executemany(_INSERT_SYMBOL, [_symbol_row(run_id, o) for o in outcomes])
 
 
 # -- the daily history: newest stored bar, the key's tier, accepted gaps (extract.history) ------------

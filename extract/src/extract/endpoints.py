@@ -18,6 +18,7 @@ from typing import Any
 from extract import protocol
 from extract.errors import PermanentSymbolError
 from extract.sandbox import data
+from extract.sandbox import live as live_prices
 
 # (doc, symbol, key, body) -> what the answer holds; raises a typed ExtractError otherwise
 ParseFn = Callable[[Any, str, "str | None", bytes], protocol.Content]
@@ -25,7 +26,7 @@ ParseFn = Callable[[Any, str, "str | None", bytes], protocol.Content]
 SandboxFn = Callable[[data.SandboxRequest], bytes]
 
 # `extract` commands that are not endpoints
-BUILTIN_COMMANDS = frozenset({"migrate", "sandbox", "accept-gap"})
+BUILTIN_COMMANDS = frozenset({"migrate", "sandbox", "accept-gap", "quotes"})
 _TABLE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _COMMAND = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 _FUNCTION = re.compile(r"^[A-Z][A-Z0-9_]{0,62}$")
@@ -36,7 +37,7 @@ class Endpoint:
     """One Alpha Vantage function and everything the project does with it."""
 
     function: str  # the API's `function=` parameter
-    command: str  # `extract <command>` loads it for every symbol
+    command: str | None  # `extract <command>` loads it for every symbol; None: only `extract quotes` asks it
     table: str  # raw.<table>: one row per validated answer (db.RAW_COLUMNS)
     parse: ParseFn  # validate one decoded answer (a module-level function: big ones go to helper processes)
     sandbox: SandboxFn  # the sandbox's answer for a known symbol
@@ -49,6 +50,12 @@ class Endpoint:
     live: bool = False
     # store payloads uncompressed (TOAST `external`): large, parsed often (docs/extract.md, storage)
     store_uncompressed: bool = False
+    # the answer moves with the sandbox's clock and the request's `entitlement` (extract.sandbox.live)
+    clocked: bool = False
+    # symbols a request may name, comma-separated (REALTIME_BULK_QUOTES: 100); 1 = one `symbol`
+    max_symbols: int = 1
+    # a free key gets the premium-endpoint notice
+    premium_only: bool = False
 
     @property
     def relation(self) -> str:
@@ -63,13 +70,15 @@ def register(endpoint: Endpoint) -> Endpoint:
     checks = ((_FUNCTION, endpoint.function, "function"), (_COMMAND, endpoint.command, "command"),
               (_TABLE, endpoint.table, "table"))
     for pattern, value, what in checks:
-        if not pattern.match(value):
+        if value is None and what == "command":
+            continue
+        if value is None or not pattern.match(value):
             raise ValueError(f"endpoint {endpoint.function!r}: {what} {value!r} does not match {pattern.pattern}")
     if endpoint.command in BUILTIN_COMMANDS:
         raise ValueError(f"endpoint {endpoint.function!r}: command {endpoint.command!r} is a built-in command")
     for other in _REGISTRY.values():
         for what in ("function", "command", "table"):
-            if getattr(other, what) == getattr(endpoint, what):
+            if getattr(endpoint, what) is not None and getattr(other, what) == getattr(endpoint, what):
                 raise ValueError(f"endpoint {endpoint.function!r}: {what} {getattr(endpoint, what)!r} is taken"
                                  f" by {other.function}")
     _REGISTRY[endpoint.function] = endpoint
@@ -110,7 +119,7 @@ def by_command(command: str) -> Endpoint:
 
 
 def commands() -> tuple[str, ...]:
-    return tuple(e.command for e in _REGISTRY.values())
+    return tuple(e.command for e in _REGISTRY.values() if e.command is not None)
 
 
 # -- the endpoints ---------------------------------------------------------------------------------
@@ -135,16 +144,40 @@ OVERVIEW = register(Endpoint(
     summary="OVERVIEW (company name, sector, industry, market cap, ...) per symbol into raw.company_overview",
     unknown_symbol=b"{}",
 ))
+# Live prices (`extract quotes`, extract.quotes): the newest intraday bar, bulk quotes, and GLOBAL_QUOTE
+# as the end-of-day fallback of free keys. No command of their own: `quotes` chooses among them.
 GLOBAL_QUOTE = register(Endpoint(
     function=protocol.GLOBAL_QUOTE,
-    command="quotes",
+    command=None,
     table="global_quote",
     parse=protocol.parse_global_quote,
-    sandbox=data.global_quote_answer,
-    summary="GLOBAL_QUOTE (latest price and change) per symbol into raw.global_quote",
+    sandbox=live_prices.global_quote_answer,
+    summary="GLOBAL_QUOTE (latest price and change; end of day for free keys) per symbol into raw.global_quote",
     unknown_symbol=b'{"Global Quote": {}}',
-    live=True,
+    clocked=True,
+))
+INTRADAY = register(Endpoint(
+    function=protocol.INTRADAY,
+    command=None,
+    table="time_series_intraday",
+    parse=protocol.parse_intraday,
+    sandbox=live_prices.intraday_answer,
+    summary="TIME_SERIES_INTRADAY (today's bars; the newest is the live price) per symbol into"
+            " raw.time_series_intraday",
+    clocked=True,
+))
+BULK_QUOTES = register(Endpoint(
+    function=protocol.BULK_QUOTES,
+    command=None,
+    table="realtime_bulk_quotes",
+    parse=protocol.parse_bulk_quotes,
+    sandbox=live_prices.bulk_answer,
+    summary="REALTIME_BULK_QUOTES (premium: up to 100 symbols a request) into raw.realtime_bulk_quotes",
+    unknown_symbol=b'{"endpoint": "Realtime Bulk Quotes", "data": []}',
+    clocked=True,
+    max_symbols=protocol.BULK_MAX_SYMBOLS,
+    premium_only=True,
 ))
 
-__all__ = ["DAILY", "GLOBAL_QUOTE", "OVERVIEW", "Endpoint", "all_endpoints", "by_command", "commands", "endpoint",
-           "find", "register", "registered"]
+__all__ = ["BULK_QUOTES", "DAILY", "GLOBAL_QUOTE", "INTRADAY", "OVERVIEW", "Endpoint", "all_endpoints", "by_command",
+           "commands", "endpoint", "find", "register", "registered"]

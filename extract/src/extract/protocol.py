@@ -23,6 +23,18 @@ from extract.masking import mask_secret
 DAILY = "TIME_SERIES_DAILY"
 OVERVIEW = "OVERVIEW"
 GLOBAL_QUOTE = "GLOBAL_QUOTE"
+INTRADAY = "TIME_SERIES_INTRADAY"
+BULK_QUOTES = "REALTIME_BULK_QUOTES"
+# TIME_SERIES_INTRADAY's `interval` values; the series key names it: "Time Series (5min)"
+INTERVALS = ("1min", "5min", "15min", "30min", "60min")
+# the `entitlement` values of a premium key (no entitlement: end-of-day data, what free keys get)
+ENTITLEMENTS = ("realtime", "delayed")
+# GLOBAL_QUOTE's object key; with entitlement=delayed it reads "Global Quote - DATA DELAYED BY 15 MINUTES"
+QUOTE_KEY = "Global Quote"
+# REALTIME_BULK_QUOTES: at most this many symbols a request; every value of an item is a string
+BULK_MAX_SYMBOLS = 100
+BULK_FIELDS = ("symbol", "timestamp", "open", "high", "low", "close", "volume", "previous_close", "change",
+               "change_percent")
 SERIES_KEY = "Time Series (Daily)"
 BAR_FIELDS = ("1. open", "2. high", "3. low", "4. close", "5. volume")
 QUOTE_FIELDS = (
@@ -38,6 +50,8 @@ QUOTE_FIELDS = (
     "10. change percent",
 )
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_BAR_TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
+_QUOTE_TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,6})?")
 _get_bar = itemgetter(*BAR_FIELDS)
 _INF = math.inf
 _NUMBER_TYPES = {str, int, float}
@@ -147,6 +161,11 @@ def _explain_bar(day: Any, bar: Any) -> str:
         dt.date.fromisoformat(day)
     except ValueError:
         return f"date {day!r} is not a calendar date"
+    return _explain_bar_values(day, bar)
+
+
+def _explain_bar_values(day: str, bar: Any) -> str:
+    """Why a bar's values are invalid ('' when they are valid): the five fields, numbers, OHLC order."""
     if not isinstance(bar, dict):
         return f"bar {day}: expected an object, got {type(bar).__name__}"
     values = []
@@ -268,45 +287,142 @@ def parse_overview(doc: Any, symbol: str, key: str | None, body: bytes = b"") ->
     return Content(1)
 
 
+def quote_object(doc: dict[str, Any]) -> tuple[str, Any] | None:
+    """GLOBAL_QUOTE's (key, object): "Global Quote", or its delayed form "Global Quote - DATA DELAYED BY
+    15 MINUTES"; None when neither is there."""
+    for name, value in doc.items():
+        if name == QUOTE_KEY or (isinstance(name, str) and name.startswith(QUOTE_KEY + " - ")):
+            return name, value
+    return None
+
+
+def _check_number(raw: Any, where: str, *, percent: bool = False, minimum: float | None = None) -> float:
+    """A finite number written as a string (Alpha Vantage writes every number so)."""
+    if not isinstance(raw, str):
+        raise PermanentSymbolError(f"{where} = {raw!r} is not a string", reason_code="invalid_payload")
+    try:
+        value = float(raw.removesuffix("%") if percent else raw)
+    except ValueError:
+        raise PermanentSymbolError(f"{where} = {raw!r} is not a number", reason_code="invalid_payload") from None
+    if not math.isfinite(value) or (minimum is not None and value < minimum):
+        raise PermanentSymbolError(f"{where} = {raw!r} is not a finite number"
+                                   f"{'' if minimum is None else f' >= {minimum:g}'}", reason_code="invalid_payload")
+    return value
+
+
 def parse_global_quote(doc: Any, symbol: str, key: str | None, body: bytes = b"") -> Content:
-    if isinstance(doc, dict) and "Global Quote" not in doc:
+    found = quote_object(doc) if isinstance(doc, dict) else None
+    if isinstance(doc, dict) and found is None:
         classify_message(doc, key)
     doc = _expect_dict(doc, GLOBAL_QUOTE)
-    quote = doc.get("Global Quote")
+    name, quote = found or (QUOTE_KEY, None)
     if not isinstance(quote, dict):
         raise TransientError("'Global Quote' missing or not an object", reason_code="invalid_payload")
     if not quote:
         raise PermanentSymbolError(
-            f"empty 'Global Quote' for {symbol!r} (unknown symbol?)", reason_code="invalid_symbol"
+            f"empty '{name}' for {symbol!r} (unknown symbol?)", reason_code="invalid_symbol"
         )
     _check_symbol(quote.get("01. symbol"), symbol, "'01. symbol'")
-    for name in QUOTE_FIELDS[1:]:
-        if name not in quote:
-            raise PermanentSymbolError(f"'Global Quote' field {name!r} missing", reason_code="invalid_payload")
-        raw = quote[name]
-        if not isinstance(raw, str):
-            raise PermanentSymbolError(
-                f"'Global Quote' {name} = {raw!r} is not a string", reason_code="invalid_payload"
-            )
-        if name == "07. latest trading day":
+    for field in QUOTE_FIELDS[1:]:
+        if field not in quote:
+            raise PermanentSymbolError(f"'Global Quote' field {field!r} missing", reason_code="invalid_payload")
+        raw = quote[field]
+        if field == "07. latest trading day":
+            if not isinstance(raw, str):
+                raise PermanentSymbolError(
+                    f"'Global Quote' {field} = {raw!r} is not a string", reason_code="invalid_payload"
+                )
             try:
                 if not _DATE.fullmatch(raw):
                     raise ValueError(raw)
                 dt.date.fromisoformat(raw)
             except ValueError:
                 raise PermanentSymbolError(
-                    f"'Global Quote' {name} = {raw!r} is not a date", reason_code="invalid_payload"
+                    f"'Global Quote' {field} = {raw!r} is not a date", reason_code="invalid_payload"
                 ) from None
             continue
-        try:
-            value = float(raw.removesuffix("%"))
-        except ValueError:
-            raise PermanentSymbolError(
-                f"'Global Quote' {name} = {raw!r} is not a number", reason_code="invalid_payload"
-            ) from None
-        if not math.isfinite(value):
-            raise PermanentSymbolError(f"'Global Quote' {name} = {raw!r} is not finite", reason_code="invalid_payload")
-    return Content(1)
+        _check_number(raw, f"'Global Quote' {field}", percent=field == "10. change percent")
+    day = quote["07. latest trading day"]
+    return Content(1, day, day, day)
+
+
+def _bar_time(raw: Any, pattern: re.Pattern[str], where: str) -> dt.datetime:
+    """'YYYY-MM-DD HH:MM:SS' (US/Eastern, no offset, as Alpha Vantage writes it) -> a naive datetime."""
+    try:
+        if not isinstance(raw, str) or not pattern.fullmatch(raw):
+            raise ValueError(raw)
+        return dt.datetime.fromisoformat(raw)
+    except ValueError:
+        raise PermanentSymbolError(f"{where} {raw!r} is not 'YYYY-MM-DD HH:MM:SS'",
+                                   reason_code="invalid_payload") from None
+
+
+def intraday_series_key(doc: dict[str, Any]) -> str | None:
+    """The intraday series' key, "Time Series (5min)" (whichever interval), or None."""
+    return next((k for k in doc if isinstance(k, str) and k.startswith("Time Series (") and k.endswith("min)")
+                 and k[len("Time Series ("):-1] in INTERVALS), None)
+
+
+def parse_intraday(doc: Any, symbol: str, key: str | None, body: bytes = b"") -> Content:
+    """TIME_SERIES_INTRADAY: "Meta Data" and "Time Series (<interval>)" keyed "YYYY-MM-DD HH:MM:SS"
+    (US/Eastern), bars with the daily bar's fields. `last_refreshed` is the newest bar's time."""
+    series_key = intraday_series_key(doc) if isinstance(doc, dict) else None
+    if isinstance(doc, dict) and series_key is None:
+        classify_message(doc, key)
+    doc = _expect_dict(doc, INTRADAY)
+    if series_key is None:
+        raise TransientError(f"'Time Series (<interval>)' missing (keys: {', '.join(map(str, list(doc)[:5]))})",
+                             reason_code="invalid_payload")
+    meta = doc.get("Meta Data")
+    if not isinstance(meta, dict):
+        raise PermanentSymbolError("'Meta Data' missing or not an object", reason_code="invalid_payload")
+    _check_symbol(meta.get("2. Symbol"), symbol, "Meta Data '2. Symbol'")
+    series = doc[series_key]
+    if not isinstance(series, dict) or not series:
+        raise PermanentSymbolError(f"{series_key!r} is empty or not an object", reason_code="invalid_payload")
+    times = []
+    for stamp, bar in series.items():
+        times.append(_bar_time(stamp, _BAR_TIME, "bar time"))
+        reason = _explain_bar_values(stamp, bar)
+        if reason:
+            raise PermanentSymbolError(f"invalid bar: {reason}", reason_code="invalid_payload")
+    newest = max(times)
+    return Content(len(series), newest.isoformat(sep=" "), min(times).date().isoformat(), newest.date().isoformat())
+
+
+def parse_bulk_quotes(doc: Any, symbols: str, key: str | None, body: bytes = b"") -> Content:
+    """REALTIME_BULK_QUOTES for `symbols` (comma-separated, as requested): {"endpoint": ..., "data": [one
+    object per known symbol]}, every value a string; a symbol the API does not know is left out of
+    `data` (it is that symbol's failure, the caller's to record). Refuses an item of a symbol that was
+    not asked, a duplicate, a bad number or timestamp."""
+    if isinstance(doc, dict) and "data" not in doc:
+        classify_message(doc, key)
+    doc = _expect_dict(doc, BULK_QUOTES)
+    items = doc.get("data")
+    if not isinstance(items, list):
+        raise TransientError(f"'data' missing or not a list (keys: {', '.join(map(str, list(doc)[:5]))})",
+                             reason_code="invalid_payload")
+    asked = {s.strip().upper() for s in symbols.split(",") if s.strip()}
+    seen: set[str] = set()
+    for item in items:
+        if not isinstance(item, dict):
+            raise PermanentSymbolError(f"a 'data' item is {type(item).__name__}, expected an object",
+                                       reason_code="invalid_payload")
+        got = item.get("symbol")
+        if not isinstance(got, str) or got.upper() not in asked or got.upper() in seen:
+            raise PermanentSymbolError(f"'data' item symbol {got!r} was not requested or is repeated",
+                                       reason_code="invalid_payload")
+        seen.add(got.upper())
+        _bar_time(item.get("timestamp"), _QUOTE_TIME, f"{got} timestamp")
+        for field in ("open", "high", "low", "close", "previous_close"):
+            _check_number(item.get(field), f"{got} {field}", minimum=0)
+        _check_number(item.get("volume"), f"{got} volume", minimum=0)
+        _check_number(item.get("change"), f"{got} change")
+        _check_number(item.get("change_percent"), f"{got} change_percent", percent=True)
+    if not items:
+        raise PermanentSymbolError(f"no quote for any of {symbols!r} (unknown symbols?)",
+                                   reason_code="invalid_symbol")
+    return Content(len(items))
 
 
 def interpret(

@@ -77,10 +77,11 @@ def _now() -> dt.datetime:
 
 
 class Run:
-    def __init__(self, settings: Settings, command: str, symbols: Sequence[str], *, full: bool = False) -> None:
+    def __init__(self, settings: Settings, command: str, symbols: Sequence[str], *, full: bool = False,
+                 endpoint: endpoints.Endpoint | None = None) -> None:
         self.settings = settings
         self.command = command
-        self.endpoint = endpoints.by_command(command)
+        self.endpoint = endpoint or endpoints.by_command(command)
         self.function = self.endpoint.function
         self.symbols = list(symbols)
         self.full = full
@@ -93,6 +94,7 @@ class Run:
         self.tier = KeyTier(None)  # what ops.api_tiers knows is read at the start of execute()
         self.history = DailyHistory(self.client, self.endpoint, self.tier, full=full, now=settings.clock(),
                                     run_id=self.run_id) if self.endpoint.output_sizes else None
+        self.params: dict[str, str] = {}  # more query parameters of every request
         self.outcomes: dict[str, db.SymbolOutcome] = {}
         self.progress = Progress(total=len(self.symbols), interval_s=5.0, every_symbol=len(self.symbols) <= 50)
         self.fatal: BaseException | None = None
@@ -106,7 +108,7 @@ class Run:
         """The symbol's answer (series: the output size extract.history decides) and the accepted gap
         whose restart day it sets."""
         if self.history is None:
-            return self.client.fetch(self.function, outcome.symbol, attempt), None
+            return self.client.fetch(self.function, outcome.symbol, attempt, extra=self.params), None
         response, outcome.output_size, restart = self.history.fetch(conn, outcome.symbol, attempt)
         return response, restart
 
@@ -190,17 +192,28 @@ class Run:
         return outcome
 
     # -- workers ----------------------------------------------------------------------------------
-    def _worker(self, todo: queue.SimpleQueue[str]) -> None:
+    def prepare(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+        """Called once the key's known tier is loaded, before any request (a subclass's choices)."""
+
+    def units(self) -> list[tuple[str, ...]]:
+        """The work units: one symbol each (a request per symbol); a subclass may batch them."""
+        return [(s,) for s in self.symbols]
+
+    def process_unit(self, conn: psycopg.Connection[tuple[object, ...]],
+                     unit: tuple[str, ...]) -> list[db.SymbolOutcome]:
+        return [self.process(conn, symbol) for symbol in unit]
+
+    def _worker(self, todo: queue.SimpleQueue[tuple[str, ...]]) -> None:
         try:
             with db.connect(self.settings.pg_env) as conn:
                 while self.fatal is None:
                     try:
-                        symbol = todo.get_nowait()
+                        unit = todo.get_nowait()
                     except queue.Empty:
                         return
-                    outcome = self.process(conn, symbol)
-                    self.outcomes[symbol] = outcome
-                    self.progress.update(outcome, self.limiter.interval)
+                    for outcome in self.process_unit(conn, unit):
+                        self.outcomes[outcome.symbol] = outcome
+                        self.progress.update(outcome, self.limiter.interval)
         except Exception as exc:  # the warehouse went away: stop everything, report it
             self.fatal = exc
             self.stop.set()
@@ -210,6 +223,7 @@ class Run:
             db.migrate(conn)
             base_url = self.base_url
             self.tier.value = db.load_tier(conn, base_url, self.key_fingerprint)
+            self.prepare(conn)
             db.start_run(conn, self.run_id, self.command, self.function, base_url, len(self.symbols))
             log.info(
                 "run %s: %s for %d symbol%s from %s (%s req/min, %d worker%s)",
@@ -222,12 +236,13 @@ class Run:
                 self.settings.workers,
                 "s" * (self.settings.workers != 1),
             )
-            todo: queue.SimpleQueue[str] = queue.SimpleQueue()
-            for s in self.symbols:
-                todo.put(s)
+            todo: queue.SimpleQueue[tuple[str, ...]] = queue.SimpleQueue()
+            units = self.units()
+            for unit in units:
+                todo.put(unit)
             threads = [
                 threading.Thread(target=self._worker, args=(todo,), name=f"extract-{i}", daemon=True)
-                for i in range(min(self.settings.workers, len(self.symbols)))
+                for i in range(min(self.settings.workers, len(units)))
             ]
             try:
                 for t in threads:

@@ -85,3 +85,20 @@ create table if not exists ops.history_gaps (
     restart_on       date        null
 );
 create index if not exists history_gaps_symbol_idx on ops.history_gaps (symbol);
+
+-- Live prices (`extract quotes`, extract/quotes.py): one row per symbol and bar time, append-only; a price
+-- already stored for that bar time is not stored again (`on conflict do nothing`). `quote` is the API's
+-- own object as received (the newest intraday bar, a bulk quote item, or a GLOBAL_QUOTE object); dbt's
+-- staging types it (stg_alphavantage__quotes). `delay` says what the key saw: realtime, delayed (15 min)
+-- or end_of_day (free keys: GLOBAL_QUOTE, whose `bar_at` is the close of its latest trading day).
+create table if not exists raw.quotes (
+    symbol      text        not null,
+    bar_at      timestamptz not null,
+    source      text        not null check (source in ('intraday', 'bulk', 'global_quote')),
+    delay       text        not null check (delay in ('realtime', 'delayed', 'end_of_day')),
+    fetched_at  timestamptz not null,
+    run_id      uuid        not null,
+    quote       jsonb       not null,
+    primary key (symbol, bar_at)
+);
+create index if not exists quotes_fetched_idx on raw.quotes (fetched_at desc);

@@ -12,6 +12,8 @@ from datapipe_common.config import ConfigError, env_float, env_int
 from datapipe_common.libpq import libpq_env
 from datapipe_common.symbols import DEFAULT_SYMBOLS, symbols_from_env
 
+from extract.protocol import INTERVALS
+
 REAL_BASE_URL = "https://www.alphavantage.co/query"
 
 
@@ -31,6 +33,11 @@ class Settings:
     log_level: str = "INFO"
     # the clock of the history planner (extract.history); None = the real clock. EXTRACT_NOW pins it.
     now: dt.datetime | None = None
+    # `extract quotes` (extract.quotes): the premium entitlement (None: end-of-day data, what free keys
+    # get), whether the key may ask REALTIME_BULK_QUOTES, and the intraday bar interval
+    entitlement: str | None = None
+    bulk_quotes: bool = False
+    intraday_interval: str = "5min"
     # the libpq variables (datapipe_common.libpq), nothing else configures the warehouse
     pg_env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
@@ -58,6 +65,16 @@ class Settings:
             now = dt.datetime.fromisoformat(now_raw).replace(tzinfo=NEW_YORK) if now_raw else None
         except ValueError:
             raise ConfigError(f"EXTRACT_NOW={now_raw!r} is not a YYYY-MM-DDTHH:MM time (New York)") from None
+        entitlement = env.get("ALPHAVANTAGE_ENTITLEMENT", "").strip().lower() or None
+        if entitlement not in (None, "realtime", "delayed"):
+            raise ConfigError(f"ALPHAVANTAGE_ENTITLEMENT={entitlement!r}: use realtime or delayed (premium keys),"
+                              " or leave it unset (end-of-day quotes, what free keys get)")
+        bulk = env.get("ALPHAVANTAGE_BULK_QUOTES", "").strip().lower()
+        if bulk not in ("", "0", "1", "true", "false", "yes", "no"):
+            raise ConfigError(f"ALPHAVANTAGE_BULK_QUOTES={bulk!r}: use true or false")
+        interval = env.get("EXTRACT_INTRADAY_INTERVAL", "").strip() or "5min"
+        if interval not in INTERVALS:
+            raise ConfigError(f"EXTRACT_INTRADAY_INTERVAL={interval!r}: use one of {', '.join(INTERVALS)}")
         workers = env_int(env, "EXTRACT_WORKERS", 4, minimum=1)
         cpus = os.cpu_count() or 1
         default_parsers = min(workers, cpus) if cpus > 1 else 0
@@ -75,5 +92,8 @@ class Settings:
             symbols=symbols_from_env(env),
             log_level=env.get("EXTRACT_LOG_LEVEL", "INFO").strip() or "INFO",
             now=now,
+            entitlement=entitlement,
+            bulk_quotes=bulk in ("1", "true", "yes"),
+            intraday_interval=interval,
             pg_env=libpq_env(env),
         )

@@ -8,7 +8,8 @@ matches a request decides its answer.
 Selection parameters (all optional; a fault with none matches every request):
   every=N      the Nth, 2Nth, ... request to /query (counted over all requests since start/reset)
   after=N      every request after the first N
-  symbols=A,B  only these symbols           functions=F,G  only these API functions
+  symbols=A,B  only these symbols (a bulk request: when it names one of them)
+  functions=F,G  only these API functions
   times=K      at most K times per symbol (then the symbol is served normally: retry-then-success)
 Kind parameters: `seconds=S` (slow), `style=note|information` (throttle).
 """
@@ -90,7 +91,7 @@ class Fault:
             return False
         if self.after and n <= self.after:
             return False
-        if self.symbols and symbol not in self.symbols:
+        if self.symbols and not self.symbols.intersection(symbol.split(",")):  # bulk requests name several
             return False
         if self.functions and function not in self.functions:
             return False

@@ -7,6 +7,8 @@ Endpoints
   DELETE /_sandbox/requests       forget them and restart the request counter (and `times` counters)
   GET  /_sandbox/faults           the active faults
   POST /_sandbox/faults           replace them: {"faults": ["throttle?every=3", ...], "unknown_symbols": [...]}
+  GET  /_sandbox/clock            the sandbox's clock (US/Eastern) and whether it runs
+  POST /_sandbox/clock            set it: {"now": "YYYY-MM-DDTHH:MM[:SS]", "running": true|false}
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ import orjson
 from datapipe_common.calendar import NEW_YORK, nyse
 
 from extract import endpoints
-from extract.sandbox.data import PayloadCache, SandboxRequest, partial_bar
+from extract.sandbox.data import PayloadCache, SandboxRequest
 from extract.sandbox.faults import Fault, FaultPlan, FaultSpecError, parse_faults
+from extract.sandbox.live import live_bar, session_view
 
 log = logging.getLogger("extract.sandbox")
 
 KNOWN_SYMBOL = re.compile(r"^[A-Z]{1,5}(\.[A-Z]{1,4})?$")
-PREMIUM_FUNCTIONS = frozenset({"TIME_SERIES_DAILY_ADJUSTED", "TIME_SERIES_INTRADAY_EXTENDED", "REALTIME_BULK_QUOTES"})
+PREMIUM_FUNCTIONS = frozenset({"TIME_SERIES_DAILY_ADJUSTED", "TIME_SERIES_INTRADAY_EXTENDED"})
 
 TEXT_THROTTLE_INFORMATION = (
     "Thank you for using Alpha Vantage! Please consider spreading out your free API requests more sparingly "
@@ -60,6 +63,12 @@ TEXT_PREMIUM_FEATURE = (
     "Thank you for using Alpha Vantage! The outputsize=full parameter value is a premium feature for the {function} "
     "endpoint. You may subscribe to any of the premium plans at https://www.alphavantage.co/premium/ to instantly "
     "unlock all premium features"
+)
+# a free key asking realtime or delayed data (the sandbox's wording, in the real API's pattern)
+TEXT_PREMIUM_ENTITLEMENT = (
+    "Thank you for using Alpha Vantage! The entitlement={entitlement} parameter value is a premium feature for the "
+    "{function} endpoint. You may subscribe to any of the premium plans at https://www.alphavantage.co/premium/ to "
+    "instantly unlock all premium features"
 )
 TIERS = ("premium", "free")
 TEXT_DEMO = (
@@ -92,6 +101,8 @@ class SandboxConfig:
     now: dt.datetime | None = None  # pin the clock (US/Eastern); default: the real clock
     cache_bodies: int = 64
     tier: str = "premium"  # the tier of every key: "free" refuses outputsize=full (docs/extract.md)
+    # the clock starts here (US/Eastern) and runs in real time; `now` pins it instead
+    clock_start: dt.datetime | None = None
 
 
 @dataclass
@@ -117,9 +128,30 @@ class SandboxState:
         self.unknown = set(config.unknown_symbols)
         self._lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []
+        # the clock: pinned (`now`), running from a start (`offset` from the real clock), or the real clock
+        self._pinned = config.now
+        self._offset = (config.clock_start - dt.datetime.now(tz=NEW_YORK)) if config.clock_start else None
 
     def now(self) -> dt.datetime:
-        return (self.config.now or dt.datetime.now(tz=NEW_YORK)).astimezone(NEW_YORK)
+        if self._offset is not None:
+            return (dt.datetime.now(tz=NEW_YORK) + self._offset).astimezone(NEW_YORK)
+        return (self._pinned or dt.datetime.now(tz=NEW_YORK)).astimezone(NEW_YORK)
+
+    def set_clock(self, now: dt.datetime, *, running: bool) -> None:
+        """Move the clock to `now`; it stays there, or runs on in real time from it."""
+        with self._lock:
+            if running:
+                self._pinned, self._offset = None, now - dt.datetime.now(tz=NEW_YORK)
+            else:
+                self._pinned, self._offset = now, None
+
+    def quote_now(self) -> dt.datetime:
+        """The instant quotes and intraday bars are served for: the clock, or with a pinned `as_of`
+        the end of that day (its session is over: end-of-day answers, stable whatever the clock)."""
+        if self.config.as_of is not None:
+            day = self.as_of()
+            return dt.datetime.combine(day, dt.time(23, 0), tzinfo=NEW_YORK)
+        return self.now()
 
     def as_of(self) -> dt.date:
         """The last bar served: the last session on or before a pinned `as_of`, else the latest
@@ -148,6 +180,7 @@ class SandboxState:
         symbol = params.get("symbol", "").upper()
         output_size = params.get("outputsize", "compact").lower()
         apikey = params.get("apikey")
+        params = {k: v for k, v in params.items() if k in ("interval", "entitlement")}
         n, fault = self.plan.next(function, symbol)
         with self._lock:
             self.requests.append(
@@ -158,14 +191,16 @@ class SandboxState:
                     "symbol": symbol,
                     "outputsize": output_size,
                     "has_key": bool(apikey),
+                    "entitlement": params.get("entitlement"),
                     "fault": fault.describe() if fault else None,
                 }
             )
         if fault is not None:
-            return self.fault_answer(fault, function, symbol, output_size, apikey)
-        return self.normal_answer(function, symbol, output_size, apikey)
+            return self.fault_answer(fault, function, symbol, output_size, apikey, params)
+        return self.normal_answer(function, symbol, output_size, apikey, params)
 
-    def fault_answer(self, fault: Fault, function: str, symbol: str, output_size: str, apikey: str | None) -> Answer:
+    def fault_answer(self, fault: Fault, function: str, symbol: str, output_size: str, apikey: str | None,
+                     params: dict[str, str] | None = None) -> Answer:
         kind = fault.kind
         if kind == "throttle":
             key = "Note" if fault.style == "note" else "Information"
@@ -189,18 +224,19 @@ class SandboxState:
         if kind == "reset":
             return Answer(reset=True)
         if kind == "noseries":
-            normal = self.normal_answer(function, symbol, output_size, apikey)
+            normal = self.normal_answer(function, symbol, output_size, apikey, params)
             body = orjson.loads(normal.body) if normal.status == 200 else {}
             meta = body.get("Meta Data") if isinstance(body, dict) else None
             return _json({"Meta Data": meta} if meta is not None else {})
-        normal = self.normal_answer(function, symbol, output_size, apikey)
+        normal = self.normal_answer(function, symbol, output_size, apikey, params)
         if kind == "truncate":
             normal.body = normal.body[: max(1, len(normal.body) // 2)]
         elif kind == "slow":
             normal.delay_s = fault.seconds
         return normal
 
-    def normal_answer(self, function: str, symbol: str, output_size: str, apikey: str | None) -> Answer:
+    def normal_answer(self, function: str, symbol: str, output_size: str, apikey: str | None,
+                      params: dict[str, str] | None = None) -> Answer:
         if self.config.require_key is not None and apikey != self.config.require_key:
             return _json({"Error Message": TEXT_BAD_KEY})
         if function in PREMIUM_FUNCTIONS:
@@ -212,6 +248,10 @@ class SandboxState:
             return _json({"Error Message": f"This API function ({function}) does not exist."})
         if apikey == "demo" and symbol != "IBM":
             return _json({"Information": TEXT_DEMO})
+        if endpoint.premium_only and self.config.tier == "free":
+            return _json({"Information": TEXT_PREMIUM})
+        if endpoint.clocked:
+            return self.clocked_answer(endpoint, symbol, params or {})
         if not symbol or not self.is_known(symbol):
             if endpoint.unknown_symbol is not None:
                 return Answer(200, endpoint.unknown_symbol)
@@ -221,11 +261,38 @@ class SandboxState:
             return _json({"Information": TEXT_PREMIUM_FEATURE.format(function=function)})
         live = self.session_in_progress() if endpoint.live else None
         if live is not None:
-            day, fraction = live
+            day, _ = live
             series = self.cache.series(symbol, day)
-            request = SandboxRequest(symbol, day, size, series, partial_bar(series, fraction))
+            # today's partial bar is the intraday bars' session so far (extract.sandbox.live)
+            bar = live_bar(series, session_view(self.now(), "realtime"))
+            request = SandboxRequest(symbol, day, size, series, bar)
             return Answer(200, endpoint.sandbox(request))
         return Answer(200, self.cache.body(function, symbol, self.as_of(), size, endpoint.sandbox))
+
+    def clocked_answer(self, endpoint: endpoints.Endpoint, symbol: str, params: dict[str, str]) -> Answer:
+        """Intraday bars and quotes: as the request's entitlement sees the session at the clock."""
+        function = endpoint.function
+        entitlement = params.get("entitlement") or None
+        if entitlement not in (None, "realtime", "delayed"):
+            return _json({"Error Message": TEXT_INVALID_CALL.format(function=function)})
+        if entitlement is not None and self.config.tier == "free":
+            return _json({"Information": TEXT_PREMIUM_ENTITLEMENT.format(entitlement=entitlement, function=function)})
+        interval = params.get("interval", "5min")
+        if function == "TIME_SERIES_INTRADAY" and interval not in ("1min", "5min", "15min", "30min", "60min"):
+            return _json({"Error Message": TEXT_INVALID_CALL.format(function=function)})
+        asked = [s for s in symbol.split(",") if s] if endpoint.max_symbols > 1 else [symbol]
+        if len(asked) > endpoint.max_symbols:
+            return _json({"Error Message": TEXT_INVALID_CALL.format(function=function)})
+        known = [s for s in asked if s and self.is_known(s)]
+        if not known:
+            if endpoint.unknown_symbol is not None:
+                return Answer(200, endpoint.unknown_symbol)
+            return _json({"Error Message": TEXT_INVALID_CALL.format(function=function)})
+        view = session_view(self.quote_now(), entitlement)
+        day = view.session.day
+        request = SandboxRequest(known[0], day, "", self.cache.tail(known[0], day), view=view,
+                                 params={**params, "symbols": ",".join(known)}, series_for=self.cache.tail)
+        return Answer(200, endpoint.sandbox(request))
 
     def admin(self, method: str, path: str, body: bytes) -> Answer:
         if path == "/_sandbox/requests":
@@ -237,6 +304,17 @@ class SandboxState:
                     self.requests.clear()
                 self.plan.reset()
                 return _json({"status": "reset"})
+        if path == "/_sandbox/clock":
+            if method == "POST":
+                try:
+                    doc = orjson.loads(body or b"{}")
+                    now = dt.datetime.fromisoformat(str(doc["now"])).replace(tzinfo=NEW_YORK)
+                except (orjson.JSONDecodeError, KeyError, ValueError, TypeError) as exc:
+                    return _json({"error": f"bad clock: {exc} (expected {{\"now\": \"YYYY-MM-DDTHH:MM\"}})"}, 400)
+                self.set_clock(now, running=bool(doc.get("running", False)))
+            if method in ("GET", "POST"):
+                return _json({"now": self.now().replace(tzinfo=None).isoformat(timespec="seconds"),
+                              "running": self._pinned is None})
         if path == "/_sandbox/faults":
             if method == "GET":
                 return _json(
