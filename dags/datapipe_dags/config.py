@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from datapipe_common.config import ConfigError, env_int
+from datapipe_common.intraday import INTERVALS_MIN, QuotaPlan, plan_interval
 from datapipe_common.libpq import check_sslmode
 from datapipe_common.symbols import DEFAULT_SYMBOLS, symbols_from_env
 
@@ -145,6 +146,36 @@ class Settings:
     smtp_conn_id: str = "smtp_default"
     slack_conn_id: str | None = None
     warehouse_conn_id: str | None = None
+    # Live quotes (the market_quotes_intraday DAG, docs/airflow.md). The key's tier: free keys have 25
+    # requests a day, which the daily DAG needs, so the DAG is off for them unless forced.
+    api_tier: Literal["free", "premium"] = "free"
+    quotes_enabled: bool | None = None  # None: on for premium keys, off for free ones
+    quotes_entitlement: str = "realtime"  # or "delayed" (the premium plan's live data)
+    quotes_bulk: bool = False  # the key may ask REALTIME_BULK_QUOTES (100 symbols a request)
+    quotes_requests_per_minute: int = 75  # the key's per-minute rate (premium plans start at 75)
+    quotes_daily_budget: int | None = None  # requests a day in all; None: no daily limit
+    quotes_daily_reserve: int | None = None  # of that budget, what the daily DAG keeps; None: 2 per symbol
+    quotes_min_interval_min: int = 5
+
+    @property
+    def quotes_on(self) -> bool:
+        """Is the quotes DAG scheduled: premium keys by default, free ones only when forced."""
+        return self.api_tier == "premium" if self.quotes_enabled is None else self.quotes_enabled
+
+    def quotes_plan(self) -> QuotaPlan:
+        """The quotes DAG's interval within the key's budgets (datapipe_common.intraday)."""
+        reserve = 2 * len(self.symbols) if self.quotes_daily_reserve is None else self.quotes_daily_reserve
+        return plan_interval(len(self.symbols), bulk=self.quotes_bulk,
+                             requests_per_minute=self.quotes_requests_per_minute,
+                             daily_budget=self.quotes_daily_budget, reserved_per_day=reserve,
+                             min_interval_min=self.quotes_min_interval_min)
+
+    @property
+    def quotes_env(self) -> dict[str, str]:
+        """The quotes extract step's non-secret environment (extract's settings, docs/extract.md)."""
+        return {"ALPHAVANTAGE_ENTITLEMENT": self.quotes_entitlement if self.api_tier == "premium" else "",
+                "ALPHAVANTAGE_BULK_QUOTES": "true" if self.quotes_bulk else "false",
+                "ALPHAVANTAGE_REQUESTS_PER_MINUTE": str(self.quotes_requests_per_minute)}
 
     @property
     def is_local(self) -> bool:
@@ -228,9 +259,45 @@ class Settings:
             slack_conn_id=channels.slack_conn_id,
             warehouse_conn_id=_conn_id("DATAPIPE_WAREHOUSE_CONN_ID", warehouse_conn) if warehouse_conn else None,
         )
+        settings = _with_quotes(settings, env)
         if settings.max_retry_delay_s < settings.retry_delay_s:
             raise ConfigError(
                 f"DATAPIPE_MAX_RETRY_DELAY_SECONDS={settings.max_retry_delay_s} is below "
                 f"DATAPIPE_RETRY_DELAY_SECONDS={settings.retry_delay_s}"
             )
         return settings
+
+
+def _flag(env: Mapping[str, str], var: str) -> bool | None:
+    raw = env.get(var, "").strip().lower()
+    if not raw:
+        return None
+    if raw not in ("1", "0", "true", "false", "yes", "no"):
+        raise ConfigError(f"{var}={raw!r}: use true or false")
+    return raw in ("1", "true", "yes")
+
+
+def _with_quotes(settings: Settings, env: Mapping[str, str]) -> Settings:
+    """The DATAPIPE_API_TIER and DATAPIPE_QUOTES_* variables (docs/airflow.md)."""
+    import dataclasses
+
+    tier = env.get("DATAPIPE_API_TIER", "").strip().lower() or "free"
+    if tier not in ("free", "premium"):
+        raise ConfigError(f"DATAPIPE_API_TIER={tier!r}: use free or premium (the Alpha Vantage key's plan)")
+    entitlement = env.get("DATAPIPE_QUOTES_ENTITLEMENT", "").strip().lower() or "realtime"
+    if entitlement not in ("realtime", "delayed"):
+        raise ConfigError(f"DATAPIPE_QUOTES_ENTITLEMENT={entitlement!r}: use realtime or delayed")
+    budget = env_int(env, "DATAPIPE_QUOTES_DAILY_BUDGET", 0, minimum=0)
+    reserve = env.get("DATAPIPE_QUOTES_DAILY_RESERVE", "").strip()
+    minimum = env_int(env, "DATAPIPE_QUOTES_MIN_INTERVAL_MINUTES", 5, minimum=1, maximum=INTERVALS_MIN[-1])
+    return dataclasses.replace(
+        settings,
+        api_tier=tier,  # type: ignore[arg-type]
+        quotes_enabled=_flag(env, "DATAPIPE_QUOTES_ENABLED"),
+        quotes_entitlement=entitlement,
+        quotes_bulk=bool(_flag(env, "DATAPIPE_QUOTES_BULK")),
+        quotes_requests_per_minute=env_int(env, "DATAPIPE_QUOTES_REQUESTS_PER_MINUTE", 75, minimum=1),
+        quotes_daily_budget=budget or None,
+        quotes_daily_reserve=env_int(env, "DATAPIPE_QUOTES_DAILY_RESERVE", 0, minimum=0) if reserve else None,
+        quotes_min_interval_min=minimum,
+    )

@@ -39,19 +39,26 @@ DAG_ID = "market_data_daily"
 START_DATE = pendulum.datetime(2024, 1, 2, tz="UTC")
 
 
-def step_task(settings: Settings, steps: Steps, name: str, **kwargs: Any) -> BaseOperator:
-    """One steps.toml step as a task: a KubernetesPodOperator, or a local subprocess."""
+def step_task(settings: Settings, steps: Steps, name: str, env: dict[str, str] | None = None,
+              **kwargs: Any) -> BaseOperator:
+    """One steps.toml step as a task: a KubernetesPodOperator, or a local subprocess; `env`: more
+    non-secret environment for this step."""
     step = steps[name]
     if settings.is_local:
-        return LocalStepOperator(task_id=name, **local_step_kwargs(settings, step), **kwargs)
+        local = local_step_kwargs(settings, step)
+        local["plain_env"] = {**local["plain_env"], **(env or {})}
+        return LocalStepOperator(task_id=name, **local, **kwargs)
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator  # not needed locally
+    from kubernetes.client import models as k8s
 
+    pod = pod_kwargs(settings, step.component)
+    pod["env_vars"] = [*pod["env_vars"], *(k8s.V1EnvVar(name=k, value=v) for k, v in (env or {}).items())]
     return KubernetesPodOperator(
         task_id=name,
         name=f"datapipe-{name.replace('_', '-')}",
         cmds=[step.command[0]],
         arguments=list(step.command[1:]),
-        **pod_kwargs(settings, step.component),
+        **pod,
         **kwargs,
     )
 

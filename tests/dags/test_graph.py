@@ -22,12 +22,17 @@ def nodes_with_tests(manifest: dict[str, Any]) -> set[str]:
     }
 
 
+def in_daily_build(node: dict[str, Any]) -> bool:
+    """Not one of the live quotes' nodes (tag `quotes`: market_quotes_intraday builds them)."""
+    return "quotes" not in node.get("tags", [])
+
+
 def model_tasks(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per model: the Cosmos task ids expected for it (run, and test when the model has tests)."""
+    """Per model of the daily build: the Cosmos task ids expected for it (run, and test when it has tests)."""
     tested = nodes_with_tests(manifest)
     out = {}
     for uid, node in manifest["nodes"].items():
-        if node["resource_type"] != "model":
+        if node["resource_type"] != "model" or not in_daily_build(node):
             continue
         name = node["name"]
         if uid in tested:
@@ -106,7 +111,7 @@ def test_one_task_per_model_and_its_tests(k8s_dag: Any, manifest: dict[str, Any]
 def detached_tests(manifest: dict[str, Any]) -> dict[str, list[str]]:
     """Tests with several parent models (relationships): task id -> parent model ids."""
     return {f"dbt.{n['name']}_test": n["depends_on"]["nodes"] for n in manifest["nodes"].values()
-            if n["resource_type"] == "test" and len(n["depends_on"]["nodes"]) > 1}
+            if n["resource_type"] == "test" and len(n["depends_on"]["nodes"]) > 1 and in_daily_build(n)}
 
 
 def test_multi_parent_tests_run_after_all_their_parents(k8s_dag: Any, manifest: dict[str, Any]) -> None:

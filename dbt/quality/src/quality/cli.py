@@ -103,7 +103,14 @@ def _calendar(settings: Settings) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"gate": _gate, "publish": _publish, "grant-reader": _grant, "summary": _summary, "calendar": _calendar}
+def _publish_quotes(settings: Settings) -> int:
+    from quality.quotes import publish_quotes
+
+    return publish_quotes(settings)
+
+
+COMMANDS = {"gate": _gate, "publish": _publish, "grant-reader": _grant, "summary": _summary, "calendar": _calendar,
+            "publish-quotes": _publish_quotes}
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
