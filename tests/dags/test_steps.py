@@ -67,7 +67,8 @@ def test_local_run_layers_the_environment() -> None:
     run = local_run(steps["dbt_build"], repo_root=Path("/repo"), venvs_dir=Path("/v"),
                     base_env={"PATH": "/usr/bin", "PGHOST": "db", "DBT_PROFILES_DIR": "x", "PYTHONHOME": "/p"},
                     plain_env={"DATAPIPE_SYMBOLS": "IBM", "PGHOST": "ignored-by-nobody"}, extra_args=["-s", "m"])
-    assert run.argv == ("/v/transform/bin/dbt", "build", "--exclude", "tag:quotes", "-s", "m") and run.cwd == Path("/repo/dbt")
+    assert run.argv == ("/v/transform/bin/dbt", "build", "--exclude", "tag:quotes", "-s", "m")
+    assert run.cwd == Path("/repo/dbt")
     assert run.env["PATH"] == "/v/transform/bin:/usr/bin" and run.env["VIRTUAL_ENV"] == "/v/transform"
     assert run.env["DBT_PROFILES_DIR"] == "." and run.env["DATAPIPE_SYMBOLS"] == "IBM"
     assert run.env["PGHOST"] == "ignored-by-nobody" and "PYTHONHOME" not in run.env

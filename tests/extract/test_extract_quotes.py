@@ -162,7 +162,7 @@ def test_sandbox_quotes_move_with_the_clock_and_repeat_within_a_minute():
     delayed = answer(sb, function="TIME_SERIES_INTRADAY", symbol="IBM", interval="5min", entitlement="delayed")
     assert delayed["Meta Data"]["3. Last Refreshed"] == "2026-11-24 14:20:00"
     bulk = answer(sb, function="REALTIME_BULK_QUOTES", symbol="IBM,AAPL", entitlement="realtime")["data"]
-    assert [(q["symbol"], q["close"], q["timestamp"]) for q in bulk][0] == ("IBM", later["05. price"],
+    assert next((q["symbol"], q["close"], q["timestamp"]) for q in bulk) == ("IBM", later["05. price"],
                                                                             "2026-11-24 14:38:00.000")
 
 
