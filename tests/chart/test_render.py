@@ -310,3 +310,17 @@ def test_helm_test_hook_checks_the_warehouse_and_the_dashboard(rendered: dict[st
     assert "psql" in " ".join(by_name["warehouse"]["command"])
     assert "http://datapipe-dashboard:8501/_stcore/health" in " ".join(by_name["dashboard"]["command"])
     assert pod["spec"]["restartPolicy"] == "Never"
+
+
+def test_the_dashboard_runs_its_entry_point_on_the_configured_port(renderer: Renderer) -> None:
+    """Streamlit's options are set in one place, the image's entry point (cli.py: uploads over 1 MB
+    refused by the server, XSRF, headless); the chart passes only the address and its port, and no
+    STREAMLIT_* variable that could disagree."""
+    objects = renderer.template({"dashboard": {"port": 9000}})
+    deployment = find(objects, "Deployment", "datapipe-dashboard")
+    assert deployment is not None
+    container = pod_spec(deployment)["containers"][0]  # type: ignore[index]
+    assert container["command"] == ["datapipe-dashboard"]
+    assert container["args"] == ["--address", "0.0.0.0", "--port", "9000"]
+    assert container["ports"][0]["containerPort"] == 9000
+    assert not [e["name"] for e in container.get("env", []) if e["name"].startswith("STREAMLIT_")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import socket
 import sys
 from pathlib import Path
@@ -52,3 +53,9 @@ def start_warehouse(server) -> None:  # type: ignore[no-untyped-def]
     finally:
         warehouse_module.port_is_free = original
     assert server.credentials().port == port, "the warehouse came back on another port"
+
+
+def unescaped(markdown: str) -> str:
+    """What a reader of Streamlit markdown sees: the backslash escapes of punctuation removed, and
+    the invisible word joiners that keep URLs and addresses from becoming links (ui.plain)."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown).replace("\u2060", "")

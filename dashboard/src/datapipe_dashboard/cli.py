@@ -3,8 +3,11 @@
     datapipe-dashboard [--address ADDR] [--port PORT]
 
 Same as `streamlit run <package>/app.py` with: headless, no usage statistics, XSRF protection on,
-no file watcher, port 8501 and address 127.0.0.1 unless given (DASHBOARD_ADDRESS / DASHBOARD_PORT,
-0.0.0.0 in the container). The warehouse connection comes from the libpq variables.
+no file watcher, uploads refused above 1 MB by the server itself, port 8501 and address 127.0.0.1
+unless given (DASHBOARD_ADDRESS / DASHBOARD_PORT, 0.0.0.0 in the container). These flags are the
+one place the app's Streamlit configuration is set (the image and the chart run this command; flags
+win over STREAMLIT_* variables and config.toml files). The warehouse connection comes from the libpq
+variables.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import argparse
 import os
 import sys
 from pathlib import Path
+
+from datapipe_dashboard.holdings import MAX_UPLOAD_MB
 
 APP = Path(__file__).with_name("app.py")
 
@@ -25,6 +30,7 @@ def streamlit_argv(address: str, port: int) -> list[str]:
         f"--server.port={port}",
         "--server.enableXsrfProtection=true",
         "--server.enableCORS=true",
+        f"--server.maxUploadSize={MAX_UPLOAD_MB}",
         "--server.fileWatcherType=none",
         "--server.runOnSave=false",
         "--browser.gatherUsageStats=false",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from datetime import date, datetime
 from functools import partial
@@ -22,6 +23,12 @@ CACHE_TTL_SECONDS = 60
 # Tests (AppTest) put a Settings object here instead of touching os.environ.
 SETTINGS_KEY = "datapipe_settings"
 BADGE_COLORS = {"fresh": "green", "amber": "orange", "red": "red"}
+# Every ASCII punctuation character: CommonMark lets each be backslash-escaped.
+_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+# Where GitHub-flavoured markdown would still make a link of plain text after parsing (URLs with a
+# scheme, `www.` hosts, e-mail addresses): an invisible WORD JOINER goes there.
+_AUTOLINK = re.compile(r"(?=://)|(?i:(?<=www))(?=\.)|(?=@)")
+WORD_JOINER = "\u2060"
 
 Page = Callable[[Settings, queries.Query], None]
 
@@ -68,6 +75,15 @@ def render(page: Page) -> None:
             f"The dashboard role `{settings.libpq.get('PGUSER', '?')}` may not read a table it needs ({exc}). "
             "Grant it with `quality grant-reader` (part of `make pipeline`)."
         )
+
+
+def plain(text: str) -> str:
+    """`text` shown literally inside Streamlit markdown, on one line: every ASCII punctuation
+    character is backslash-escaped, so user text makes no emphasis, link, image, HTML, heading or
+    list, and none of Streamlit's `:colour[...]`, `:emoji:`, `:material/icon:` or `$maths$`; and a
+    WORD JOINER (invisible) breaks what the renderer would link after parsing (`http://`, `www.`,
+    `name@host`)."""
+    return _PUNCTUATION.sub(r"\\\1", _AUTOLINK.sub(WORD_JOINER, " ".join(text.split())))
 
 
 def unavailable(settings: Settings, reason: str) -> None:
