@@ -7,6 +7,7 @@ with the commands of dags/datapipe_dags/steps.toml. The sandbox date is pinned (
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -379,3 +380,135 @@ def test_readers_never_see_a_missing_empty_or_partial_mart_during_publish(scenar
     publish = scenario.step("publish_marts")
     assert publish.returncode == 1 and "changed since gate run" in publish.output
     assert_nothing_published(scenario, after, publishes)
+
+
+# -- publish's exclusive window is short and bounded (issue 15) ----------------------------------------
+
+# QUALITY_SWAP_TIMEOUT_S of these tests: the configured bound of publish's exclusive window.
+SWAP_BOUND_S = 1.0
+# A reader queued behind publish also waits for publish's COMMIT (outside the bounded statement) and
+# the timer that cancels the statement: an allowance of half the bound, not a measure of speed.
+# Today's unbounded publish makes the readers wait for the whole BLOCKER_HOLD_S.
+COMMIT_ALLOWANCE_S = 0.5 * SWAP_BOUND_S
+BLOCKER_HOLD_S = 5 * SWAP_BOUND_S
+# Locks publish requests or holds on the tables the readers read, sampled on the server's clock.
+PUBLISH_LOCKS = """
+select extract(epoch from clock_timestamp())::float8, l.granted, l.relation::regclass::text
+from pg_locks l join pg_stat_activity a on a.pid = l.pid
+where a.application_name = 'datapipe-quality' and l.locktype = 'relation'
+  and l.mode = 'AccessExclusiveLock' and l.relation = any(%s)
+"""
+
+
+def _windows(samples: list[tuple[float, bool]], gap_s: float) -> list[tuple[float, float, bool]]:
+    """Consecutive sightings of publish's exclusive lock (requested or granted) as (start, end, granted)."""
+    windows: list[list[float | bool]] = []
+    for at, granted in sorted(samples):
+        if windows and at - float(windows[-1][1]) <= gap_s:
+            windows[-1][1] = at
+            windows[-1][2] = bool(windows[-1][2]) or granted
+        else:
+            windows.append([at, at, granted])
+    return [(float(s), float(e), bool(g)) for s, e, g in windows]
+
+
+def test_a_reader_during_publish_waits_at_most_the_configured_window(scenario: Chain) -> None:
+    """A long reader holds a published mart for five times the bound. Publish (QUALITY_SWAP_TIMEOUT_S
+    = the bound) must never keep the other readers waiting longer than the bound: it takes its
+    exclusive locks within the bound or steps back, lets the queued readers through and tries again,
+    and publishes once the long reader is gone. Observed from outside on the server's clock: each
+    reader's lock wait (clock_timestamp() - statement_timestamp() of its own query) and every window
+    in which publish requested or held an exclusive lock on the readers' table (pg_locks)."""
+    scenario.step("quality_gate").check()
+    before = scenario.marts_state()
+    oids = [int(before[m][0]) for m in MARTS]  # type: ignore[call-overload]
+    stop = threading.Event()
+    blocker_has_lock = threading.Event()
+    waits: list[float] = []
+    counts: set[int] = set()
+    samples: list[tuple[float, bool]] = []
+    errors: list[str] = []
+
+    def reader() -> None:
+        with scenario.connect(reader=True) as conn:
+            while not stop.is_set():
+                try:
+                    # not prepared: one simple-protocol message, so statement_timestamp() is when the
+                    # server received it, before the lock wait (a prepared statement waits in Bind)
+                    row = conn.execute("select extract(epoch from clock_timestamp() - statement_timestamp())::float8,"
+                                       " count(*) from marts.mart_market_overview", prepare=False).fetchone()
+                except psycopg.Error as exc:
+                    errors.append(str(exc))
+                    continue
+                assert row is not None
+                waits.append(float(row[0]))
+                counts.add(int(row[1]))
+
+    def watcher() -> None:
+        with psycopg.connect(_admin_conninfo(scenario), autocommit=True) as conn:
+            while not stop.is_set():
+                rows = conn.execute(PUBLISH_LOCKS, (oids,)).fetchall()
+                samples.extend((float(t), bool(g)) for t, g, _ in rows)
+                time.sleep(0.005)
+
+    def long_reader() -> None:
+        with scenario.connect(reader=True, autocommit=False) as conn:
+            conn.execute("select count(*) from marts.mart_market_overview").fetchone()
+            blocker_has_lock.set()
+            time.sleep(BLOCKER_HOLD_S)
+            conn.commit()
+
+    threads = [threading.Thread(target=t) for t in (reader, reader, watcher, long_reader)]
+    for t in threads:
+        t.start()
+    try:
+        assert blocker_has_lock.wait(30)
+        publish = scenario.step("publish_marts", QUALITY_SWAP_TIMEOUT_S=str(SWAP_BOUND_S), QUALITY_LOCK_TIMEOUT_S="60")
+    finally:
+        time.sleep(0.2)
+        stop.set()
+        for t in threads:
+            t.join()
+    publish.check()
+    assert not errors, errors[:3]
+    assert counts == {before["mart_market_overview"][1]}, "readers saw a partial or missing mart"
+    windows = _windows(samples, gap_s=0.1)
+    bound = SWAP_BOUND_S + COMMIT_ALLOWANCE_S
+    said = [line for line in publish.output.splitlines() if line.startswith("exclusive window")]
+    report = (f"bound {SWAP_BOUND_S:.2f} s (+ {COMMIT_ALLOWANCE_S:.2f} s for the commit); readers: {len(waits)}"
+              f" queries, longest lock wait {max(waits):.3f} s; publish's exclusive windows seen:"
+              f" {[round(e - s, 3) for s, e, _ in windows]} s; publish said: {said}")
+    print(report)
+    assert max(waits) <= bound, report
+    assert len(windows) >= 2 and all(e - s <= bound for s, e, _ in windows), report
+    assert windows[-1][2], "the last window is the one where publish held the lock and swapped"
+    assert max(waits) >= 0.5 * SWAP_BOUND_S, f"the readers never met publish: the scenario did not happen ({report})"
+    match = re.search(r"exclusive window (\d+) ms \(bound (\d+) ms\), (\d+) attempts?", publish.output)
+    assert match, publish.output
+    window_ms, bound_ms, attempts = map(int, match.groups())
+    assert bound_ms == SWAP_BOUND_S * 1000 and window_ms <= bound * 1000 and attempts >= 2, publish.output
+    after = scenario.marts_state()
+    assert after["mart_market_overview"][0] != before["mart_market_overview"][0], "swapped in"
+    assert after["mart_market_overview"][1:] == before["mart_market_overview"][1:]
+
+
+def test_publish_gives_up_after_the_lock_budget_and_changes_nothing(scenario: Chain) -> None:
+    """A reader that outlasts QUALITY_LOCK_TIMEOUT_S: publish gives up (exit 1), marts unchanged,
+    and it never held the readers up for longer than the window bound meanwhile."""
+    scenario.step("quality_gate").check()
+    before, publishes = scenario.marts_state(), scenario.publish_count()
+    with scenario.connect(reader=True, autocommit=False) as long_reader:
+        long_reader.execute("select count(*) from marts.dim_company").fetchone()
+        publish = scenario.step("publish_marts", QUALITY_SWAP_TIMEOUT_S="0.5", QUALITY_LOCK_TIMEOUT_S="2")
+        long_reader.rollback()
+    assert publish.returncode == 1, publish.output
+    assert "readers held the published marts for longer than QUALITY_LOCK_TIMEOUT_S (2 s)" in publish.output
+    assert_nothing_published(scenario, before, publishes)
+    status = scenario.scalar("select status from ops.publish_history order by publish_id desc limit 1")
+    assert status == "failed: exclusive locks not obtained within QUALITY_LOCK_TIMEOUT_S"
+
+
+def _admin_conninfo(chain: Chain) -> str:
+    from datapipe_common.libpq import conninfo
+
+    return conninfo({**chain.warehouse.admin_env, "PGDATABASE": chain.database})

@@ -10,7 +10,7 @@ Configuration (environment, read once): PGHOST PGPORT PGDATABASE PGUSER PGPASSWO
 DATAPIPE_SYMBOLS, DATAPIPE_AUDIT_SCHEMA (audit), DATAPIPE_MARTS_SCHEMA (marts), DASHBOARD_ROLE
 (dashboard), QUALITY_DATA_DOCS_DIR (target/data_docs), QUALITY_ROW_COUNT_TOLERANCE (0.05),
 QUALITY_FRESHNESS_LAG_DAYS (0), QUALITY_TODAY (pin the date, YYYY-MM-DD),
-QUALITY_MARKET_CLOSE_DELAY_MINUTES (60), QUALITY_LOCK_TIMEOUT_S (60).
+QUALITY_MARKET_CLOSE_DELAY_MINUTES (60), QUALITY_LOCK_TIMEOUT_S (60), QUALITY_SWAP_TIMEOUT_S (2).
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ def _publish(settings: Settings) -> int:
         return EXIT_FAILED
     counts = ", ".join(f"{m}={n:,}" for m, n in outcome.row_counts.items())
     print(f"published (publish_id {outcome.publish_id}, gate run {outcome.gate_run_id}, {outcome.mode}): {counts}")
+    print(outcome.swap)
     return EXIT_OK
 
 

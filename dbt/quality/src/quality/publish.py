@@ -5,6 +5,7 @@ new ones after it, never a missing, empty or half-written table:
 - copy and swap (first publish, full refresh, small marts): each mart is copied into a fresh table
   beside the published one (`<mart>__publishing`), indexed and analyzed, then swapped in by renames
   (a reader blocked on the swap re-resolves the name to the new table when the lock is released);
+  the swap is the transaction's last statement, bounded by QUALITY_SWAP_TIMEOUT_S (quality.swap);
 - changed keys only (the daily facts, when `quality.scope` knows what changed since the last
   publish): the changed (symbol, trade_date) rows are deleted from the published table and the
   audited ones inserted; the published row count must then equal the audited one, else the mart
@@ -16,6 +17,7 @@ the latest gate run to have passed on exactly the audit contents present now.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -25,6 +27,7 @@ from psycopg import sql
 from quality import db
 from quality.scope import FACTS, Scope, consumed_source_watermark, current_scope
 from quality.settings import MARTS, Settings
+from quality.swap import SwapTimeout, swap_in
 
 PRIMARY_KEYS = {
     "dim_company": ("symbol",),
@@ -48,6 +51,7 @@ class PublishOutcome:
     gate_run_id: uuid.UUID
     row_counts: dict[str, int]
     mode: str  # "copy" or "changed keys: N rows"
+    swap: str  # the exclusive window: how long, its bound, how many attempts
 
 
 def _record(conn: psycopg.Connection, gate_run_id: uuid.UUID | None, status: str, counts: dict[str, int],
@@ -106,21 +110,27 @@ def publish(settings: Settings) -> PublishOutcome:
                             continue
                     counts[mart] = _stage_copy(conn, audit, marts, mart)
                     staged.append(mart)
-                # the swap: only now are the published tables locked, for the few statements left
-                for mart in staged:
-                    _swap(conn, marts, mart)
                 incremental = [m for m in FACTS if m not in staged]
                 mode = f"changed keys ({', '.join(incremental)}): {changed} rows" if incremental else "copy"
                 publish_id = _record(conn, gate_run_id, "published", counts, scope, mode)
+                # last: only now are the published tables locked, for one bounded statement and the commit
+                swap = swap_in(conn, marts, staged, settings)
+            swapped = swap.describe(time.monotonic())
         except PublishRefused:
             with db.connect(settings, autocommit=True) as log_conn:
                 _record(log_conn, gate_run_id, "refused: audit changed since gate", {})
             raise
+        except SwapTimeout as exc:
+            with db.connect(settings, autocommit=True) as log_conn:
+                _record(log_conn, gate_run_id, "failed: exclusive locks not obtained within QUALITY_LOCK_TIMEOUT_S", {})
+            raise PublishRefused(f"{exc}; nothing was published, marts unchanged: run publish again"
+                                 " (the DAG's retry does)") from None
         except psycopg.Error as exc:
             with db.connect(settings, autocommit=True) as log_conn:
                 _record(log_conn, gate_run_id, f"failed: {type(exc).__name__}", {})
             raise PublishRefused(f"publishing failed and was rolled back, marts unchanged: {exc}") from exc
-    return PublishOutcome(publish_id=publish_id, gate_run_id=gate_run_id, row_counts=counts, mode=mode)
+    return PublishOutcome(publish_id=publish_id, gate_run_id=gate_run_id, row_counts=counts, mode=mode,
+                          swap=swapped)
 
 
 def _columns(conn: psycopg.Connection, schema: str, table: str) -> list[tuple[str, str]]:
@@ -171,11 +181,3 @@ def _stage_copy(conn: psycopg.Connection, audit: str, marts: str, mart: str) -> 
     conn.execute(sql.SQL("analyze {}").format(staged))
     return cur.rowcount
 
-
-def _swap(conn: psycopg.Connection, marts: str, mart: str) -> None:
-    retired = sql.Identifier(marts, f"{mart}__retired")
-    conn.execute(sql.SQL("drop table if exists {}").format(retired))
-    rename = sql.SQL("alter table if exists {} rename to {}")
-    conn.execute(rename.format(sql.Identifier(marts, mart), sql.Identifier(f"{mart}__retired")))
-    conn.execute(rename.format(sql.Identifier(marts, f"{mart}__publishing"), sql.Identifier(mart)))
-    conn.execute(sql.SQL("drop table if exists {}").format(retired))

@@ -42,6 +42,8 @@ class Settings:
     today: dt.date | None = None
     market_close_delay_minutes: int = int(DATA_DELAY.total_seconds() // 60)
     lock_timeout_s: float = 60.0
+    # the bound of publish's exclusive window (quality.swap); below the dashboard's 5 s lock timeout
+    swap_timeout_s: float = 2.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -54,6 +56,11 @@ class Settings:
             today = dt.date.fromisoformat(today_raw) if today_raw else None
         except ValueError:
             raise ConfigError(f"QUALITY_TODAY={today_raw!r} is not a YYYY-MM-DD date") from None
+        lock_timeout_s = env_float(env, "QUALITY_LOCK_TIMEOUT_S", 60.0, minimum=0.1, maximum=3600.0)
+        swap_timeout_s = env_float(env, "QUALITY_SWAP_TIMEOUT_S", 2.0, minimum=0.05, maximum=600.0)
+        if swap_timeout_s > lock_timeout_s:
+            raise ConfigError(f"QUALITY_SWAP_TIMEOUT_S={swap_timeout_s:g} must not exceed"
+                              f" QUALITY_LOCK_TIMEOUT_S={lock_timeout_s:g} (the whole time publish tries)")
         return cls(
             pg=pg,
             symbols=symbols_from_env(env),
@@ -66,7 +73,8 @@ class Settings:
             today=today,
             market_close_delay_minutes=env_int(env, "QUALITY_MARKET_CLOSE_DELAY_MINUTES",
                                                cls.market_close_delay_minutes, minimum=0, maximum=24 * 60),
-            lock_timeout_s=env_float(env, "QUALITY_LOCK_TIMEOUT_S", 60.0, minimum=0.1, maximum=3600.0),
+            lock_timeout_s=lock_timeout_s,
+            swap_timeout_s=swap_timeout_s,
         )
 
     def conninfo(self) -> str:
