@@ -3,8 +3,8 @@
 With `DATAPIPE_RUNTIME=local` each containerised step becomes a `LocalStepOperator`: the command
 from steps.toml, `.local/venvs/<venv>/bin` first on PATH, working directory = the component's
 `local_dir`, plus the same non-secret environment the pod gets. Credentials come from the Airflow
-process's own environment (the libpq PG* variables and ALPHAVANTAGE_*), exactly as
-`scripts/run-step` does for `make pipeline`.
+process's own environment (the libpq PG* variables and ALPHAVANTAGE_*). The process is built by
+`datapipe_dags.steps.local_run`, exactly as `scripts/run-step` builds it for `make pipeline`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from airflow.sdk.exceptions import AirflowException
 
 from datapipe_dags.config import Settings
 from datapipe_dags.pods import plain_env
-from datapipe_dags.steps import Step
+from datapipe_dags.steps import LocalRun, Step, local_run
 
 
 class StepFailed(AirflowException):
@@ -35,38 +35,36 @@ class LocalStepOperator(BaseOperator):
     ui_color = "#e8f4ea"
     template_fields: Sequence[str] = ()
 
-    def __init__(self, *, step_name: str, command: Sequence[str], cwd: str, venv_dir: str,
-                 step_env: dict[str, str], **kwargs: Any) -> None:
+    def __init__(self, *, step: Step, repo_root: Path, venvs_dir: Path, plain_env: dict[str, str],
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.step_name = step_name
-        self.command = list(command)
-        self.cwd = cwd
-        self.venv_dir = venv_dir
-        self.step_env = dict(step_env)
+        self.step = step
+        self.repo_root = repo_root
+        self.venvs_dir = venvs_dir
+        self.plain_env = dict(plain_env)
         self._proc: subprocess.Popen[str] | None = None
 
-    def child_env(self) -> dict[str, str]:
-        env = dict(os.environ)  # the worker's environment, as a pod would get from its Secrets
-        env.update(self.step_env)
-        venv_bin = str(Path(self.venv_dir) / "bin")
-        env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', '')}"
-        env["VIRTUAL_ENV"] = self.venv_dir
-        env.pop("PYTHONHOME", None)
-        return env
+    def local_run(self) -> LocalRun:
+        """The step as `make pipeline` runs it; the worker's environment stands in for the pod's Secrets."""
+        return local_run(self.step, repo_root=self.repo_root, venvs_dir=self.venvs_dir, base_env=os.environ,
+                         plain_env=self.plain_env)
+
+    @property
+    def command(self) -> list[str]:
+        return list(self.step.command)
 
     def execute(self, context: Any) -> None:
-        exe = Path(self.venv_dir) / "bin" / self.command[0]
+        run = self.local_run()
+        name, exe = self.step.name, Path(run.argv[0])
         if not exe.exists():
-            raise StepFailed(
-                f"step {self.step_name}: {exe} not found; create the virtualenvs with `make venvs`"
-            )
-        if not Path(self.cwd).is_dir():
-            raise StepFailed(f"step {self.step_name}: working directory {self.cwd} does not exist")
-        self.log.info("running %s in %s [%s]", " ".join(self.command), self.cwd, self.venv_dir)
+            raise StepFailed(f"step {name}: {exe} not found; create the virtualenvs with `make venvs`")
+        if not run.cwd.is_dir():
+            raise StepFailed(f"step {name}: working directory {run.cwd} does not exist")
+        self.log.info("running %s in %s [%s]", " ".join(self.step.command), run.cwd, run.venv_dir)
         started = time.monotonic()
         self._proc = subprocess.Popen(
-            [str(exe), *self.command[1:]], cwd=self.cwd, env=self.child_env(), stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True,
+            list(run.argv), cwd=run.cwd, env=run.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            bufsize=1, start_new_session=True,
         )
         assert self._proc.stdout is not None
         for line in self._proc.stdout:
@@ -74,10 +72,8 @@ class LocalStepOperator(BaseOperator):
         rc = self._proc.wait()
         elapsed = time.monotonic() - started
         if rc != 0:
-            raise StepFailed(
-                f"step {self.step_name} ({' '.join(self.command)}) exited with code {rc} after {elapsed:.1f}s"
-            )
-        self.log.info("step %s succeeded in %.1fs", self.step_name, elapsed)
+            raise StepFailed(f"step {name} ({' '.join(self.step.command)}) exited with code {rc} after {elapsed:.1f}s")
+        self.log.info("step %s succeeded in %.1fs", name, elapsed)
 
     def on_kill(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
@@ -85,11 +81,9 @@ class LocalStepOperator(BaseOperator):
 
 
 def local_step_kwargs(settings: Settings, step: Step) -> dict[str, Any]:
-    component = step.component
     return {
-        "step_name": step.name,
-        "command": step.command,
-        "cwd": str(settings.repo_root / component.local_dir),
-        "venv_dir": str(settings.venvs_dir / component.venv),
-        "step_env": plain_env(settings, component, pod=False),
+        "step": step,
+        "repo_root": settings.repo_root,
+        "venvs_dir": settings.venvs_dir,
+        "plain_env": plain_env(settings, step.component, pod=False),
     }

@@ -1,12 +1,18 @@
-"""The pipeline steps, read from `steps.toml` beside this file: the one definition of each command.
+"""The pipeline steps, read from `steps.toml` beside this file: the one definition of each command,
+and the one builder of a step's local run (command, working directory, environment).
 
-The DAG, `make pipeline` (scripts/run-step) and the chart all read that file, so the command a pod
-runs, the command a local run executes and the command a developer types cannot drift apart.
+The DAG (its pods and, with DATAPIPE_RUNTIME=local, `LocalStepOperator`) and `make pipeline`
+(`scripts/run-step`) both load the file through `load_steps()` and run a step locally through
+`local_run()`, so the command a pod runs, the command a local run executes and the command a
+developer types cannot drift apart. Standard library only: `scripts/run-step` imports it without
+the Airflow virtualenv.
 """
 
 from __future__ import annotations
 
+import os
 import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -79,3 +85,33 @@ def parse_steps(data: dict[str, Any]) -> Steps:
 
 def load_steps(path: Path = STEPS_FILE) -> Steps:
     return parse_steps(tomllib.loads(path.read_text()))
+
+
+@dataclass(frozen=True)
+class LocalRun:
+    """A step as a local process: what its pod runs, in the component's virtualenv and directory."""
+
+    step: Step
+    argv: tuple[str, ...]  # the command, its executable resolved in the venv's bin
+    cwd: Path  # the component's local_dir
+    env: dict[str, str]
+
+    @property
+    def venv_dir(self) -> Path:
+        return Path(self.env["VIRTUAL_ENV"])
+
+
+def local_run(step: Step, *, repo_root: Path, venvs_dir: Path, base_env: Mapping[str, str],
+              plain_env: Mapping[str, str] = MappingProxyType({}), extra_args: Sequence[str] = ()) -> LocalRun:
+    """How `step` runs on this machine: `base_env` (the caller's environment: where a pod gets its
+    Secrets, a local run has the libpq and Alpha Vantage variables), then `plain_env` (the non-secret
+    environment the DAG gives the pod), then the component's own env from steps.toml; the component's
+    venv first on PATH."""
+    component = step.component
+    venv = venvs_dir / component.venv
+    env = {**base_env, **plain_env, **component.env}
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    env["VIRTUAL_ENV"] = str(venv)
+    env.pop("PYTHONHOME", None)
+    argv = (str(venv / "bin" / step.command[0]), *step.command[1:], *extra_args)
+    return LocalRun(step=step, argv=argv, cwd=repo_root / component.local_dir, env=env)

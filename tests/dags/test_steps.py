@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 import tomllib
+from pathlib import Path
 
 import pytest
-from datapipe_dags.steps import STEPS_FILE, StepsError, load_steps, parse_steps
+from datapipe_dags.steps import STEPS_FILE, StepsError, load_steps, local_run, parse_steps
+
+ROOT = Path(__file__).resolve().parents[2]
 
 DAG_STEPS = ("extract_prices", "extract_companies", "quality_gate", "publish_marts", "grant_reader")
 
@@ -48,5 +52,32 @@ def test_dag_commands_come_from_steps_toml(k8s_dag, build_dag) -> None:
         assert [*pod.cmds, *pod.arguments] == list(steps[name].command)
         local = local_dag.get_task(name)
         assert local.command == list(steps[name].command)
-        assert local.cwd.endswith("/" + steps[name].component.local_dir)
-        assert local.venv_dir.endswith("/.local/venvs/" + steps[name].component.venv)
+        run = local.local_run()
+        component = steps[name].component
+        assert run.cwd == ROOT / component.local_dir
+        assert run.argv == (str(ROOT / ".local" / "venvs" / component.venv / "bin" / steps[name].command[0]),
+                            *steps[name].command[1:])
+        assert run.env["PATH"].startswith(str(ROOT / ".local" / "venvs" / component.venv / "bin"))
+        assert run.env["DATAPIPE_SYMBOLS"] and all(run.env[k] == v for k, v in component.env.items())
+
+
+def test_local_run_layers_the_environment() -> None:
+    """The caller's environment (a pod's Secrets), then the DAG's plain env, then the component's."""
+    steps = load_steps()
+    run = local_run(steps["dbt_build"], repo_root=Path("/repo"), venvs_dir=Path("/v"),
+                    base_env={"PATH": "/usr/bin", "PGHOST": "db", "DBT_PROFILES_DIR": "x", "PYTHONHOME": "/p"},
+                    plain_env={"DATAPIPE_SYMBOLS": "IBM", "PGHOST": "ignored-by-nobody"}, extra_args=["-s", "m"])
+    assert run.argv == ("/v/transform/bin/dbt", "build", "-s", "m") and run.cwd == Path("/repo/dbt")
+    assert run.env["PATH"] == "/v/transform/bin:/usr/bin" and run.env["VIRTUAL_ENV"] == "/v/transform"
+    assert run.env["DBT_PROFILES_DIR"] == "." and run.env["DATAPIPE_SYMBOLS"] == "IBM"
+    assert run.env["PGHOST"] == "ignored-by-nobody" and "PYTHONHOME" not in run.env
+
+
+def test_make_pipeline_uses_the_same_loader() -> None:
+    """scripts/run-step lists exactly the loaded steps, and nothing but datapipe_dags.steps reads steps.toml."""
+    listed = subprocess.run([str(ROOT / "scripts" / "run-step"), "--list"], capture_output=True, text=True,
+                            check=True).stdout.split("\n")
+    assert [line.split()[0] for line in listed if line] == list(load_steps().steps)
+    readers = subprocess.run(["git", "grep", "-l", "tomllib", "--", ":!tests/"], cwd=ROOT, capture_output=True,
+                             text=True).stdout.split()
+    assert readers == ["dags/datapipe_dags/steps.py"]

@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import sys
 import time
-import tomllib
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -31,14 +30,15 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-STEPS = tomllib.loads((ROOT / "dags" / "datapipe_dags" / "steps.toml").read_text())
 BASE_IMAGE = os.environ.get("DATAPIPE_BASE_IMAGE", "datapipe/python-base:local")
 AIRFLOW_BASE_IMAGE = "datapipe/airflow-base:local"
 TAG = "images-test"
 SYMBOLS = "IBM,AAPL,MSFT"
 COMPONENT_DIRS = {"extract": "extract", "transform": "dbt", "dashboard": "dashboard", "airflow": "dags"}
-sys.path.insert(0, str(ROOT / "dags"))
+# the DAG package and the shared package's stdlib-only modules (this suite runs in the tools venv)
+sys.path[:0] = [str(ROOT / "dags"), str(ROOT / "common" / "src")]
 from datapipe_dags.pods import IMAGE_UID, WRITABLE_DIRS  # noqa: E402  (the DAG pods' emptyDirs: one definition)
+from datapipe_dags.steps import load_steps  # noqa: E402  (the steps' commands: one definition)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -130,8 +130,9 @@ def pod_filesystem(component: str) -> list[str]:
 def run_step(image: str, step: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run one step of steps.toml exactly as its pod would: the image's WORKDIR and user, env only,
     a read-only root filesystem with the pod's writable directories."""
-    command = STEPS["steps"][step]["command"]
-    flags = [*HARDENED, *pod_filesystem(STEPS["steps"][step]["component"])]
+    definition = load_steps()[step]
+    command = definition.command
+    flags = [*HARDENED, *pod_filesystem(definition.component.name)]
     # `-e NAME` (no value) passes the variable from our environment: no secret on the command line.
     env_flags = [arg for name in env for arg in ("-e", name)]
     proc = docker("run", "--rm", *flags, *env_flags, image, *command, env=env, check=False)

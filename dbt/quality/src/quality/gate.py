@@ -248,103 +248,137 @@ def expected_latest_session(settings: Settings, now: dt.datetime) -> dt.date:
     return day
 
 
-def run_gate(settings: Settings, now: dt.datetime | None = None) -> GateOutcome:
-    """Validate every audited mart; record the run; never touches `marts`."""
-    expected = expected_latest_session(settings, now or dt.datetime.now(dt.UTC))
-    gate_run_id = uuid.uuid4()
-    outcome = GateOutcome(gate_run_id=gate_run_id, success=False, expected_latest_date=expected)
-    with db.connect(settings, autocommit=True) as conn:
-        db.ensure_ops_tables(conn)
-        conn.execute(
-            "insert into ops.gate_runs (gate_run_id, started_at, audit_schema) values (%s, now(), %s)",
-            (gate_run_id, settings.audit_schema),
-        )
-        published = {
-            m: db.row_count(conn, settings.marts_schema, m)
-            for m in MARTS
-            if db.table_exists(conn, settings.marts_schema, m)
-        }
-        present = [m for m in MARTS if db.table_exists(conn, settings.audit_schema, m)]
-        outcome.missing_marts = [m for m in MARTS if m not in present]
-        fingerprint = db.fingerprint(conn, settings.audit_schema, MARTS)
-        scope = outcome.scope = current_scope(conn, settings.audit_schema, settings.marts_schema)
-        changed_query = {
-            mart: f"select * from {settings.audit_schema}.{mart} where (symbol, trade_date) in"
-                  f" ({scope.changed_keys().as_string(conn)})"
+@dataclass(frozen=True)
+class AuditState:
+    """What the gate validates, read once before validating: which marts exist, what is published,
+    the audited tables' fingerprint (publish checks it) and the rows changed since the last publish."""
+
+    present: list[str]
+    missing: list[str]
+    published_counts: dict[str, int]
+    fingerprint: dict[str, dict[str, int]]
+    scope: Scope
+    changed_query: dict[str, str]  # per fact: SELECT of its changed rows (incremental runs only)
+
+    def batch_sql(self, settings: Settings, mart: str, changed_rows: bool) -> str:
+        return f"({self.changed_query[mart]})" if changed_rows else f"{settings.audit_schema}.{mart}"
+
+
+def read_audit_state(conn: psycopg.Connection, settings: Settings) -> AuditState:
+    present = [m for m in MARTS if db.table_exists(conn, settings.audit_schema, m)]
+    scope = current_scope(conn, settings.audit_schema, settings.marts_schema)
+    changed_keys = scope.changed_keys().as_string(conn) if scope.incremental else ""
+    return AuditState(
+        present=present,
+        missing=[m for m in MARTS if m not in present],
+        published_counts={m: db.row_count(conn, settings.marts_schema, m) for m in MARTS
+                          if db.table_exists(conn, settings.marts_schema, m)},
+        fingerprint=db.fingerprint(conn, settings.audit_schema, MARTS),
+        scope=scope,
+        changed_query={
+            mart: f"select * from {settings.audit_schema}.{mart} where (symbol, trade_date) in ({changed_keys})"
             for mart in FACTS if scope.incremental
-        }
+        },
+    )
 
-    for mart in outcome.missing_marts:
-        outcome.results.append(ExpectationOutcome(
-            mart=mart, expectation_type="expect_table_to_exist", column=None,
-            kwargs={"table": f"{settings.audit_schema}.{mart}"}, success=False, observed_value=None,
-            details=f"{settings.audit_schema}.{mart} does not exist: run `dbt build` first",
-        ))
 
-    if present:
-        import great_expectations as gx
-        settings.data_docs_dir.mkdir(parents=True, exist_ok=True)
-        context = _context(settings.data_docs_dir)
-        source = context.data_sources.add_postgres(name="warehouse", connection_string=settings.sqlalchemy_url())
-        spec = suites_spec(settings, expected, published)
-        definitions = []
-        for mart in present:
-            # (batch, expectations): the whole table, and for the facts of an incremental run
-            # the rows changed since the last publish for the row-level expectations
-            asset = source.add_table_asset(name=mart, table_name=mart, schema_name=settings.audit_schema)
-            batches = [(f"{mart}_suite", asset.add_batch_definition_whole_table(name=f"{mart}_all"), spec[mart])]
-            if mart in changed_query:
-                changed = source.add_query_asset(name=f"{mart}__changed", query=changed_query[mart])
-                batches = [
-                    (f"{mart}_suite", batches[0][1], [e for e in spec[mart] if is_table_level(e)]),
-                    (f"{mart}__changed_rows_suite", changed.add_batch_definition_whole_table(name=f"{mart}_changed"),
-                     [e for e in spec[mart] if not is_table_level(e)]),
-                ]
-            for suite_name, batch, expectations in batches:
-                suite = context.suites.add(gx.ExpectationSuite(name=suite_name, expectations=expectations))
-                definitions.append(context.validation_definitions.add(
-                    gx.ValidationDefinition(name=suite_name.removesuffix("_suite"), data=batch, suite=suite)
-                ))
-        checkpoint = context.checkpoints.add(
-            gx.Checkpoint(
-                name="datapipe_gate",
-                validation_definitions=definitions,
-                result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
-            )
-        )
-        result = checkpoint.run(run_id=None)
-        # one Data Docs build for every result (an UpdateDataDocsAction rebuilds the site per result)
-        context.build_data_docs(site_names=["datapipe"])
-        for validation in result.run_results.values():
-            changed_rows = validation.suite_name.endswith("__changed_rows_suite")
-            mart = validation.suite_name.removesuffix("_suite").removesuffix("__changed_rows")
-            batch_sql = f"({changed_query[mart]})" if changed_rows else f"{settings.audit_schema}.{mart}"
-            for res in validation.results:
-                found = _outcome(mart, res)
-                if not found.success and res.expectation_config.type == "unexpected_rows_expectation":
-                    found = _with_unexpected_rows(settings, found, res, batch_sql)
-                outcome.results.append(found)
-        index = settings.data_docs_dir / "index.html"
-        outcome.data_docs_path = index if index.exists() else settings.data_docs_dir
+def _missing_mart(settings: Settings, mart: str) -> ExpectationOutcome:
+    return ExpectationOutcome(
+        mart=mart, expectation_type="expect_table_to_exist", column=None,
+        kwargs={"table": f"{settings.audit_schema}.{mart}"}, success=False, observed_value=None,
+        details=f"{settings.audit_schema}.{mart} does not exist: run `dbt build` first",
+    )
 
-    outcome.success = bool(outcome.results) and all(r.success for r in outcome.results)
+
+def _validation_definitions(context: Any, settings: Settings, state: AuditState,
+                            spec: dict[str, list[Any]]) -> list[Any]:
+    """Per present mart: its whole table, and for the facts of an incremental run the rows changed
+    since the last publish for the row-level expectations."""
+    import great_expectations as gx
+
+    source = context.data_sources.add_postgres(name="warehouse", connection_string=settings.sqlalchemy_url())
+    definitions = []
+    for mart in state.present:
+        asset = source.add_table_asset(name=mart, table_name=mart, schema_name=settings.audit_schema)
+        batches = [(f"{mart}_suite", asset.add_batch_definition_whole_table(name=f"{mart}_all"), spec[mart])]
+        if mart in state.changed_query:
+            changed = source.add_query_asset(name=f"{mart}__changed", query=state.changed_query[mart])
+            batches = [
+                (f"{mart}_suite", batches[0][1], [e for e in spec[mart] if is_table_level(e)]),
+                (f"{mart}__changed_rows_suite", changed.add_batch_definition_whole_table(name=f"{mart}_changed"),
+                 [e for e in spec[mart] if not is_table_level(e)]),
+            ]
+        for suite_name, batch, expectations in batches:
+            suite = context.suites.add(gx.ExpectationSuite(name=suite_name, expectations=expectations))
+            definitions.append(context.validation_definitions.add(
+                gx.ValidationDefinition(name=suite_name.removesuffix("_suite"), data=batch, suite=suite)
+            ))
+    return definitions
+
+
+def validate(settings: Settings, state: AuditState, expected: dt.date) -> tuple[list[ExpectationOutcome], Path | None]:
+    """Run every expectation on the audited marts (one GX checkpoint, one Data Docs build): the
+    outcomes, and the Data Docs page. A missing mart is a failed `expect_table_to_exist`."""
+    results = [_missing_mart(settings, mart) for mart in state.missing]
+    if not state.present:
+        return results, None
+    import great_expectations as gx
+
+    settings.data_docs_dir.mkdir(parents=True, exist_ok=True)
+    context = _context(settings.data_docs_dir)
+    spec = suites_spec(settings, expected, state.published_counts)
+    definitions = _validation_definitions(context, settings, state, spec)
+    checkpoint = context.checkpoints.add(gx.Checkpoint(
+        name="datapipe_gate", validation_definitions=definitions,
+        result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
+    ))
+    result = checkpoint.run(run_id=None)
+    # one Data Docs build for every result (an UpdateDataDocsAction rebuilds the site per result)
+    context.build_data_docs(site_names=["datapipe"])
+    for validation in result.run_results.values():
+        changed_rows = validation.suite_name.endswith("__changed_rows_suite")
+        mart = validation.suite_name.removesuffix("_suite").removesuffix("__changed_rows")
+        for res in validation.results:
+            found = _outcome(mart, res)
+            if not found.success and res.expectation_config.type == "unexpected_rows_expectation":
+                found = _with_unexpected_rows(settings, found, res, state.batch_sql(settings, mart, changed_rows))
+            results.append(found)
+    index = settings.data_docs_dir / "index.html"
+    return results, index if index.exists() else settings.data_docs_dir
+
+
+def record(settings: Settings, outcome: GateOutcome, state: AuditState) -> None:
+    """Every expectation into ops.gate_results and the verdict, fingerprint and scope into the
+    run's ops.gate_runs row, in one transaction."""
     with db.connect(settings) as conn, conn.transaction():
         with conn.cursor() as cur:
             cur.executemany(
                 "insert into ops.gate_results (gate_run_id, mart, expectation_type, column_name, kwargs, success,"
                 " observed_value, details) values (%s, %s, %s, %s, %s::jsonb, %s, %s, %s)",
-                [
-                    (gate_run_id, r.mart, r.expectation_type, r.column, json.dumps(r.kwargs), r.success,
-                     r.observed_value, r.details)
-                    for r in outcome.results
-                ],
+                [(outcome.gate_run_id, r.mart, r.expectation_type, r.column, json.dumps(r.kwargs), r.success,
+                  r.observed_value, r.details) for r in outcome.results],
             )
         conn.execute(
             "update ops.gate_runs set finished_at = now(), success = %s, expectations_total = %s,"
             " expectations_failed = %s, data_docs_path = %s, audit_fingerprint = %s::jsonb, scope = %s"
             " where gate_run_id = %s",
             (outcome.success, len(outcome.results), len(outcome.failures),
-             str(outcome.data_docs_path) if outcome.data_docs_path else None, json.dumps(fingerprint),
-             scope.describe(), gate_run_id),
+             str(outcome.data_docs_path) if outcome.data_docs_path else None, json.dumps(state.fingerprint),
+             state.scope.describe(), outcome.gate_run_id),
         )
+
+
+def run_gate(settings: Settings, now: dt.datetime | None = None) -> GateOutcome:
+    """Validate every audited mart; record the run; never touches `marts`."""
+    expected = expected_latest_session(settings, now or dt.datetime.now(dt.UTC))
+    outcome = GateOutcome(gate_run_id=uuid.uuid4(), success=False, expected_latest_date=expected)
+    with db.connect(settings, autocommit=True) as conn:
+        db.ensure_ops_tables(conn)
+        conn.execute("insert into ops.gate_runs (gate_run_id, started_at, audit_schema) values (%s, now(), %s)",
+                     (outcome.gate_run_id, settings.audit_schema))
+        state = read_audit_state(conn, settings)
+    outcome.missing_marts, outcome.scope = state.missing, state.scope
+    outcome.results, outcome.data_docs_path = validate(settings, state, expected)
+    outcome.success = bool(outcome.results) and all(r.success for r in outcome.results)
+    record(settings, outcome, state)
     return outcome
