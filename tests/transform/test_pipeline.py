@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ import psycopg
 import pytest
 import reference
 import talib
-from chain import AS_OF, MARTS, NEXT_TRADING_DAY, SYMBOLS, Chain, start_sandbox
+from chain import AS_OF, MARTS, NEXT_TRADING_DAY, RUN_STEP, SYMBOLS, Chain, start_sandbox
 from conftest import TestWarehouse
 from psycopg.types.json import Jsonb
 
@@ -634,3 +635,78 @@ def _admin_conninfo(chain: Chain) -> str:
     from datapipe_common.libpq import conninfo
 
     return conninfo({**chain.warehouse.admin_env, "PGDATABASE": chain.database})
+
+
+# -- failures that explain themselves; gate rows that never stay running (issue 15) ----------------------
+
+
+def quality_lines(output: str) -> list[str]:
+    """The failure lines `quality` printed, after asserting there is no traceback."""
+    assert "Traceback" not in output, output[-4000:]
+    return [line for line in output.splitlines() if line.startswith("quality: ")]
+
+
+def gate_row(chain: Chain, gate_run_id: object) -> tuple[object, ...]:
+    return chain.query("select status, reason, finished_at from ops.gate_runs where gate_run_id = %s",
+                       (gate_run_id,))[0]
+
+
+def test_warehouse_stopped_mid_gate_is_one_line_and_the_next_gate_aborts_the_row(scenario: Chain) -> None:
+    # make the gate validate again (new audit contents), so it runs GX against the warehouse
+    scenario.query("update audit.dim_company set name = name || ' Inc' where symbol = 'IBM'")
+    proc = subprocess.Popen([str(RUN_STEP), "quality_gate"], env=scenario.env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    running: list[tuple[object, ...]] = []
+    while not running and time.monotonic() < deadline and proc.poll() is None:
+        running = scenario.query("select gate_run_id from ops.gate_runs where status = 'running'")
+        time.sleep(0.02)
+    assert running, "the gate never recorded a running row"
+    scenario.warehouse.stop()
+    try:
+        output, _ = proc.communicate(timeout=180)
+    finally:
+        scenario.warehouse.start()
+    assert proc.returncode == 3, output[-4000:]
+    [line] = quality_lines(output)
+    assert line.startswith("quality: warehouse unreachable or lost:"), line
+    assert "then run `quality gate` again" in line
+    assert gate_row(scenario, running[0][0])[0] == "running"  # the warehouse was gone: nothing recorded
+    time.sleep(1.2)
+    again = scenario.step("quality_gate", DATAPIPE_RUN_GRACE_S="1").check()
+    status, reason, finished_at = gate_row(scenario, running[0][0])
+    assert status == "aborted" and finished_at is not None
+    assert str(reason).startswith("abandoned: no heartbeat for 1 s"), reason
+    assert "marked 1 abandoned gate run aborted" in again.output
+    scenario.step("publish_marts").check()
+
+
+def test_a_gate_that_cannot_write_its_data_docs_says_so_and_records_why(scenario: Chain) -> None:
+    scenario.query("update audit.dim_company set name = name || ' Inc' where symbol = 'IBM'")
+    blocker = scenario.workdir / "not-a-directory"
+    blocker.write_text("a file where the Data Docs directory should be\n")
+    result = scenario.step("quality_gate", QUALITY_DATA_DOCS_DIR=str(blocker / "data_docs"))
+    assert result.returncode == 5, result.output[-4000:]
+    [line] = quality_lines(result.output)
+    assert line.startswith("quality: file error:") and "not-a-directory" in line, line
+    assert "set QUALITY_DATA_DOCS_DIR to a directory quality can create and write" in line
+    status, reason, finished_at = scenario.query(
+        "select status, reason, finished_at from ops.gate_runs order by started_at desc limit 1")[0]
+    assert status == "aborted" and finished_at is not None and str(reason).startswith("file error:"), reason
+    before = scenario.marts_state()
+    refused = scenario.step("publish_marts")
+    assert refused.returncode == 1 and "was aborted (file error:" in refused.output, refused.output[-2000:]
+    assert scenario.marts_state() == before
+
+
+def test_publish_as_the_dashboard_role_is_one_line_and_changes_nothing(scenario: Chain) -> None:
+    before = scenario.marts_state()
+    reader = scenario.warehouse.reader_env
+    result = scenario.step("publish_marts", PGUSER=reader["PGUSER"], PGPASSWORD=reader["PGPASSWORD"])
+    assert result.returncode == 4, result.output[-4000:]
+    [line] = quality_lines(result.output)
+    assert line.startswith("quality: warehouse refused: permission denied"), line
+    assert "run quality as the pipeline writer role" in line
+    assert scenario.marts_state() == before
+    debug = scenario.step("publish_marts", "--debug", PGUSER=reader["PGUSER"], PGPASSWORD=reader["PGPASSWORD"])
+    assert debug.returncode == 4 and "psycopg.errors.InsufficientPrivilege" in debug.output

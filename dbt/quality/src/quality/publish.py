@@ -16,12 +16,14 @@ the latest gate run to have passed on exactly the audit contents present now.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
 from dataclasses import dataclass
 
 import psycopg
+from datapipe_common import failures
 from psycopg import sql
 
 from quality import db
@@ -71,14 +73,18 @@ def publish(settings: Settings) -> PublishOutcome:
     with db.connect(settings, autocommit=True) as conn:
         db.ensure_ops_tables(conn)
         gate = conn.execute(
-            "select gate_run_id, success, audit_fingerprint from ops.gate_runs"
+            "select gate_run_id, success, audit_fingerprint, status, reason from ops.gate_runs"
             " where finished_at is not null and audit_schema = %s order by started_at desc limit 1",
             (audit,),
         ).fetchone()
         if gate is None:
             _record(conn, None, "refused: no gate run", {})
             raise PublishRefused("no gate run found: run `quality gate` before `quality publish`")
-        gate_run_id, gate_ok, gate_fingerprint = gate
+        gate_run_id, gate_ok, gate_fingerprint, gate_status, gate_reason = gate
+        if gate_status == "aborted":
+            _record(conn, gate_run_id, "refused: gate aborted", {})
+            raise PublishRefused(f"the latest gate run {gate_run_id} was aborted ({gate_reason}); marts left"
+                                 " unchanged: run `quality gate` again")
         if not gate_ok:
             _record(conn, gate_run_id, "refused: gate failed", {})
             raise PublishRefused(
@@ -117,20 +123,26 @@ def publish(settings: Settings) -> PublishOutcome:
                 swap = swap_in(conn, marts, staged, settings)
             swapped = swap.describe(time.monotonic())
         except PublishRefused:
-            with db.connect(settings, autocommit=True) as log_conn:
-                _record(log_conn, gate_run_id, "refused: audit changed since gate", {})
+            _record_failure(settings, gate_run_id, "refused: audit changed since gate")
             raise
         except SwapTimeout as exc:
-            with db.connect(settings, autocommit=True) as log_conn:
-                _record(log_conn, gate_run_id, "failed: exclusive locks not obtained within QUALITY_LOCK_TIMEOUT_S", {})
+            _record_failure(settings, gate_run_id, "failed: exclusive locks not obtained within QUALITY_LOCK_TIMEOUT_S")
             raise PublishRefused(f"{exc}; nothing was published, marts unchanged: run publish again"
                                  " (the DAG's retry does)") from None
         except psycopg.Error as exc:
-            with db.connect(settings, autocommit=True) as log_conn:
-                _record(log_conn, gate_run_id, f"failed: {type(exc).__name__}", {})
-            raise PublishRefused(f"publishing failed and was rolled back, marts unchanged: {exc}") from exc
+            _record_failure(settings, gate_run_id, f"failed: {type(exc).__name__}: {failures.first_line(exc)}")
+            if failures.kind_of(exc) == failures.PERMISSION or failures.is_connection_lost(exc):
+                raise  # the CLI says what to do (exit 4 / 3)
+            raise PublishRefused("publishing failed and was rolled back, marts unchanged:"
+                                 f" {failures.first_line(exc)}") from exc
     return PublishOutcome(publish_id=publish_id, gate_run_id=gate_run_id, row_counts=counts, mode=mode,
                           swap=swapped)
+
+
+def _record_failure(settings: Settings, gate_run_id: uuid.UUID, status: str) -> None:
+    """Best effort: the failed attempt in ops.publish_history (not when the warehouse is gone)."""
+    with contextlib.suppress(psycopg.Error), db.connect(settings, autocommit=True) as log_conn:
+        _record(log_conn, gate_run_id, status, {})
 
 
 def _columns(conn: psycopg.Connection, schema: str, table: str) -> list[tuple[str, str]]:

@@ -12,6 +12,7 @@ from urllib.parse import quote, urlencode
 from datapipe_common.calendar import DATA_DELAY
 from datapipe_common.config import ConfigError, env_float, env_int
 from datapipe_common.libpq import connection_keywords, conninfo, libpq_env
+from datapipe_common.runs import DEFAULT_GRACE_S, grace_s
 from datapipe_common.symbols import symbols_from_env
 
 __all__ = ["MARTS", "ConfigError", "Settings"]
@@ -44,6 +45,8 @@ class Settings:
     lock_timeout_s: float = 60.0
     # the bound of publish's exclusive window (quality.swap); below the dashboard's 5 s lock timeout
     swap_timeout_s: float = 2.0
+    # how long a running gate run may go without a heartbeat before the next gate run aborts it
+    run_grace_s: float = DEFAULT_GRACE_S
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -75,6 +78,7 @@ class Settings:
                                                cls.market_close_delay_minutes, minimum=0, maximum=24 * 60),
             lock_timeout_s=lock_timeout_s,
             swap_timeout_s=swap_timeout_s,
+            run_grace_s=grace_s(env),
         )
 
     def conninfo(self) -> str:
