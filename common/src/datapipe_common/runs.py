@@ -102,7 +102,7 @@ class Heartbeat:
         while not self._stop.wait(self._interval):
             try:
                 self._beat()
-            except Exception:  # noqa: BLE001, S112 - see the class docstring
+            except Exception:  # noqa: S112 - see the class docstring
                 continue
 
     def __enter__(self) -> Heartbeat:

@@ -6,9 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
-from psycopg import sql
-
 from datapipe_common import runs
+from psycopg import sql
 
 from quality.settings import Settings
 
