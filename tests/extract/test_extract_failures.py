@@ -80,14 +80,14 @@ def one_line_failure(stderr: str) -> str:
 
 
 # a slow run: the first symbol answers at once, every other one after three seconds
-SLOW = ["slow?seconds=3&symbols=WB,WC,WD,WE,WF,WG"]
-SLOW_SYMBOLS = "WA,WB,WC,WD,WE,WF,WG"
+SLOW = ["slow?seconds=3&symbols=STPB,STPC,STPD,STPE,STPF,STPG"]
+SLOW_SYMBOLS = "STPA,STPB,STPC,STPD,STPE,STPF,STPG"
 
 
 def test_warehouse_stopped_mid_extract_is_one_line_and_the_next_run_aborts_the_row(warehouse, sandbox):
     set_faults(sandbox, SLOW)
     proc = start_extract(warehouse, sandbox, "prices", "--symbols", SLOW_SYMBOLS, EXTRACT_WORKERS="1")
-    run_id = wait_for(lambda: running_run(warehouse, "WA"), what="the run to record its first symbol")
+    run_id = wait_for(lambda: running_run(warehouse, "STPA"), what="the run to record its first symbol")
     warehouse.stop()
     try:
         _, stderr = proc.communicate(timeout=60)
@@ -102,7 +102,7 @@ def test_warehouse_stopped_mid_extract_is_one_line_and_the_next_run_aborts_the_r
     assert run_row(warehouse, run_id)["status"] == "running"
     time.sleep(1.2)
     set_faults(sandbox, [])
-    after = run_extract(warehouse, sandbox, "prices", "--symbols", "WA", DATAPIPE_RUN_GRACE_S="1")
+    after = run_extract(warehouse, sandbox, "prices", "--symbols", "STPA", DATAPIPE_RUN_GRACE_S="1")
     assert after.returncode == 0, after.stderr
     row = run_row(warehouse, run_id)
     assert row["status"] == "aborted" and row["finished_at"]
@@ -113,7 +113,7 @@ def test_warehouse_stopped_mid_extract_is_one_line_and_the_next_run_aborts_the_r
 def test_connections_killed_mid_extract_mark_the_row_aborted_with_the_reason(warehouse, sandbox):
     set_faults(sandbox, SLOW)
     proc = start_extract(warehouse, sandbox, "prices", "--symbols", SLOW_SYMBOLS, EXTRACT_WORKERS="1")
-    run_id = wait_for(lambda: running_run(warehouse, "WA"), what="the run to record its first symbol")
+    run_id = wait_for(lambda: running_run(warehouse, "STPA"), what="the run to record its first symbol")
     warehouse.psql("select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'extract'"
                    " and pid <> pg_backend_pid()", admin=True)
     _, stderr = proc.communicate(timeout=60)
@@ -128,21 +128,21 @@ def test_sigkill_then_a_new_run_aborts_the_row_after_the_grace_period_only(wareh
     set_faults(sandbox, SLOW)
     killed = start_extract(warehouse, sandbox, "prices", "--symbols", SLOW_SYMBOLS, EXTRACT_WORKERS="1",
                            DATAPIPE_RUN_GRACE_S="2")
-    run_id = wait_for(lambda: running_run(warehouse, "WA"), what="the run to record its first symbol")
+    run_id = wait_for(lambda: running_run(warehouse, "STPA"), what="the run to record its first symbol")
     # a live run beats: another run meanwhile, with a grace shorter than the run, leaves it alone
     time.sleep(2.5)
     assert run_row(warehouse, run_id)["heartbeat_at"], "a live run should have beaten by now"
     set_faults(sandbox, [])
-    concurrent = run_extract(warehouse, sandbox, "prices", "--symbols", "WA", DATAPIPE_RUN_GRACE_S="2")
+    concurrent = run_extract(warehouse, sandbox, "prices", "--symbols", "STPA", DATAPIPE_RUN_GRACE_S="2")
     assert concurrent.returncode == 0 and run_row(warehouse, run_id)["status"] == "running"
     killed.send_signal(signal.SIGKILL)
     killed.wait(timeout=10)
     # within the grace period the row is left alone (it could be a slow run)...
-    soon = run_extract(warehouse, sandbox, "quotes", "--symbols", "WA", DATAPIPE_RUN_GRACE_S="30")
+    soon = run_extract(warehouse, sandbox, "quotes", "--symbols", "STPA", DATAPIPE_RUN_GRACE_S="30")
     assert soon.returncode == 0 and run_row(warehouse, run_id)["status"] == "running"
     # ...after it, the next run marks it aborted and says so
     time.sleep(2.2)
-    later = run_extract(warehouse, sandbox, "quotes", "--symbols", "WA", DATAPIPE_RUN_GRACE_S="2")
+    later = run_extract(warehouse, sandbox, "quotes", "--symbols", "STPA", DATAPIPE_RUN_GRACE_S="2")
     assert later.returncode == 0, later.stderr
     row = run_row(warehouse, run_id)
     assert row["status"] == "aborted" and row["reason"].startswith("abandoned: no heartbeat for 2 s"), row
