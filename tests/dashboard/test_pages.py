@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 import pytest
+from dashboard_helpers import unescaped
 from datapipe_dashboard import queries
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 
@@ -181,7 +182,7 @@ def test_portfolio_csv_upload_with_bad_rows(make_app, published) -> None:
     at.file_uploader[0].upload("mine.csv", csv, "text/csv")
     at.run()
     assert not at.exception
-    warning = at.warning[0].value
+    warning = unescaped(at.warning[0].value)
     assert "3 row(s) of CSV mine.csv ignored" in warning
     assert "CSV line 3: unknown symbol 'ZZZZ'" in warning
     assert "CSV line 4: shares -5 is negative" in warning
@@ -196,7 +197,7 @@ def test_portfolio_malformed_csv(make_app, published) -> None:
     at.file_uploader[0].upload("bad.csv", b"ticker;qty\nIBM;3\n", "text/csv")
     at.run()
     assert not at.exception
-    assert "CSV line 1: header must be symbol,shares,cost_basis; got ticker;qty" in at.warning[0].value
+    assert "CSV line 1: header must be symbol,shares,cost_basis; got ticker;qty" in unescaped(at.warning[0].value)
     assert "No valid holdings to value yet." in [i.value for i in at.info]
 
 

@@ -9,6 +9,8 @@
 One command per endpoint of extract.endpoints (the list above is theirs today).
 
 Configuration comes from the environment (docs/extract.md); exit 0 only when every symbol succeeded.
+An expected error (configuration, warehouse, permissions) is one line naming what failed and what to
+do, with its exit code (docs/common.md, "Exit codes"); `--debug` adds the traceback.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-import psycopg
+from datapipe_common import failures
 from datapipe_common.config import ConfigError
 from datapipe_common.libpq import libpq_env
 from datapipe_common.symbols import parse_symbols
@@ -29,22 +31,31 @@ from extract import db, endpoints
 from extract.masking import configure_logging, mask_secret
 from extract.settings import Settings
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_WAREHOUSE = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_WAREHOUSE = (
+    failures.EXIT_OK, failures.EXIT_FAILED, failures.EXIT_CONFIG, failures.EXIT_WAREHOUSE)
 log = logging.getLogger("extract")
+HINTS = {
+    failures.WAREHOUSE: "check PGHOST/PGPORT/PGDATABASE/PGUSER/PGPASSWORD and that the warehouse is up"
+    " (`make db-up` locally), then run extract again (stored payloads are kept)",
+    failures.PERMISSION: "run extract as the pipeline writer role (PGUSER), which owns the raw and ops schemas",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="extract", description="Alpha Vantage extractor and sandbox API.")
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="print the traceback of an error (default: one line saying what failed and what to do)")
+    p = argparse.ArgumentParser(prog="extract", description="Alpha Vantage extractor and sandbox API.", parents=[debug])
     sub = p.add_subparsers(dest="command", required=True)
     for endpoint in endpoints.all_endpoints():
-        sp = sub.add_parser(endpoint.command, help=endpoint.summary)
+        sp = sub.add_parser(endpoint.command, help=endpoint.summary, parents=[debug])
         sp.add_argument("--symbols", help="comma-separated symbols (default: DATAPIPE_SYMBOLS, else the 10 defaults)")
         if endpoint.output_sizes:
             sp.add_argument(
                 "--full", action="store_true", help="outputsize=full for every symbol (default: only first loads)"
             )
-    sub.add_parser("migrate", help="create the raw and ops tables (idempotent)")
-    sb = sub.add_parser("sandbox", help="run the sandbox Alpha Vantage API (see docs/extract.md)")
+    sub.add_parser("migrate", help="create the raw and ops tables (idempotent)", parents=[debug])
+    sb = sub.add_parser("sandbox", help="run the sandbox Alpha Vantage API (see docs/extract.md)", parents=[debug])
     sb.add_argument("--host", default=None, help="listen address (default SANDBOX_HOST or 127.0.0.1)")
     sb.add_argument("--port", type=int, default=None, help="TCP port (default SANDBOX_PORT or 8765; 0 = any free port)")
     sb.add_argument(
@@ -103,16 +114,9 @@ def run_extract(command: str, args: argparse.Namespace, env: Mapping[str, str]) 
         configure_logging(None)
         log.error("configuration error: %s", exc)
         return EXIT_CONFIG
-    configure_logging(settings.api_key, settings.log_level)
-    try:
-        run = Run(settings, command, symbols, full=getattr(args, "full", False))
-        outcomes = run.execute()
-    except psycopg.Error as exc:
-        log.error(
-            "warehouse error (check PGHOST/PGPORT/PGDATABASE/PGUSER/PGPASSWORD): %s",
-            mask_secret(str(exc).strip(), settings.api_key),
-        )
-        return EXIT_WAREHOUSE
+    configure_logging(settings.secrets, settings.log_level)
+    run = Run(settings, command, symbols, full=getattr(args, "full", False))
+    outcomes = run.execute()
     summary_table(outcomes)
     failed = [o for o in outcomes if not o.ok]
     if failed:
@@ -128,12 +132,8 @@ def run_migrate(env: Mapping[str, str]) -> int:
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
         return EXIT_CONFIG
-    try:
-        with db.connect(pg_env) as conn:
-            db.migrate(conn)
-    except psycopg.Error as exc:
-        log.error("warehouse error: %s", str(exc).strip())
-        return EXIT_WAREHOUSE
+    with db.connect(pg_env) as conn:
+        db.migrate(conn)
     log.info("schemas raw and ops are up to date")
     return EXIT_OK
 
@@ -195,11 +195,25 @@ def run_sandbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     args = _parser().parse_args(argv)
     env = dict(os.environ) if env is None else env
-    if args.command in endpoints.commands():
-        return run_extract(args.command, args, env)
-    if args.command == "migrate":
-        return run_migrate(env)
-    return run_sandbox(args, env)
+    secrets = _secrets(env)
+
+    def body() -> int:
+        if args.command in endpoints.commands():
+            return run_extract(args.command, args, env)
+        if args.command == "migrate":
+            return run_migrate(env)
+        return run_sandbox(args, env)
+
+    return failures.run_cli("extract", body, debug=getattr(args, "debug", False), hints=HINTS,
+                            mask=lambda text: mask_secret(text, secrets))
+
+
+def _secrets(env: Mapping[str, str]) -> tuple[str, ...]:
+    """The key and the base URL's credentials, for masking even when the settings are invalid."""
+    from datapipe_common.masking import url_secrets
+
+    key = env.get("ALPHAVANTAGE_API_KEY", "").strip()
+    return tuple(s for s in (key, *url_secrets(env.get("ALPHAVANTAGE_BASE_URL", "").strip())) if s)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 
 import psycopg
+from datapipe_common import runs
 from datapipe_common.libpq import conninfo
 from psycopg import sql
 
@@ -152,6 +153,25 @@ def finish_run(
                 run_id,
             ),
         )
+
+
+def abort_abandoned(conn: psycopg.Connection[tuple[object, ...]], grace_s: float) -> int:
+    """Mark `aborted` the runs without a heartbeat for `grace_s` (killed, or lost the warehouse for
+    good); returns how many."""
+    with conn.transaction():
+        cur = conn.execute(runs.sweep_sql("ops.extract_runs"), (runs.ABANDONED.format(grace=grace_s), grace_s))
+        return cur.rowcount
+
+
+def abort_run(conn: psycopg.Connection[tuple[object, ...]], run_id: uuid.UUID, reason: str) -> None:
+    """This run ended early: `aborted`, with the reason (unless it already ended)."""
+    with conn.transaction():
+        conn.execute(runs.abort_sql("ops.extract_runs", "run_id"), (reason, run_id))
+
+
+def heartbeat(pg_env: Mapping[str, str], run_id: uuid.UUID) -> runs.Beat:
+    """The run's heartbeat (datapipe_common.runs), on its own connection."""
+    return runs.Beat(lambda: connect(pg_env, autocommit=True), "ops.extract_runs", "run_id", run_id)
 
 
 def has_payload(conn: psycopg.Connection[tuple[object, ...]], function: str, symbol: str) -> bool:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 import psycopg
+from datapipe_common.failures import explain
+from datapipe_common.runs import Heartbeat, heartbeat_interval
 
 from extract import db, endpoints
 from extract.client import ApiClient, Attempt, RunStopped
@@ -92,7 +94,7 @@ class Run:
         self.fatal: BaseException | None = None
 
     def mask(self, text: str) -> str:
-        return mask_secret(text, self.settings.api_key)
+        return mask_secret(text, self.settings.secrets)
 
     # -- one symbol -------------------------------------------------------------------------------
     def process(self, conn: psycopg.Connection[tuple[object, ...]], symbol: str) -> db.SymbolOutcome:
@@ -172,44 +174,71 @@ class Run:
             self.stop.set()
 
     def execute(self) -> list[db.SymbolOutcome]:
+        """Run every symbol and record the run. A run that fails (the warehouse went away, an
+        interrupt) marks its row `aborted` with the reason when the warehouse still answers, then
+        re-raises; rows left `running` by killed runs are aborted first (datapipe_common.runs)."""
         with db.connect(self.settings.pg_env) as conn:
             db.migrate(conn)
-            base_url = self.mask(self.settings.base_url)
+            abandoned = db.abort_abandoned(conn, self.settings.run_grace_s)
+            if abandoned:
+                log.warning("marked %d abandoned run%s aborted (no heartbeat for %g s)", abandoned,
+                            "s" * (abandoned != 1), self.settings.run_grace_s)
+            base_url = self.settings.public_base_url
             db.start_run(conn, self.run_id, self.command, self.function, base_url, len(self.symbols))
-            log.info(
-                "run %s: %s for %d symbol%s from %s (%s req/min, %d worker%s)",
-                self.run_id,
-                self.function,
-                len(self.symbols),
-                "s" * (len(self.symbols) != 1),
-                base_url,
-                f"{self.settings.requests_per_minute:g}" if self.settings.requests_per_minute else "unlimited",
-                self.settings.workers,
-                "s" * (self.settings.workers != 1),
-            )
-            todo: queue.SimpleQueue[str] = queue.SimpleQueue()
-            for s in self.symbols:
-                todo.put(s)
-            threads = [
-                threading.Thread(target=self._worker, args=(todo,), name=f"extract-{i}", daemon=True)
-                for i in range(min(self.settings.workers, len(self.symbols)))
-            ]
             try:
+                outcomes = self._work(base_url)
+                if self.fatal is not None:
+                    raise self.fatal
+                db.finish_run(conn, self.run_id, outcomes)
+            except BaseException as exc:
+                self._record_abort(conn, exc)
+                raise
+        if self.client.stop_reason is not None:
+            log.error("run stopped early: %s", self.mask(self.client.stop_reason.reason))
+        return outcomes
+
+    def _work(self, base_url: str) -> list[db.SymbolOutcome]:
+        log.info(
+            "run %s: %s for %d symbol%s from %s (%s req/min, %d worker%s)",
+            self.run_id,
+            self.function,
+            len(self.symbols),
+            "s" * (len(self.symbols) != 1),
+            base_url,
+            f"{self.settings.requests_per_minute:g}" if self.settings.requests_per_minute else "unlimited",
+            self.settings.workers,
+            "s" * (self.settings.workers != 1),
+        )
+        todo: queue.SimpleQueue[str] = queue.SimpleQueue()
+        for s in self.symbols:
+            todo.put(s)
+        threads = [
+            threading.Thread(target=self._worker, args=(todo,), name=f"extract-{i}", daemon=True)
+            for i in range(min(self.settings.workers, len(self.symbols)))
+        ]
+        try:
+            with Heartbeat(db.heartbeat(self.settings.pg_env, self.run_id),
+                           heartbeat_interval(self.settings.run_grace_s)):
                 for t in threads:
                     t.start()
                 for t in threads:
                     t.join()
-            finally:
-                self.client.parser.close()
-            outcomes = [self.outcomes[s] for s in self.symbols if s in self.outcomes]
-            if self.fatal is not None:
-                with contextlib.suppress(psycopg.Error):
-                    db.finish_run(conn, self.run_id, outcomes, failed=True)
-                raise self.fatal
-            db.finish_run(conn, self.run_id, outcomes)
-        if self.client.stop_reason is not None:
-            log.error("run stopped early: %s", self.mask(self.client.stop_reason.reason))
-        return outcomes
+        finally:
+            self.stop.set()  # an interrupt: the workers stop at their next symbol
+            self.client.parser.close()
+        return [self.outcomes[s] for s in self.symbols if s in self.outcomes]
+
+    def _record_abort(self, conn: psycopg.Connection[tuple[object, ...]], exc: BaseException) -> None:
+        """Best effort: on the run's connection, else on a fresh one; nothing when the warehouse is gone
+        (the next run's sweep aborts the row after the grace period)."""
+        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else explain(exc, mask=self.mask).what
+        with contextlib.suppress(psycopg.Error):
+            if not conn.closed and not conn.broken:
+                conn.rollback()
+                db.abort_run(conn, self.run_id, reason)
+                return
+        with contextlib.suppress(psycopg.Error), db.connect(self.settings.pg_env) as fresh:
+            db.abort_run(fresh, self.run_id, reason)
 
 
 def summary_table(outcomes: Sequence[db.SymbolOutcome], out: TextIO = sys.stdout, *, width: int = 70) -> None:

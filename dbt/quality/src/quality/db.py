@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
+from datapipe_common import runs
 from psycopg import sql
 
 from quality.settings import Settings
@@ -48,6 +49,12 @@ alter table ops.publish_history add column if not exists mode text;
 alter table ops.publish_history add column if not exists source_watermark bigint;
 -- which rows the gate's row-level expectations covered (quality.scope)
 alter table ops.gate_runs add column if not exists scope text;
+-- run rows never stay running (datapipe_common.runs): running -> passed | failed | aborted (+ reason)
+alter table ops.gate_runs add column if not exists status text;
+alter table ops.gate_runs add column if not exists heartbeat_at timestamptz;
+alter table ops.gate_runs add column if not exists reason text;
+update ops.gate_runs set status = case when finished_at is null then 'running' when success then 'passed'
+    else 'failed' end where status is null;
 """
 
 
@@ -66,6 +73,13 @@ def ensure_ops_tables(conn: psycopg.Connection) -> None:
         conn.execute("select pg_advisory_xact_lock(hashtext('datapipe_quality_ops'))")
         conn.execute(OPS_DDL)
         ensure_runs_view(conn)
+
+
+def heartbeat(settings: Settings, gate_run_id: object) -> runs.Beat:
+    """A gate run's heartbeat (datapipe_common.runs), on its own connection."""
+    return runs.Beat(lambda: psycopg.connect(settings.conninfo(), autocommit=True,
+                                             application_name="datapipe-quality"),
+                     "ops.gate_runs", "gate_run_id", gate_run_id)
 
 
 def table_exists(conn: psycopg.Connection, schema: str, table: str) -> bool:

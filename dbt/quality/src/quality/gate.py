@@ -8,9 +8,11 @@ that `quality publish` checks), and Data Docs HTML is written to QUALITY_DATA_DO
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib
 import json
+import logging
 import math
 import uuid
 from collections.abc import Mapping
@@ -19,12 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from datapipe_common import failures, runs
 from datapipe_common.calendar import nyse
 
 from quality import db
 from quality.scope import FACTS, Scope, current_scope
 from quality.settings import MARTS, Settings
 
+log = logging.getLogger("quality.gate")
 PRICE_COLUMNS = ("open", "high", "low", "close")
 SYMBOLS_PRESENT = "every configured symbol is present"
 
@@ -359,26 +363,52 @@ def record(settings: Settings, outcome: GateOutcome, state: AuditState) -> None:
                   r.observed_value, r.details) for r in outcome.results],
             )
         conn.execute(
-            "update ops.gate_runs set finished_at = now(), success = %s, expectations_total = %s,"
+            "update ops.gate_runs set finished_at = now(), success = %s, status = %s, expectations_total = %s,"
             " expectations_failed = %s, data_docs_path = %s, audit_fingerprint = %s::jsonb, scope = %s"
             " where gate_run_id = %s",
-            (outcome.success, len(outcome.results), len(outcome.failures),
+            (outcome.success, "passed" if outcome.success else "failed", len(outcome.results), len(outcome.failures),
              str(outcome.data_docs_path) if outcome.data_docs_path else None, json.dumps(state.fingerprint),
              state.scope.describe(), outcome.gate_run_id),
         )
 
 
 def run_gate(settings: Settings, now: dt.datetime | None = None) -> GateOutcome:
-    """Validate every audited mart; record the run; never touches `marts`."""
+    """Validate every audited mart; record the run; never touches `marts`. Rows of gate runs that
+    were killed are aborted first; a run that fails marks its own row aborted with the reason
+    (datapipe_common.runs) and re-raises."""
     expected = expected_latest_session(settings, now or dt.datetime.now(dt.UTC))
     outcome = GateOutcome(gate_run_id=uuid.uuid4(), success=False, expected_latest_date=expected)
     with db.connect(settings, autocommit=True) as conn:
         db.ensure_ops_tables(conn)
-        conn.execute("insert into ops.gate_runs (gate_run_id, started_at, audit_schema) values (%s, now(), %s)",
-                     (outcome.gate_run_id, settings.audit_schema))
-        state = read_audit_state(conn, settings)
-    outcome.missing_marts, outcome.scope = state.missing, state.scope
-    outcome.results, outcome.data_docs_path = validate(settings, state, expected)
-    outcome.success = bool(outcome.results) and all(r.success for r in outcome.results)
-    record(settings, outcome, state)
+        abandoned = conn.execute(runs.sweep_sql("ops.gate_runs"),
+                                 (runs.ABANDONED.format(grace=settings.run_grace_s), settings.run_grace_s)).rowcount
+        if abandoned:
+            log.warning("marked %d abandoned gate run%s aborted (no heartbeat for %g s)", abandoned,
+                        "s" * (abandoned != 1), settings.run_grace_s)
+        conn.execute("insert into ops.gate_runs (gate_run_id, started_at, audit_schema, status)"
+                     " values (%s, now(), %s, 'running')", (outcome.gate_run_id, settings.audit_schema))
+        try:
+            with runs.Heartbeat(db.heartbeat(settings, outcome.gate_run_id),
+                                runs.heartbeat_interval(settings.run_grace_s)):
+                state = read_audit_state(conn, settings)
+                outcome.missing_marts, outcome.scope = state.missing, state.scope
+                outcome.results, outcome.data_docs_path = validate(settings, state, expected)
+            outcome.success = bool(outcome.results) and all(r.success for r in outcome.results)
+            record(settings, outcome, state)
+        except BaseException as exc:
+            _record_abort(settings, conn, outcome.gate_run_id, exc)
+            raise
     return outcome
+
+
+def _record_abort(settings: Settings, conn: psycopg.Connection, gate_run_id: uuid.UUID, exc: BaseException) -> None:
+    """Best effort: the run's row `aborted` with the reason, on the run's connection or a fresh one;
+    nothing when the warehouse is gone (the next gate run's sweep aborts it after the grace period)."""
+    reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else failures.explain(exc).what
+    sql_text = runs.abort_sql("ops.gate_runs", "gate_run_id")
+    with contextlib.suppress(psycopg.Error):
+        if not conn.closed and not conn.broken:
+            conn.execute(sql_text, (reason, gate_run_id))
+            return
+    with contextlib.suppress(psycopg.Error), db.connect(settings, autocommit=True) as fresh:
+        fresh.execute(sql_text, (reason, gate_run_id))
