@@ -247,6 +247,21 @@ def test_data_quality_page_on_the_published_pipeline(make_app, published) -> Non
     assert "No failed requests in the last 7 days." in [s.value for s in at.success]
 
 
+def test_data_quality_lists_the_symbols_without_a_company_profile(make_app, dataset, published) -> None:
+    """Issue 14: an ETF (profile from ETF_PROFILE) or a symbol with no profile at all is published, and
+    listed on the data-quality page."""
+    at = make_app("quality")  # the seed: XOM has no company profile
+    no_errors(at)
+    listed = frames_by_columns(at)[("symbol", "name")]
+    expected = dataset.rows("select symbol, profile_source from marts.dim_company"
+                            " where profile_source <> 'company overview' order by symbol")
+    assert [tuple(r) for r in listed[["symbol", "profile_source"]].itertuples(index=False)] == expected
+    assert expected == [("XOM", "no company profile")]
+    at = make_app("quality", settings=published.settings)  # the pipeline's stocks all have an overview
+    no_errors(at)
+    assert "Every published symbol has a company overview." in [s.value for s in at.success]
+
+
 def test_data_quality_failures_by_reason(make_app, dataset) -> None:
     at = make_app("quality")
     no_errors(at)

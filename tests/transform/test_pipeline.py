@@ -82,7 +82,7 @@ def test_full_chain_publishes_every_mart_with_the_expected_rows(baseline: Chain)
     assert cols["fct_daily_prices"] == "symbol,trade_date,open,high,low,close,volume,daily_return,high_52w,low_52w"
     assert cols["fct_technical_indicators"] == "symbol,trade_date," + ",".join(INDICATORS)
     assert cols["dim_company"] == ("symbol,name,description,asset_type,exchange,currency,country,sector,industry,"
-                                   "market_capitalization,pe_ratio,dividend_yield,beta,updated_at")
+                                   "market_capitalization,pe_ratio,dividend_yield,beta,updated_at,profile_source")
     assert set(cols) == set(MARTS)
 
     # run log: a passed gate with every expectation stored, one publish with the row counts

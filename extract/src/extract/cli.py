@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     for endpoint in endpoints.all_endpoints():
         sp = sub.add_parser(endpoint.command, help=endpoint.summary)
         sp.add_argument("--symbols", help="comma-separated symbols (default: DATAPIPE_SYMBOLS, else the 10 defaults)")
+        sp.add_argument("--missing", action="store_true",
+                        help=f"only the symbols with no answer in {endpoint.relation} yet (nothing else is asked)")
         if endpoint.output_sizes:
             sp.add_argument(
                 "--full", action="store_true", help="outputsize=full for every symbol (default: only first loads)"
@@ -120,7 +122,7 @@ def run_extract(command: str, args: argparse.Namespace, env: Mapping[str, str]) 
         return EXIT_CONFIG
     configure_logging(settings.api_key, settings.log_level)
     try:
-        run = Run(settings, command, symbols, full=getattr(args, "full", False))
+        run = Run(settings, command, symbols, full=getattr(args, "full", False), missing_only=args.missing)
         outcomes = run.execute()
     except psycopg.Error as exc:
         log.error(

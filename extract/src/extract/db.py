@@ -140,7 +140,7 @@ class SymbolOutcome:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("succeeded", "unchanged")
+        return self.status in ("succeeded", "unchanged", "no_data")
 
 
 def start_run(
@@ -184,20 +184,24 @@ def finish_run(
         )
 
 
-def has_payload(conn: psycopg.Connection[tuple[object, ...]], function: str, symbol: str) -> bool:
-    table = sql.Identifier("raw", endpoints.endpoint(function).table)
-    row = conn.execute(
-        sql.SQL("select exists (select 1 from {} where symbol = %s and function = %s)").format(table),
-        (symbol, function),
-    ).fetchone()
+def symbols_without_payload(conn: psycopg.Connection[tuple[object, ...]], endpoint: endpoints.Endpoint,
+                            symbols: list[str]) -> list[str]:
+    """The symbols (in their order) with no answer of `endpoint` stored yet (`--missing`)."""
+    rows = conn.execute(
+        sql.SQL("select s.symbol from unnest(%s::text[]) with ordinality as s (symbol, n)"
+                " where not exists (select from {} as p where p.symbol = s.symbol and p.function = %s)"
+                " order by s.n").format(sql.Identifier("raw", endpoint.table)),
+        (symbols, endpoint.function),
+    ).fetchall()
     conn.commit()
-    return bool(row and row[0])
+    return [str(r[0]) for r in rows]
 
 
 _INSERT_SYMBOL = (
     "insert into ops.extract_run_symbols (run_id, symbol, function, output_size, status, bars, requests,"
     " reason_code, reason, started_at, finished_at) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-    " on conflict (run_id, symbol) do update set status = excluded.status, bars = excluded.bars,"
+    " on conflict (run_id, symbol) do update set function = excluded.function,"
+    " output_size = excluded.output_size, status = excluded.status, bars = excluded.bars,"
     " requests = excluded.requests, reason_code = excluded.reason_code, reason = excluded.reason,"
     " finished_at = excluded.finished_at"
 )

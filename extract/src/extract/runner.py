@@ -18,7 +18,7 @@ import psycopg
 
 from extract import db, endpoints
 from extract.client import ApiClient, Attempt, Response, RunStopped
-from extract.errors import ExtractError, StopAllError
+from extract.errors import ExtractError, NoDataError, StopAllError
 from extract.history import DailyHistory, KeyTier
 from extract.masking import mask_secret
 from extract.ratelimit import RateLimiter
@@ -77,13 +77,16 @@ def _now() -> dt.datetime:
 
 
 class Run:
-    def __init__(self, settings: Settings, command: str, symbols: Sequence[str], *, full: bool = False) -> None:
+    def __init__(self, settings: Settings, command: str, symbols: Sequence[str], *, full: bool = False,
+                 missing_only: bool = False) -> None:
         self.settings = settings
         self.command = command
         self.endpoint = endpoints.by_command(command)
         self.function = self.endpoint.function
+        self.fallback = endpoints.endpoint(self.endpoint.fallback) if self.endpoint.fallback else None
         self.symbols = list(symbols)
         self.full = full
+        self.missing_only = missing_only
         self.run_id = uuid.uuid4()
         self.stop = threading.Event()
         self.limiter = RateLimiter(settings.requests_per_minute)
@@ -121,6 +124,8 @@ class Run:
             if attempt.requests == 0:
                 return self._skip(conn, outcome)
             self._fail(outcome, attempt, exc)
+        except NoDataError as exc:
+            return self._no_data(conn, outcome, attempt, exc)
         except (StopAllError, ExtractError) as exc:
             self._fail(outcome, attempt, exc)
         except Exception as exc:  # a bug or an unexpected library error: fail this symbol, keep going
@@ -130,6 +135,40 @@ class Run:
             return self._store(conn, outcome, attempt, response, restart)
         db.record_symbol(conn, self.run_id, outcome)
         return outcome
+
+    def _no_data(self, conn: psycopg.Connection[tuple[object, ...]], outcome: db.SymbolOutcome, attempt: Attempt,
+                 exc: NoDataError) -> db.SymbolOutcome:
+        """The API has nothing for the symbol: its answer is stored (so `--missing` does not ask again) and
+        the symbol is `no_data`, not failed; then the endpoint's fallback, if any, is asked (an ETF's
+        ETF_PROFILE when OVERVIEW has nothing)."""
+        why = self.mask(exc.reason)
+        self._store_answer(conn, outcome, attempt, exc.body, why)
+        if self.fallback is None or outcome.function == self.fallback.function:
+            return outcome
+        log.info("%s %s: %s; asking %s", self.function, outcome.symbol, why, self.fallback.function)
+        outcome.function, outcome.started_at = self.fallback.function, _now()
+        try:
+            response = self.client.fetch(self.fallback.function, outcome.symbol, attempt)
+        except NoDataError as again:
+            return self._no_data(conn, outcome, attempt, NoDataError(f"{why}; {again.reason}", body=again.body))
+        except (StopAllError, ExtractError) as failed:
+            self._fail(outcome, attempt, failed)
+            db.record_symbol(conn, self.run_id, outcome)
+            return outcome
+        outcome.reason_code, outcome.reason = None, f"{why}; {self.fallback.function} stored instead"
+        return self._store(conn, outcome, attempt, response, None)
+
+    def _store_answer(self, conn: psycopg.Connection[tuple[object, ...]], outcome: db.SymbolOutcome,
+                      attempt: Attempt, body: bytes, why: str) -> None:
+        """Store an answer that holds no data (`{}`) and mark the symbol `no_data` with the reason."""
+        outcome.requests, outcome.bars, outcome.finished_at = attempt.requests, 0, _now()
+        url = self.client.urls({"function": outcome.function, "symbol": outcome.symbol})[1]
+        stamp = attempt.received_at or _now()
+        db.store_payload(conn, self.run_id, outcome, url=url, requested_at=attempt.requested_at or stamp,
+                         received_at=stamp, body=body)
+        outcome.status, outcome.reason_code, outcome.reason = "no_data", "no_data", why
+        outcome.bars = 0
+        db.record_symbol(conn, self.run_id, outcome)
 
     def _store(self, conn: psycopg.Connection[tuple[object, ...]], outcome: db.SymbolOutcome, attempt: Attempt,
                response: Response, restart: db.Gap | None) -> db.SymbolOutcome:
@@ -208,6 +247,13 @@ class Run:
     def execute(self) -> list[db.SymbolOutcome]:
         with db.connect(self.settings.pg_env) as conn:
             db.migrate(conn)
+            if self.missing_only:
+                self.symbols = db.symbols_without_payload(conn, self.endpoint, self.symbols)
+                if not self.symbols:
+                    log.info("%s: nothing missing, every symbol has an answer in %s: no request",
+                             self.function, self.endpoint.relation)
+                    return []
+                self.progress.total = len(self.symbols)
             base_url = self.base_url
             self.tier.value = db.load_tier(conn, base_url, self.key_fingerprint)
             db.start_run(conn, self.run_id, self.command, self.function, base_url, len(self.symbols))

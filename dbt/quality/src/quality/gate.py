@@ -28,6 +28,22 @@ from quality.settings import MARTS, Settings
 PRICE_COLUMNS = ("open", "high", "low", "close")
 SYMBOLS_PRESENT = "every configured symbol is present"
 NO_MISSING_SESSIONS = "no NYSE session is missing inside a symbol's history"
+FACT_SYMBOLS_IN_DIM = "every fact symbol is in dim_company"
+# The facts' symbols (a skip scan of the (symbol, trade_date) index: one probe per symbol) that have
+# no row in the audited dim_company. {{batch}} stays unaliased (see MISSING_SESSIONS_QUERY).
+FACT_SYMBOLS_IN_DIM_QUERY = """
+with recursive present (symbol) as (
+    (select symbol from {{batch}} order by symbol limit 1)
+    union all
+    select (select symbol from {{batch}} where symbol > present.symbol order by symbol limit 1)
+    from present
+    where present.symbol is not null
+)
+select present.symbol as symbol_without_company
+from present
+where present.symbol is not null
+    and not exists (select from {audit}.dim_company as company where company.symbol = present.symbol)
+"""
 # Per symbol, the NYSE sessions (ops.trading_sessions, kept equal to the shared calendar by `extract`)
 # between its first and last bar that have no bar, as ranges: (symbol, missing_from, missing_to, sessions).
 # Only symbols with fewer bars than sessions in their span are searched. {batch} stays unaliased:
@@ -151,6 +167,10 @@ def suites_spec(
             # a hole inside a published history (e.g. a long outage on a free key) is never published
             gxe.UnexpectedRowsExpectation(description=NO_MISSING_SESSIONS,
                                           unexpected_rows_query=MISSING_SESSIONS_QUERY),
+            # dbt's relationships tests see the changed rows only; this sees the whole table
+            gxe.UnexpectedRowsExpectation(
+                description=FACT_SYMBOLS_IN_DIM,
+                unexpected_rows_query=FACT_SYMBOLS_IN_DIM_QUERY.format(audit=settings.audit_schema)),
         ],
         "fct_technical_indicators": [
             *common("fct_technical_indicators", ["symbol", "trade_date"]),
@@ -173,7 +193,7 @@ def suites_spec(
 # expectations about the whole table; all others are about rows and may be scoped to changed rows
 TABLE_LEVEL = ("expect_table_row_count_to_be_between", "expect_column_distinct_values_to_contain_set",
                "expect_column_max_to_be_between")
-WHOLE_TABLE_QUERIES = (SYMBOLS_PRESENT, NO_MISSING_SESSIONS)
+WHOLE_TABLE_QUERIES = (SYMBOLS_PRESENT, NO_MISSING_SESSIONS, FACT_SYMBOLS_IN_DIM)
 
 
 def is_table_level(expectation: Any) -> bool:
@@ -312,7 +332,7 @@ def read_audit_state(conn: psycopg.Connection, settings: Settings) -> AuditState
     return AuditState(
         present=present,
         missing=[m for m in MARTS if m not in present],
-        published_counts={m: db.published_rows_kept(conn, settings.marts_schema, m) for m in MARTS
+        published_counts={m: db.published_rows_kept(conn, settings.marts_schema, m, settings.symbols) for m in MARTS
                           if db.table_exists(conn, settings.marts_schema, m)},
         fingerprint=db.fingerprint(conn, settings.audit_schema, MARTS),
         scope=scope,
