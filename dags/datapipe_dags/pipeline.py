@@ -32,7 +32,7 @@ from datapipe_dags.alerts import GATE_TASK_ID, PipelineAlert
 from datapipe_dags.config import Settings
 from datapipe_dags.dbt_group import dbt_task_group
 from datapipe_dags.local import LocalStepOperator, local_step_kwargs
-from datapipe_dags.pods import pod_kwargs, retry_kwargs
+from datapipe_dags.pods import RUN_ENV, pod_kwargs, retry_kwargs
 from datapipe_dags.steps import Steps, load_steps
 
 log = logging.getLogger(__name__)
@@ -45,15 +45,19 @@ def step_task(settings: Settings, steps: Steps, name: str, **kwargs: Any) -> Bas
     """One steps.toml step as a task: a KubernetesPodOperator, or a local subprocess."""
     step = steps[name]
     if settings.is_local:
-        return LocalStepOperator(task_id=name, **local_step_kwargs(settings, step), **kwargs)
+        local = local_step_kwargs(settings, step)
+        return LocalStepOperator(task_id=name, **{**local, "plain_env": {**local["plain_env"], **RUN_ENV}}, **kwargs)
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator  # not needed locally
+    from kubernetes.client import models as k8s
 
+    pod = pod_kwargs(settings, step.component)
+    pod["env_vars"] = [*pod["env_vars"], *(k8s.V1EnvVar(name=k, value=v) for k, v in RUN_ENV.items())]
     return KubernetesPodOperator(
         task_id=name,
         name=f"datapipe-{name.replace('_', '-')}",
         cmds=[step.command[0]],
         arguments=list(step.command[1:]),
-        **pod_kwargs(settings, step.component),
+        **pod,
         **kwargs,
     )
 

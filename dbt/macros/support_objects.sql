@@ -3,7 +3,8 @@
   - the schemas, so hooks and macros can reference them before the first model runs;
   - staging.dbt_watermarks: per incremental model, the highest upstream cursor it has consumed;
   - staging.datapipe_indicator_step / staging.datapipe_indicators: the aggregate behind the
-    recursive indicators (see macros/indicators.sql and docs/transform.md).
+    recursive indicators (see macros/indicators.sql and docs/transform.md);
+  - ops.dbt_run_nodes / ops.dbt_results: what the on-run-end hook records (macros/run_results.sql).
   One DO block under an advisory lock, so parallel dbt invocations (Cosmos runs one per model)
   never race on CREATE OR REPLACE.
 -#}
@@ -20,6 +21,7 @@ begin
     updated_at timestamptz not null default now()
   );
   {{ datapipe_indicator_function_ddl() | replace('$$', '$fn$') }}
+  {{ datapipe_run_results_ddl() }}
 end
 $datapipe$;
 {% endmacro %}

@@ -48,6 +48,9 @@ alter table ops.publish_history add column if not exists mode text;
 alter table ops.publish_history add column if not exists source_watermark bigint;
 -- which rows the gate's row-level expectations covered (quality.scope)
 alter table ops.gate_runs add column if not exists scope text;
+-- the pipeline run (DATAPIPE_RUN_ID) of the gate and of a publish attempt
+alter table ops.gate_runs add column if not exists run_id text;
+alter table ops.publish_history add column if not exists run_id text;
 """
 
 

@@ -435,8 +435,10 @@ def run_gate(settings: Settings, now: dt.datetime | None = None) -> GateOutcome:
     outcome = GateOutcome(gate_run_id=uuid.uuid4(), success=False, expected_latest_date=expected)
     with db.connect(settings, autocommit=True) as conn:
         db.ensure_ops_tables(conn)
-        conn.execute("insert into ops.gate_runs (gate_run_id, started_at, audit_schema) values (%s, now(), %s)",
-                     (outcome.gate_run_id, settings.audit_schema))
+        # started_at: the wall clock (publish compares it with the last dbt result's recorded_at)
+        conn.execute("insert into ops.gate_runs (gate_run_id, started_at, audit_schema, run_id)"
+                     " values (%s, clock_timestamp(), %s, %s)",
+                     (outcome.gate_run_id, settings.audit_schema, settings.run_id))
         state = read_audit_state(conn, settings)
     outcome.missing_marts, outcome.scope = state.missing, state.scope
     outcome.results, outcome.data_docs_path = validate(settings, state, expected)
