@@ -28,7 +28,7 @@ import pendulum
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, BaseOperator, CronTriggerTimetable, Param, task
 
-from datapipe_dags.alerts import GATE_TASK_ID, PipelineAlert
+from datapipe_dags.alerts import GATE_TASK_ID, PipelineAlert, RunAlert
 from datapipe_dags.config import Settings
 from datapipe_dags.dbt_group import dbt_task_group
 from datapipe_dags.local import LocalStepOperator, local_step_kwargs
@@ -120,7 +120,11 @@ def build_market_data_daily(settings: Settings, steps: Steps | None = None, doc_
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
-        dagrun_timeout=timedelta(hours=3),
+        # a run still going after this is failed by the scheduler and alerted once (RunAlert: its
+        # running tasks are marked skipped, so no task alert goes out); so is a failed run that
+        # no task alert covered
+        dagrun_timeout=timedelta(minutes=settings.dagrun_timeout_min),
+        on_failure_callback=[RunAlert(settings.channels)],
         default_args=default_args,
         params={
             "refresh_companies": Param(

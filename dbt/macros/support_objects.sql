@@ -2,14 +2,17 @@
   Objects the models need, created idempotently by the on-run-start hook (dbt_project.yml):
   - the schemas, so hooks and macros can reference them before the first model runs;
   - staging.dbt_watermarks: per incremental model, the highest upstream cursor it has consumed;
-  - staging.datapipe_indicator_step / staging.datapipe_indicators: the aggregate behind the
-    recursive indicators (see macros/indicators.sql and docs/transform.md);
+  - the indicator state type, staging.datapipe_indicator_step and staging.datapipe_indicators:
+    the aggregate behind the recursive indicators, and the clean-up of older versions' objects
+    (see macros/indicators.sql and docs/transform.md);
   - ops.dbt_run_nodes / ops.dbt_results: what the on-run-end hook records (macros/run_results.sql).
   One DO block under an advisory lock, so parallel dbt invocations (Cosmos runs one per model)
   never race on CREATE OR REPLACE.
 -#}
 {% macro datapipe_create_support_objects() %}
 do $datapipe$
+declare
+  stale record;
 begin
   perform pg_advisory_xact_lock(hashtext('datapipe_support_objects'));
   create schema if not exists staging;
@@ -20,7 +23,7 @@ begin
     watermark_at timestamptz,
     updated_at timestamptz not null default now()
   );
-  {{ datapipe_indicator_function_ddl() | replace('$$', '$fn$') }}
+  {{- datapipe_indicator_objects_ddl() }}
   {{ datapipe_run_results_ddl() }}
 end
 $datapipe$;

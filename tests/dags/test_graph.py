@@ -235,6 +235,17 @@ def test_wants_company_refresh(day: str, params: dict, previous: str | None, exp
     assert wants_company_refresh(logical, params, proxied) is expected
 
 
+def test_a_failed_or_timed_out_run_alerts(k8s_dag: Any, build_dag: Any) -> None:
+    from datetime import timedelta
+
+    from datapipe_dags.alerts import RunAlert
+
+    callbacks = k8s_dag.on_failure_callback
+    assert [type(c) for c in (callbacks if isinstance(callbacks, list) else [callbacks])] == [RunAlert]
+    assert k8s_dag.dagrun_timeout == timedelta(hours=3)
+    assert build_dag(DATAPIPE_DAGRUN_TIMEOUT_MINUTES="45").dagrun_timeout == timedelta(minutes=45)
+
+
 def test_every_task_alerts_and_retries_with_backoff(k8s_dag: Any) -> None:
     from datapipe_dags.alerts import PipelineAlert
 

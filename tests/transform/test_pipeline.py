@@ -12,11 +12,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import psycopg
 import pytest
 import reference
+import talib
 from chain import AS_OF, MARTS, NEXT_TRADING_DAY, SYMBOLS, Chain, start_sandbox
 from conftest import TestWarehouse
+from psycopg.types.json import Jsonb
 
 pytestmark = pytest.mark.slow
 
@@ -124,6 +127,113 @@ def test_indicators_equal_an_independent_reference(baseline: Chain) -> None:
                          "bb_lower": 20}
 
 
+# -- TA-Lib as an independent check (docs/transform.md, "Compared with TA-Lib") --------------------
+
+# |ours - TA-Lib| <= TALIB_REL x the close (x 100 for RSI): rounding only (the largest gap seen on
+# the sandbox data is 4e-14 x the close, in the Bollinger bands: TA-Lib's variance is E[x²] - E[x]²
+# in double, ours exact in numeric)
+TALIB_REL = 1e-11
+# From this bar on, TA-Lib's MACD has forgotten its other seeding (the gap shrinks by 11/13 a bar)
+MACD_CONVERGED_BAR = 250
+
+
+def indicator_series(chain: Chain, symbol: str, schema: str = "marts") -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Closes and our indicators of one symbol in date order, NaN where ours are null."""
+    rows = chain.query(
+        "select p.close::float8, " + ", ".join(f"t.{c}" for c in INDICATORS) +
+        f" from {schema}.fct_daily_prices p join {schema}.fct_technical_indicators t using (symbol, trade_date)"
+        " where symbol = %s order by trade_date", (symbol,)
+    )
+    values = np.array([[np.nan if v is None else v for v in r] for r in rows], dtype=float)
+    return values[:, 0], {c: values[:, 1 + i] for i, c in enumerate(INDICATORS)}
+
+
+def assert_matches(what: str, ours: np.ndarray, theirs: np.ndarray, scale: np.ndarray | float) -> None:
+    """Same warm-up (undefined on the same bars) and equal values within TALIB_REL x scale."""
+    defined = ~np.isnan(ours)
+    assert np.array_equal(defined, ~np.isnan(theirs)), (
+        f"{what}: first bar ours {np.argmax(defined) + 1}, TA-Lib {np.argmax(~np.isnan(theirs)) + 1}")
+    gap = np.abs(ours - theirs)[defined] / np.broadcast_to(scale, ours.shape)[defined]
+    assert gap.max() <= TALIB_REL, f"{what}: largest gap {gap.max():.2e} x scale on bar {np.argmax(gap) + 1}"
+
+
+def talib_ema_from(values: np.ndarray, n: int) -> np.ndarray:
+    """TA-Lib's EMA of a series that starts undefined (NaN) until some bar, aligned to it."""
+    start = int(np.argmax(~np.isnan(values)))
+    return np.concatenate([np.full(start, np.nan), talib.EMA(values[start:], n)])
+
+
+def test_indicators_match_talib(baseline: Chain) -> None:
+    for symbol in SYMBOLS:
+        close, ours = indicator_series(baseline, symbol)
+        upper, middle, lower = talib.BBANDS(close, 20, 2.0, 2.0, talib.MA_Type.SMA)
+        expected = {
+            "sma_20": talib.SMA(close, 20), "sma_50": talib.SMA(close, 50), "sma_200": talib.SMA(close, 200),
+            "ema_12": talib.EMA(close, 12), "ema_26": talib.EMA(close, 26),
+            "bb_upper": upper, "bb_middle": middle, "bb_lower": lower,
+            # our MACD line is the difference of TA-Lib's EMAs (each seeded on its own) ...
+            "macd": talib.EMA(close, 12) - talib.EMA(close, 26),
+            # ... and our signal TA-Lib's EMA 9 of that line
+            "macd_signal": talib_ema_from(ours["macd"], 9),
+        }
+        expected["macd_hist"] = ours["macd"] - expected["macd_signal"]
+        for name, theirs in expected.items():
+            assert_matches(f"{symbol} {name}", ours[name], theirs, close)
+        assert_matches(f"{symbol} rsi_14", ours["rsi_14"], talib.RSI(close, 14), 100.0)
+
+
+def test_talib_macd_differs_by_seeding_both_emas_at_bar_26(baseline: Chain) -> None:
+    """TA-Lib's MACD seeds its EMA 12 with the mean of closes 15..26 (ours: 1..12) and prints
+    nothing before its signal exists (bar 34; ours: macd from bar 26); the gap fades out."""
+    for symbol in SYMBOLS:
+        close, ours = indicator_series(baseline, symbol)
+        macd, signal, hist = talib.MACD(close, 12, 26, 9)
+        assert [int(np.argmax(~np.isnan(s))) + 1 for s in (macd, signal, hist)] == [34, 34, 34]
+        assert int(np.argmax(~np.isnan(ours["macd"]))) + 1 == 26
+        # exactly TA-Lib's definition: EMA 12 started on bar 15 (first value on bar 26) minus EMA 26
+        fast_from_bar_15 = np.concatenate([np.full(14, np.nan), talib.EMA(close[14:], 12)])
+        line = fast_from_bar_15 - talib.EMA(close, 26)
+        line_signal = talib_ema_from(line, 9)
+        assert_matches(f"{symbol} TA-Lib macd", np.where(np.isnan(macd), np.nan, line), macd, close)
+        assert_matches(f"{symbol} TA-Lib macd_signal", np.where(np.isnan(signal), np.nan, line_signal), signal,
+                       close)
+        # a real difference at first on this data ...
+        assert abs(ours["macd"][33] - macd[33]) > 1e-6 * close[33]
+        assert abs(ours["macd_signal"][33] - signal[33]) > 1e-6 * close[33]
+        # ... gone once the seeds are forgotten
+        late = slice(MACD_CONVERGED_BAR - 1, None)
+        for name, theirs in (("macd", macd), ("macd_signal", signal), ("macd_hist", hist)):
+            assert_matches(f"{symbol} {name} from bar {MACD_CONVERGED_BAR}", ours[name][late], theirs[late],
+                           close[late])
+
+
+def test_rsi_of_flat_prices_is_100_where_talib_gives_0(scenario: Chain) -> None:
+    """Every bar of IBM re-fetched at 100.0 and built by dbt: no losses, so RSI = 100 by our
+    definition; TA-Lib's RSI of flat prices is 0. Everything else matches TA-Lib on flat prices too."""
+    flat = {"1. open": "100.0000", "2. high": "100.0000", "3. low": "100.0000", "4. close": "100.0000"}
+    scenario.query(
+        """insert into raw.time_series_daily (run_id, symbol, function, output_size, request_url, requested_at,
+                                              received_at, payload_sha256, payload)
+           select gen_random_uuid(), symbol, function, output_size, request_url, now(), now(), md5(random()::text),
+                  jsonb_set(payload, '{Time Series (Daily)}', (
+                      select jsonb_object_agg(day, bar || %s::jsonb)
+                      from jsonb_each(payload -> 'Time Series (Daily)') as bars (day, bar)))
+           from raw.time_series_daily where symbol = 'IBM' order by payload_id desc limit 1
+           returning 1""", (Jsonb(flat),))
+    scenario.step("dbt_build").check()
+    close, ours = indicator_series(scenario, "IBM", schema="audit")
+    assert len(close) > 4500 and set(close) == {100.0}
+    rsi = talib.RSI(close, 14)
+    assert np.all(np.isnan(ours["rsi_14"][:14])) and np.all(np.isnan(rsi[:14]))
+    assert set(ours["rsi_14"][14:]) == {100.0}
+    assert set(rsi[14:]) == {0.0}
+    assert_matches("IBM flat macd", ours["macd"], talib.EMA(close, 12) - talib.EMA(close, 26), close)
+    assert set(ours["macd"][25:]) == {0.0} and set(ours["macd_signal"][33:]) == {0.0}
+    for name, theirs in (("sma_20", talib.SMA(close, 20)), ("ema_26", talib.EMA(close, 26)),
+                         *zip(("bb_upper", "bb_middle", "bb_lower"), talib.BBANDS(close, 20, 2.0, 2.0), strict=True)):
+        assert_matches(f"IBM flat {name}", ours[name], theirs, close)
+
+
 def test_reader_role_reads_marts_and_ops_only(baseline: Chain) -> None:
     with baseline.connect(reader=True) as conn:
         assert conn.execute("select count(*) from marts.fct_daily_prices").fetchone()[0] > 0  # type: ignore[index]
@@ -160,6 +270,33 @@ def test_summary_prints_the_published_marts(baseline: Chain) -> None:
     assert f"fct_daily_prices          {total:,}" in out.stdout
     assert f"mart_market_overview      {len(SYMBOLS)} " in out.stdout
     assert AS_OF.isoformat() in out.stdout
+
+
+def test_the_run_is_in_ops_pipeline_runs_for_a_monitor(baseline: Chain) -> None:
+    """The view over the real run (quality.runs): the gate's own freshness observation is read back."""
+    import json
+    import subprocess
+
+    from chain import ROOT
+
+    quality = str(ROOT / ".local/venvs/transform/bin/quality")
+    out = subprocess.run([quality, "summary", "--json"], env=baseline.env(), capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    (run,) = json.loads(out.stdout)["runs"]
+    gate_id, total = baseline.query("select gate_run_id, expectations_total from ops.gate_runs")[0]
+    assert run["outcome"] == "published" and run["gate_run_id"] == str(gate_id)
+    assert run["extract_runs"] == 2 and run["extract_failed"] == 0  # prices and companies
+    assert run["rows_loaded"] == baseline.scalar("select sum(bars) from ops.extract_runs") > 0
+    assert run["checks_total"] == total and run["checks_failed"] == 0
+    assert run["newest_trade_date"] == AS_OF.isoformat()  # the gate's observation, read back
+    assert run["expected_trade_date"] == "2025-06-12"  # QUALITY_TODAY=AS_OF: the session before it
+    assert run["freshness_lag_sessions"] == 0
+    assert run["rows_published"] == sum(baseline.scalar("select row_counts from ops.publish_history").values())
+    for step in ("extract_s", "transform_s", "gate_s", "publish_s"):
+        assert isinstance(run[step], float) and 0 <= run[step] <= run["total_s"], (step, run)
+    text = subprocess.run([quality, "summary"], env=baseline.env(), capture_output=True, text=True, timeout=120)
+    assert "latest run: " in text.stdout and " published; steps extract " in text.stdout, text.stdout
 
 
 # -- incremental runs ---------------------------------------------------------------------------------

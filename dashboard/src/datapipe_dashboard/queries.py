@@ -178,6 +178,16 @@ order by started_at desc
 limit %s
 """
 
+# One row per pipeline run (quality.runs; docs/warehouse.md): what an external monitor reads too.
+PIPELINE_RUNS_SQL = """
+select run_started_at, outcome, extract_s, transform_s, gate_s, publish_s, total_s, rows_loaded,
+       api_requests, symbols_failed, checks_total, checks_failed, rows_published, newest_trade_date,
+       freshness_lag_sessions
+from ops.pipeline_runs
+order by run_started_at desc nulls last
+limit %s
+"""
+
 LAST_GATE_RUN_SQL = """
 select gate_run_id, started_at, finished_at, success, audit_schema, expectations_total,
        expectations_failed, data_docs_path
@@ -253,6 +263,10 @@ def without_company_profile(q: Query) -> pd.DataFrame:
 
 def extract_runs(q: Query, limit: int = 20) -> pd.DataFrame:
     return q(EXTRACT_RUNS_SQL, (limit,))
+
+
+def pipeline_runs(q: Query, limit: int = 20) -> pd.DataFrame:
+    return q(PIPELINE_RUNS_SQL, (limit,))
 
 
 def last_gate_run(q: Query) -> pd.DataFrame:

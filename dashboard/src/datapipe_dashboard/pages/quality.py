@@ -1,5 +1,6 @@
-"""Data quality: freshness per symbol, API usage vs quota, pipeline runs, last gate, publish history,
-the symbols published without a company profile."""
+"""Data quality: freshness per symbol, API usage vs quota, pipeline runs (ops.pipeline_runs, what an
+external monitor reads too), extraction runs, last gate, publish history, the symbols published
+without a company profile."""
 
 from __future__ import annotations
 
@@ -42,11 +43,13 @@ def page(settings: Settings, q: queries.Query) -> None:
     latest = as_date(ov["trade_date"].max())
     freshness_badge(latest, settings)
 
+    section("Pipeline runs", lambda: pipeline_runs(q))
+
     usage, runs_col = st.columns([2, 3])
     with usage:
         api_usage(settings, q, now)
     with runs_col:
-        section("Recent pipeline runs", lambda: recent_runs(q))
+        section("Recent extraction runs", lambda: recent_runs(q))
 
     gate, publish = st.columns([3, 2])
     with gate:
@@ -112,6 +115,30 @@ def api_usage(settings: Settings, q: queries.Query, now: datetime) -> None:
     st.dataframe(merged[["reason_code", "today", "last_7_days", "last_reason"]], hide_index=True, width="stretch",
                  column_config={"reason_code": "Reason", "today": "Today", "last_7_days": "Last 7 days",
                                 "last_reason": "Last message"})
+
+
+def pipeline_runs(q: queries.Query) -> None:
+    runs = queries.pipeline_runs(q)
+    if runs.empty:
+        st.info("No pipeline run recorded yet.")
+        return
+    seconds = {c: st.column_config.NumberColumn(label, format="%.0f") for c, label in (
+        ("extract_s", "Extract (s)"), ("transform_s", "dbt (s)"), ("gate_s", "Gate (s)"), ("publish_s", "Publish (s)"),
+        ("total_s", "Total (s)"))}
+    st.dataframe(
+        runs, hide_index=True, width="stretch",
+        column_config={
+            "run_started_at": st.column_config.DatetimeColumn("Started", format="YYYY-MM-DD HH:mm"),
+            "outcome": "Outcome", **seconds, "rows_loaded": "Rows loaded", "api_requests": "Requests",
+            "symbols_failed": "Symbols failed", "checks_total": "Checks", "checks_failed": "Checks failed",
+            "rows_published": "Rows published",
+            "newest_trade_date": st.column_config.DateColumn("Newest bar"),
+            "freshness_lag_sessions": st.column_config.NumberColumn(
+                "Sessions behind", help="NYSE sessions missing after the newest bar, when the gate ran"),
+        },
+    )
+    st.caption("One row per run, from the view ops.pipeline_runs; dbt and publish times are the gaps"
+               " between the logged steps (docs/warehouse.md).")
 
 
 def recent_runs(q: queries.Query) -> None:

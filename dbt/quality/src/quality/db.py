@@ -61,10 +61,14 @@ def connect(settings: Settings, *, autocommit: bool = False) -> Iterator[psycopg
 
 
 def ensure_ops_tables(conn: psycopg.Connection) -> None:
-    """Create the gate/publish tables idempotently (advisory lock: safe when run in parallel)."""
+    """Create the gate/publish tables idempotently (advisory lock: safe when run in parallel), and the
+    view `ops.pipeline_runs` once extract's tables exist too (quality.runs)."""
+    from quality.runs import ensure_runs_view
+
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(hashtext('datapipe_quality_ops'))")
         conn.execute(OPS_DDL)
+        ensure_runs_view(conn)
 
 
 def table_exists(conn: psycopg.Connection, schema: str, table: str) -> bool:
