@@ -87,7 +87,7 @@ def test_full_chain_publishes_every_mart_with_the_expected_rows(baseline: Chain)
     assert cols["fct_daily_prices"] == "symbol,trade_date,open,high,low,close,volume,daily_return,high_52w,low_52w"
     assert cols["fct_technical_indicators"] == "symbol,trade_date," + ",".join(INDICATORS)
     assert cols["dim_company"] == ("symbol,name,description,asset_type,exchange,currency,country,sector,industry,"
-                                   "market_capitalization,pe_ratio,dividend_yield,beta,updated_at")
+                                   "market_capitalization,pe_ratio,dividend_yield,beta,updated_at,profile_source")
     assert set(cols) == set(MARTS)
 
     # run log: a passed gate with every expectation stored, one publish with the row counts
@@ -401,7 +401,9 @@ def test_bad_values_fail_dbt_tests_and_are_stored(scenario: Chain) -> None:
                             " from dbt_test_failures.stg_alphavantage__daily_prices_values_are_numbers order by 1")
     assert stored == [("AAPL", day, True, False), ("MSFT", day, False, True)]
     # everything downstream was skipped and the pipeline stops at the failed step: marts untouched
-    assert all(s == "skipped" for u, s in results.items() if u.startswith("model.datapipe.int_"))
+    # (int_tracked_symbols reads no staging model: it is built)
+    downstream = {u: s for u, s in results.items() if u.startswith("model.datapipe.int_daily_prices")}
+    assert downstream and set(downstream.values()) == {"skipped"}, downstream
     assert_nothing_published(scenario, before, publishes)
 
 
@@ -431,7 +433,9 @@ def test_invalid_bars_fail_the_build_and_the_gate_and_nothing_is_published(scena
     )
     assert ("fct_daily_prices", "expect_column_values_to_be_between", "low") in [s[:3] for s in stored]
     last = scenario.scalar("select status from ops.publish_history order by publish_id desc limit 1")
-    assert last == "refused: gate failed"
+    # dbt's verdict is checked first (issue 14): its failed tests are named in the one-line refusal
+    assert last == "refused: dbt"
+    assert "did not pass" in publish.output and "(fail)" in publish.output
 
 
 def test_missing_symbol_and_stale_data_fail_the_gate(scenario: Chain) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from datapipe_common.calendar import NEW_YORK
 from datapipe_common.config import ConfigError, env_float, env_int
 from datapipe_common.libpq import libpq_env
 from datapipe_common.masking import mask_url, url_secrets
@@ -31,8 +33,13 @@ class Settings:
     log_level: str = "INFO"
     # how long a `running` run row may go without a heartbeat before a new run aborts it
     run_grace_s: float = DEFAULT_GRACE_S
+    # the clock of the history planner (extract.history); None = the real clock. EXTRACT_NOW pins it.
+    now: dt.datetime | None = None
     # the libpq variables (datapipe_common.libpq), nothing else configures the warehouse
     pg_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def clock(self) -> dt.datetime:
+        return self.now or dt.datetime.now(dt.UTC)
 
     @property
     def is_real_api(self) -> bool:
@@ -60,6 +67,11 @@ class Settings:
                 "(free at https://www.alphavantage.co/support/#api-key); or point ALPHAVANTAGE_BASE_URL "
                 "at the sandbox API (`make sandbox-up` writes .local/sandbox.env)."
             )
+        now_raw = env.get("EXTRACT_NOW", "").strip()
+        try:
+            now = dt.datetime.fromisoformat(now_raw).replace(tzinfo=NEW_YORK) if now_raw else None
+        except ValueError:
+            raise ConfigError(f"EXTRACT_NOW={now_raw!r} is not a YYYY-MM-DDTHH:MM time (New York)") from None
         workers = env_int(env, "EXTRACT_WORKERS", 4, minimum=1)
         cpus = os.cpu_count() or 1
         default_parsers = min(workers, cpus) if cpus > 1 else 0
@@ -77,5 +89,6 @@ class Settings:
             symbols=symbols_from_env(env),
             log_level=env.get("EXTRACT_LOG_LEVEL", "INFO").strip() or "INFO",
             run_grace_s=grace_s(env),
+            now=now,
             pg_env=libpq_env(env),
         )

@@ -1,14 +1,16 @@
 """`quality` console script: gate, publish, grant-reader, summary, calendar.
 
     quality gate           validate the audited marts (GX); exit 1 with the failing expectations
-    quality publish        copy the audited marts into `marts` in one transaction (needs a passed gate)
+    quality publish        copy the audited marts into `marts` in one transaction (needs every dbt model
+                           and test of the run passed, then a passed gate on exactly the audit)
     quality grant-reader   read-only grants for the dashboard role (idempotent)
     quality summary        print the published marts: rows, symbols, latest trading day; and the latest
                            run (ops.pipeline_runs). --json: the marts and the 20 newest runs as JSON
     quality calendar       print the trading day the freshness check expects
 
 Configuration (environment, read once): PGHOST PGPORT PGDATABASE PGUSER PGPASSWORD PGSSLMODE,
-DATAPIPE_SYMBOLS, DATAPIPE_AUDIT_SCHEMA (audit), DATAPIPE_MARTS_SCHEMA (marts), DASHBOARD_ROLE
+DATAPIPE_SYMBOLS, DATAPIPE_RUN_ID (the pipeline run: Airflow's run id; unset, the run of the newest
+dbt result), DATAPIPE_AUDIT_SCHEMA (audit), DATAPIPE_MARTS_SCHEMA (marts), DASHBOARD_ROLE
 (dashboard), QUALITY_DATA_DOCS_DIR (target/data_docs), QUALITY_ROW_COUNT_TOLERANCE (0.05),
 QUALITY_FRESHNESS_LAG_DAYS (0), QUALITY_TODAY (pin the date, YYYY-MM-DD),
 QUALITY_MARKET_CLOSE_DELAY_MINUTES (60), QUALITY_LOCK_TIMEOUT_S (60), QUALITY_SWAP_TIMEOUT_S (2),
@@ -74,6 +76,7 @@ def _publish(settings: Settings) -> int:
     except PublishRefused as exc:
         print(f"PUBLISH REFUSED: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    print(outcome.dbt)
     counts = ", ".join(f"{m}={n:,}" for m, n in outcome.row_counts.items())
     print(f"published (publish_id {outcome.publish_id}, gate run {outcome.gate_run_id}, {outcome.mode}): {counts}")
     print(outcome.swap)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import psycopg
@@ -55,6 +55,9 @@ alter table ops.gate_runs add column if not exists heartbeat_at timestamptz;
 alter table ops.gate_runs add column if not exists reason text;
 update ops.gate_runs set status = case when finished_at is null then 'running' when success then 'passed'
     else 'failed' end where status is null;
+-- the pipeline run (DATAPIPE_RUN_ID) of the gate and of a publish attempt
+alter table ops.gate_runs add column if not exists run_id text;
+alter table ops.publish_history add column if not exists run_id text;
 """
 
 
@@ -90,6 +93,18 @@ def table_exists(conn: psycopg.Connection, schema: str, table: str) -> bool:
 def row_count(conn: psycopg.Connection, schema: str, table: str) -> int:
     query = sql.SQL("select count(*) from {}").format(sql.Identifier(schema, table))
     row = conn.execute(query).fetchone()
+    return int(row[0]) if row else 0
+
+
+def published_rows_kept(conn: psycopg.Connection, schema: str, table: str, symbols: Sequence[str]) -> int:
+    """The rows of a published mart its next audit is expected to keep (the gate's row-count floor):
+    those of the tracked symbols (a symbol removed from DATAPIPE_SYMBOLS leaves the marts), and for
+    the daily facts not a symbol's bars before an accepted history restart (ops.history_gaps)."""
+    query = sql.SQL("select count(*) from {} as f where f.symbol = any(%s)").format(sql.Identifier(schema, table))
+    if table in ("fct_daily_prices", "fct_technical_indicators") and table_exists(conn, "ops", "history_gaps"):
+        query += sql.SQL(" and not exists (select from ops.history_gaps as g"
+                         " where g.symbol = f.symbol and f.trade_date < g.restart_on)")
+    row = conn.execute(query, (list(symbols),)).fetchone()
     return int(row[0]) if row else 0
 
 

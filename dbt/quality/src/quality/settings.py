@@ -47,6 +47,9 @@ class Settings:
     swap_timeout_s: float = 2.0
     # how long a running gate run may go without a heartbeat before the next gate run aborts it
     run_grace_s: float = DEFAULT_GRACE_S
+    # the pipeline run (DATAPIPE_RUN_ID: the Airflow run id, one id per `make pipeline`); publish
+    # checks dbt's results of that run; unset: the run of the newest dbt result
+    run_id: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -79,6 +82,7 @@ class Settings:
             lock_timeout_s=lock_timeout_s,
             swap_timeout_s=swap_timeout_s,
             run_grace_s=grace_s(env),
+            run_id=env.get("DATAPIPE_RUN_ID", "").strip() or None,
         )
 
     def conninfo(self) -> str:
