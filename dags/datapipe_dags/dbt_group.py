@@ -20,14 +20,16 @@ from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, SourceRend
 
 from datapipe_dags.alerts import PipelineAlert
 from datapipe_dags.config import ConfigError, Settings
-from datapipe_dags.pods import pod_kwargs
+from datapipe_dags.pods import RUN_ENV, pod_kwargs
 from datapipe_dags.steps import Steps
 
 GROUP_ID = "dbt"
 # Environment of every dbt task, rendered per run: `--full-refresh` when the run is triggered with
 # {"full_refresh": true} (after `extract accept-gap`, docs/extract.md); dbt reads DBT_FULL_REFRESH for
 # the commands that take the flag (run, build) and ignores it for the others (test, source freshness).
-DBT_TASK_ENV = {"DBT_FULL_REFRESH": "{{ params.get('full_refresh', False) }}"}
+# DATAPIPE_RUN_ID (the Airflow run id, as every step gets it: pods.RUN_ENV): dbt's on-run-end hook
+# records each model's and test's result under it, and publish checks that run's results.
+DBT_TASK_ENV = {"DBT_FULL_REFRESH": "{{ params.get('full_refresh', False) }}", **RUN_ENV}
 
 
 def manifest_project_name(manifest: Path) -> str:

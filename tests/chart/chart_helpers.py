@@ -54,6 +54,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         },
         "api": {"existingSecret": "alphavantage-managed"},
         "alerts": {"existingSecret": "alerts-managed", "slack": {"enabled": True}},
+        "backup": {"existingSecret": "warehouse-backup-managed"},
     },
     "alerts": {
         "alerts": {

@@ -177,8 +177,16 @@ def test_dbt_group_sits_between_extraction_and_gate_and_publish_follows_the_gate
 
 
 def test_company_refresh_branch(k8s_dag: Any) -> None:
-    assert k8s_dag.get_task("check_company_refresh").downstream_task_ids == {"extract_companies", "keep_companies"}
-    assert k8s_dag.get_task("extracted").upstream_task_ids == {"extract_prices", "extract_companies", "keep_companies"}
+    """The weekly refresh asks every overview; every other run asks the tracked symbols that have none
+    yet (a symbol added mid-week is published the same day, issue 14), never nothing."""
+    from datapipe_dags.steps import load_steps
+
+    branches = {"extract_companies", "extract_missing_companies"}
+    assert k8s_dag.get_task("check_company_refresh").downstream_task_ids == branches
+    assert k8s_dag.get_task("extracted").upstream_task_ids == {"extract_prices", *branches}
+    steps = load_steps()
+    assert steps["extract_missing_companies"].command == ("extract", "companies", "--missing")
+    assert steps["extract_companies"].command == ("extract", "companies")
 
 
 def test_the_session_check_comes_first_and_skips_everything(k8s_dag: Any) -> None:

@@ -23,7 +23,7 @@ K8S_VERSION = "1.33.0"
 POISON = {"PGPASSWORD": "pg-secret-must-not-leak", "ALPHAVANTAGE_API_KEY": "av-key-must-not-leak",
           "PGHOST": "db.secret.internal"}
 PLAIN_ENV_ALLOWED = {"DATAPIPE_SYMBOLS", "PGSSLMODE", "PGSSLROOTCERT", "DBT_PROFILES_DIR", "DBT_PROJECT_DIR",
-                     "DBT_FULL_REFRESH"}
+                     "DBT_FULL_REFRESH", "DATAPIPE_RUN_ID"}
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +165,27 @@ def test_a_run_triggered_with_full_refresh_rebuilds_every_dbt_model(params: dict
             "spec"]["containers"]
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["DBT_FULL_REFRESH"] == expected, task.task_id
+
+
+def test_every_pod_of_a_run_gets_the_run_id() -> None:
+    """dbt's on-run-end hook records each model's and test's result under DATAPIPE_RUN_ID, and publish
+    checks that run's results (issue 14): every pod, Cosmos' and ours, gets the Airflow run id."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from kubernetes.client import ApiClient
+
+    dag = build_market_data_daily(Settings.from_env(base_env()))
+    tasks = [t for t in dag.tasks if isinstance(t, KubernetesPodOperator)]
+    expected = {"dbt.dim_company.run", "dbt.dim_company.test", "quality_gate", "publish_marts"}
+    assert expected <= {t.task_id for t in tasks}
+    for task in tasks:
+        context = fake_context(dag, task)
+        task.render_template_fields(context)
+        if hasattr(task, "build_kube_args"):
+            task.build_kube_args(context, task.add_cmd_flags())
+        (container,) = ApiClient().sanitize_for_serialization(task.build_pod_request_obj(context, dry_run=True))[
+            "spec"]["containers"]
+        env = [(e["name"], e.get("value")) for e in container["env"] if e["name"] == "DATAPIPE_RUN_ID"]
+        assert env == [("DATAPIPE_RUN_ID", context["run_id"])], task.task_id
 
 
 def test_step_pods_run_the_steps_toml_command(rendered: dict[str, Any]) -> None:

@@ -104,9 +104,9 @@ def test_premium_key_loads_full_history_and_the_tier_is_recorded(warehouse, sand
     key = new_key()
     run = functools.partial(run_extract, key=key)
     sandbox = sandbox_server("--as-of", BEFORE.isoformat())
-    result = run(warehouse, sandbox.base_url, "prices", "--symbols", "PRA", EXTRACT_NOW=now_at(BEFORE))
+    result = run(warehouse, sandbox.base_url, "prices", "--symbols", "PKA", EXTRACT_NOW=now_at(BEFORE))
     assert result.returncode == 0, result.stderr
-    row = symbol_rows(warehouse, result.run_id)["PRA"]
+    row = symbol_rows(warehouse, result.run_id)["PKA"]
     assert (row["output_size"], row["status"], row["requests"]) == ("full", "succeeded", 1)
     assert row["bars"] > 4900
     assert [t["tier"] for t in tiers(warehouse, sandbox.base_url)] == ["premium"]

@@ -248,6 +248,19 @@ order by failures desc, reason_code
 """
 
 
+# Published symbols without a company overview (an ETF, a delisted symbol): issue 14.
+WITHOUT_COMPANY_PROFILE_SQL = """
+select symbol, name, asset_type, profile_source, updated_at
+from marts.dim_company
+where profile_source <> 'company overview'
+order by symbol
+"""
+
+
+def without_company_profile(q: Query) -> pd.DataFrame:
+    return q(WITHOUT_COMPANY_PROFILE_SQL, ())
+
+
 def extract_runs(q: Query, limit: int = 20) -> pd.DataFrame:
     return q(EXTRACT_RUNS_SQL, (limit,))
 

@@ -11,6 +11,8 @@ One command per endpoint of extract.endpoints that has one; `quotes` chooses amo
 endpoints by the key (extract.quotes).
 
 Configuration comes from the environment (docs/extract.md); exit 0 only when every symbol succeeded.
+An expected error (configuration, warehouse, permissions) is one line naming what failed and what to
+do, with its exit code (docs/common.md, "Exit codes"); `--debug` adds the traceback.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-import psycopg
+from datapipe_common import failures
 from datapipe_common.config import ConfigError
 from datapipe_common.libpq import libpq_env
 from datapipe_common.symbols import parse_symbols
@@ -35,30 +37,42 @@ from extract.settings import Settings
 if TYPE_CHECKING:
     from extract.sandbox.server import SandboxConfig
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_WAREHOUSE = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_WAREHOUSE = (
+    failures.EXIT_OK, failures.EXIT_FAILED, failures.EXIT_CONFIG, failures.EXIT_WAREHOUSE)
 log = logging.getLogger("extract")
+HINTS = {
+    failures.WAREHOUSE: "check PGHOST/PGPORT/PGDATABASE/PGUSER/PGPASSWORD and that the warehouse is up"
+    " (`make db-up` locally), then run extract again (stored payloads are kept)",
+    failures.PERMISSION: "run extract as the pipeline writer role (PGUSER), which owns the raw and ops schemas",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="extract", description="Alpha Vantage extractor and sandbox API.")
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="print the traceback of an error (default: one line saying what failed and what to do)")
+    p = argparse.ArgumentParser(prog="extract", description="Alpha Vantage extractor and sandbox API.", parents=[debug])
     sub = p.add_subparsers(dest="command", required=True)
     for endpoint in endpoints.all_endpoints():
         if endpoint.command is None:
             continue  # asked only by `extract quotes`
-        sp = sub.add_parser(endpoint.command, help=endpoint.summary)
+        sp = sub.add_parser(endpoint.command, help=endpoint.summary, parents=[debug])
         sp.add_argument("--symbols", help="comma-separated symbols (default: DATAPIPE_SYMBOLS, else the 10 defaults)")
+        sp.add_argument("--missing", action="store_true",
+                        help=f"only the symbols with no answer in {endpoint.relation} yet (nothing else is asked)")
         if endpoint.output_sizes:
             sp.add_argument(
                 "--full", action="store_true", help="outputsize=full for every symbol (default: only first loads)"
             )
     qp = sub.add_parser("quotes", help="live prices into raw.quotes: the newest intraday bar or bulk quotes with "
-                        "ALPHAVANTAGE_ENTITLEMENT (premium), else GLOBAL_QUOTE end of day (docs/extract.md)")
+                        "ALPHAVANTAGE_ENTITLEMENT (premium), else GLOBAL_QUOTE end of day (docs/extract.md)",
+                        parents=[debug])
     qp.add_argument("--symbols", help="comma-separated symbols (default: DATAPIPE_SYMBOLS, else the 10 defaults)")
-    sub.add_parser("migrate", help="create the raw and ops tables (idempotent)")
+    sub.add_parser("migrate", help="create the raw and ops tables (idempotent)", parents=[debug])
     ag = sub.add_parser("accept-gap", help="accept the recorded hole in a symbol's daily history: its history "
-                        "restarts after it (docs/extract.md)")
+                        "restarts after it (docs/extract.md)", parents=[debug])
     ag.add_argument("symbols", nargs="+", metavar="SYMBOL")
-    sb = sub.add_parser("sandbox", help="run the sandbox Alpha Vantage API (see docs/extract.md)")
+    sb = sub.add_parser("sandbox", help="run the sandbox Alpha Vantage API (see docs/extract.md)", parents=[debug])
     sb.add_argument("--host", default=None, help="listen address (default SANDBOX_HOST or 127.0.0.1)")
     sb.add_argument("--port", type=int, default=None, help="TCP port (default SANDBOX_PORT or 8765; 0 = any free port)")
     sb.add_argument(
@@ -130,21 +144,14 @@ def run_extract(command: str, args: argparse.Namespace, env: Mapping[str, str]) 
         configure_logging(None)
         log.error("configuration error: %s", exc)
         return EXIT_CONFIG
-    configure_logging(settings.api_key, settings.log_level)
-    try:
-        if command == "quotes":
-            from extract.quotes import QuotesRun
+    configure_logging(settings.secrets, settings.log_level)
+    if command == "quotes":
+        from extract.quotes import QuotesRun
 
-            run: Run = QuotesRun(settings, symbols)
-        else:
-            run = Run(settings, command, symbols, full=getattr(args, "full", False))
-        outcomes = run.execute()
-    except psycopg.Error as exc:
-        log.error(
-            "warehouse error (check PGHOST/PGPORT/PGDATABASE/PGUSER/PGPASSWORD): %s",
-            mask_secret(str(exc).strip(), settings.api_key),
-        )
-        return EXIT_WAREHOUSE
+        run: Run = QuotesRun(settings, symbols)
+    else:
+        run = Run(settings, command, symbols, full=getattr(args, "full", False), missing_only=args.missing)
+    outcomes = run.execute()
     summary_table(outcomes)
     failed = [o for o in outcomes if not o.ok]
     if failed:
@@ -160,12 +167,8 @@ def run_migrate(env: Mapping[str, str]) -> int:
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
         return EXIT_CONFIG
-    try:
-        with db.connect(pg_env) as conn:
-            db.migrate(conn)
-    except psycopg.Error as exc:
-        log.error("warehouse error: %s", str(exc).strip())
-        return EXIT_WAREHOUSE
+    with db.connect(pg_env) as conn:
+        db.migrate(conn)
     log.info("schemas raw and ops are up to date")
     return EXIT_OK
 
@@ -187,19 +190,15 @@ def run_accept_gap(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         log.error("configuration error: %s", exc)
         return EXIT_CONFIG
     missing = []
-    try:
-        with db.connect(pg_env) as conn:
-            db.migrate(conn)
-            for symbol in symbols:
-                gap = db.accept_gap(conn, symbol)
-                if gap is None:
-                    missing.append(symbol)
-                    continue
-                print(f"{symbol}: accepted the gap of {gap.missing_sessions} sessions {gap.missing_from}.."
-                      f"{gap.missing_to} (newest stored bar {gap.newest_stored})")
-    except psycopg.Error as exc:
-        log.error("warehouse error: %s", str(exc).strip())
-        return EXIT_WAREHOUSE
+    with db.connect(pg_env) as conn:  # a warehouse error reaches failures.run_cli: one line, exit 3
+        db.migrate(conn)
+        for symbol in symbols:
+            gap = db.accept_gap(conn, symbol)
+            if gap is None:
+                missing.append(symbol)
+                continue
+            print(f"{symbol}: accepted the gap of {gap.missing_sessions} sessions {gap.missing_from}.."
+                  f"{gap.missing_to} (newest stored bar {gap.newest_stored})")
     if len(missing) < len(symbols):
         print(ACCEPTED_NEXT_STEPS)
     if missing:
@@ -283,13 +282,27 @@ def run_sandbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     args = _parser().parse_args(argv)
     env = dict(os.environ) if env is None else env
-    if args.command in (*endpoints.commands(), "quotes"):
-        return run_extract(args.command, args, env)
-    if args.command == "migrate":
-        return run_migrate(env)
-    if args.command == "accept-gap":
-        return run_accept_gap(args, env)
-    return run_sandbox(args, env)
+    secrets = _secrets(env)
+
+    def body() -> int:
+        if args.command in (*endpoints.commands(), "quotes"):
+            return run_extract(args.command, args, env)
+        if args.command == "migrate":
+            return run_migrate(env)
+        if args.command == "accept-gap":
+            return run_accept_gap(args, env)
+        return run_sandbox(args, env)
+
+    return failures.run_cli("extract", body, debug=getattr(args, "debug", False), hints=HINTS,
+                            mask=lambda text: mask_secret(text, secrets))
+
+
+def _secrets(env: Mapping[str, str]) -> tuple[str, ...]:
+    """The key and the base URL's credentials, for masking even when the settings are invalid."""
+    from datapipe_common.masking import url_secrets
+
+    key = env.get("ALPHAVANTAGE_API_KEY", "").strip()
+    return tuple(s for s in (key, *url_secrets(env.get("ALPHAVANTAGE_BASE_URL", "").strip())) if s)
 
 
 if __name__ == "__main__":

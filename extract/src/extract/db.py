@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 import psycopg
+from datapipe_common import runs
 from datapipe_common.libpq import conninfo
 from psycopg import sql
 
@@ -145,7 +146,7 @@ class SymbolOutcome:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("succeeded", "unchanged")
+        return self.status in ("succeeded", "unchanged", "no_data")
 
 
 def start_run(
@@ -189,20 +190,43 @@ def finish_run(
         )
 
 
-def has_payload(conn: psycopg.Connection[tuple[object, ...]], function: str, symbol: str) -> bool:
-    table = sql.Identifier("raw", endpoints.endpoint(function).table)
-    row = conn.execute(
-        sql.SQL("select exists (select 1 from {} where symbol = %s and function = %s)").format(table),
-        (symbol, function),
-    ).fetchone()
+def abort_abandoned(conn: psycopg.Connection[tuple[object, ...]], grace_s: float) -> int:
+    """Mark `aborted` the runs without a heartbeat for `grace_s` (killed, or lost the warehouse for
+    good); returns how many."""
+    with conn.transaction():
+        cur = conn.execute(runs.sweep_sql("ops.extract_runs"), (runs.ABANDONED.format(grace=grace_s), grace_s))
+        return cur.rowcount
+
+
+def abort_run(conn: psycopg.Connection[tuple[object, ...]], run_id: uuid.UUID, reason: str) -> None:
+    """This run ended early: `aborted`, with the reason (unless it already ended)."""
+    with conn.transaction():
+        conn.execute(runs.abort_sql("ops.extract_runs", "run_id"), (reason, run_id))
+
+
+def heartbeat(pg_env: Mapping[str, str], run_id: uuid.UUID) -> runs.Beat:
+    """The run's heartbeat (datapipe_common.runs), on its own connection."""
+    return runs.Beat(lambda: connect(pg_env, autocommit=True), "ops.extract_runs", "run_id", run_id)
+
+
+def symbols_without_payload(conn: psycopg.Connection[tuple[object, ...]], endpoint: endpoints.Endpoint,
+                            symbols: list[str]) -> list[str]:
+    """The symbols (in their order) with no answer of `endpoint` stored yet (`--missing`)."""
+    rows = conn.execute(
+        sql.SQL("select s.symbol from unnest(%s::text[]) with ordinality as s (symbol, n)"
+                " where not exists (select from {} as p where p.symbol = s.symbol and p.function = %s)"
+                " order by s.n").format(sql.Identifier("raw", endpoint.table)),
+        (symbols, endpoint.function),
+    ).fetchall()
     conn.commit()
-    return bool(row and row[0])
+    return [str(r[0]) for r in rows]
 
 
 _INSERT_SYMBOL = (
     "insert into ops.extract_run_symbols (run_id, symbol, function, output_size, status, bars, requests,"
     " reason_code, reason, started_at, finished_at) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-    " on conflict (run_id, symbol) do update set status = excluded.status, bars = excluded.bars,"
+    " on conflict (run_id, symbol) do update set function = excluded.function,"
+    " output_size = excluded.output_size, status = excluded.status, bars = excluded.bars,"
     " requests = excluded.requests, reason_code = excluded.reason_code, reason = excluded.reason,"
     " finished_at = excluded.finished_at"
 )

@@ -56,6 +56,8 @@ class Endpoint:
     max_symbols: int = 1
     # a free key gets the premium-endpoint notice
     premium_only: bool = False
+    # the function asked instead for a symbol this one has nothing about (`{}` after a retry), same command
+    fallback: str | None = None
 
     @property
     def relation(self) -> str:
@@ -141,7 +143,18 @@ OVERVIEW = register(Endpoint(
     table="company_overview",
     parse=protocol.parse_overview,
     sandbox=data.overview_answer,
-    summary="OVERVIEW (company name, sector, industry, market cap, ...) per symbol into raw.company_overview",
+    summary="OVERVIEW (company name, sector, industry, market cap, ...) per symbol into raw.company_overview;"
+            " ETF_PROFILE for a symbol without one",
+    unknown_symbol=b"{}",
+    fallback=protocol.ETF_PROFILE,
+))
+ETF_PROFILE = register(Endpoint(
+    function=protocol.ETF_PROFILE,
+    command="etf-profiles",
+    table="etf_profile",
+    parse=protocol.parse_etf_profile,
+    sandbox=data.etf_profile_answer,
+    summary="ETF_PROFILE (net assets, expense ratio, sectors, holdings) per symbol into raw.etf_profile",
     unknown_symbol=b"{}",
 ))
 # Live prices (`extract quotes`, extract.quotes): the newest intraday bar, bulk quotes, and GLOBAL_QUOTE
@@ -179,5 +192,5 @@ BULK_QUOTES = register(Endpoint(
     premium_only=True,
 ))
 
-__all__ = ["BULK_QUOTES", "DAILY", "GLOBAL_QUOTE", "INTRADAY", "OVERVIEW", "Endpoint", "all_endpoints", "by_command",
-           "commands", "endpoint", "find", "register", "registered"]
+__all__ = ["BULK_QUOTES", "DAILY", "ETF_PROFILE", "GLOBAL_QUOTE", "INTRADAY", "OVERVIEW", "Endpoint", "all_endpoints",
+           "by_command", "commands", "endpoint", "find", "register", "registered"]

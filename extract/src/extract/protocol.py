@@ -17,7 +17,14 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from extract.errors import PermanentSymbolError, PremiumFeatureError, StopAllError, ThrottledError, TransientError
+from extract.errors import (
+    EmptyAnswerError,
+    PermanentSymbolError,
+    PremiumFeatureError,
+    StopAllError,
+    ThrottledError,
+    TransientError,
+)
 from extract.masking import mask_secret
 
 DAILY = "TIME_SERIES_DAILY"
@@ -35,6 +42,7 @@ QUOTE_KEY = "Global Quote"
 BULK_MAX_SYMBOLS = 100
 BULK_FIELDS = ("symbol", "timestamp", "open", "high", "low", "close", "volume", "previous_close", "change",
                "change_percent")
+ETF_PROFILE = "ETF_PROFILE"
 SERIES_KEY = "Time Series (Daily)"
 BAR_FIELDS = ("1. open", "2. high", "3. low", "4. close", "5. volume")
 QUOTE_FIELDS = (
@@ -257,6 +265,8 @@ _MISSING = ("None", "-", "")
 
 
 def parse_overview(doc: Any, symbol: str, key: str | None, body: bytes = b"") -> Content:
+    if doc == {}:  # Alpha Vantage's answer for a symbol it has no overview of (an ETF, a delisted symbol)
+        raise EmptyAnswerError(f"OVERVIEW answered {{}}: no company overview of {symbol}")
     if isinstance(doc, dict) and "Symbol" not in doc:
         classify_message(doc, key)
     doc = _expect_dict(doc, OVERVIEW)
@@ -308,6 +318,44 @@ def _check_number(raw: Any, where: str, *, percent: bool = False, minimum: float
         raise PermanentSymbolError(f"{where} = {raw!r} is not a finite number"
                                    f"{'' if minimum is None else f' >= {minimum:g}'}", reason_code="invalid_payload")
     return value
+
+
+ETF_FIELDS = ("net_assets", "net_expense_ratio", "portfolio_turnover", "dividend_yield", "inception_date",
+              "leveraged", "sectors", "holdings")
+
+
+def parse_etf_profile(doc: Any, symbol: str, key: str | None, body: bytes = b"") -> Content:
+    """ETF_PROFILE: a flat object of strings (no symbol in it) plus `sectors` and `holdings` lists of
+    objects of strings; `{}` for a symbol that is not a fund."""
+    if doc == {}:
+        raise EmptyAnswerError(f"ETF_PROFILE answered {{}}: {symbol} is not a fund Alpha Vantage knows")
+    if isinstance(doc, dict) and not any(f in doc for f in ETF_FIELDS):
+        classify_message(doc, key)
+    doc = _expect_dict(doc, ETF_PROFILE)
+    if not any(f in doc for f in ETF_FIELDS):
+        raise TransientError(f"no ETF_PROFILE field (keys: {', '.join(map(str, list(doc)[:5]))})",
+                             reason_code="invalid_payload")
+    for name, value in doc.items():
+        items = value if name in ("sectors", "holdings") else [{name: value}]
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise PermanentSymbolError(f"ETF_PROFILE {name!r} is not a list of objects", reason_code="invalid_payload")
+        for item in items:
+            for field, text in item.items():
+                if not isinstance(text, str) or "\x00" in text:
+                    raise PermanentSymbolError(f"ETF_PROFILE {name} {field!r} = {text!r}: expected a string",
+                                               reason_code="invalid_payload")
+    for name in ("net_assets", "net_expense_ratio", "dividend_yield"):
+        value = doc.get(name, "n/a")
+        if value in (*_MISSING, "n/a"):
+            continue
+        try:
+            number = float(value)
+        except ValueError:
+            raise PermanentSymbolError(f"ETF_PROFILE {name} = {value!r} is not a number",
+                                       reason_code="invalid_payload") from None
+        if not math.isfinite(number):
+            raise PermanentSymbolError(f"ETF_PROFILE {name} = {value!r} is not finite", reason_code="invalid_payload")
+    return Content(1)
 
 
 def parse_global_quote(doc: Any, symbol: str, key: str | None, body: bytes = b"") -> Content:

@@ -13,7 +13,7 @@ create table if not exists ops.extract_runs (
     function           text        not null,
     started_at         timestamptz not null,
     finished_at        timestamptz null,
-    status             text        not null check (status in ('running', 'succeeded', 'failed')),
+    status             text        not null check (status in ('running', 'succeeded', 'failed', 'aborted')),
     symbols_requested  int         not null default 0,
     symbols_succeeded  int         not null default 0,
     symbols_failed     int         not null default 0,
@@ -21,6 +21,27 @@ create table if not exists ops.extract_runs (
     bars               int         not null default 0,
     base_url           text        not null
 );
+-- Run rows never stay `running` (datapipe_common.runs): a live run beats, a failing one records why it
+-- was aborted, the next run aborts rows without a beat for DATAPIPE_RUN_GRACE_S. Altered only when
+-- missing: an ALTER locks the table exclusively even when it changes nothing, and a run in progress
+-- (its workers' inserts check the foreign key on ops.extract_runs) would deadlock with it.
+do $$
+begin
+    if not exists (select from pg_attribute where attrelid = 'ops.extract_runs'::regclass
+                   and attname = 'heartbeat_at' and not attisdropped) then
+        alter table ops.extract_runs add column heartbeat_at timestamptz null;
+    end if;
+    if not exists (select from pg_attribute where attrelid = 'ops.extract_runs'::regclass
+                   and attname = 'reason' and not attisdropped) then
+        alter table ops.extract_runs add column reason text null;
+    end if;
+    if exists (select from pg_constraint where conrelid = 'ops.extract_runs'::regclass
+               and conname = 'extract_runs_status_check' and pg_get_constraintdef(oid) not like '%aborted%') then
+        alter table ops.extract_runs drop constraint extract_runs_status_check;
+        alter table ops.extract_runs add constraint extract_runs_status_check
+            check (status in ('running', 'succeeded', 'failed', 'aborted'));
+    end if;
+end $$;
 -- the key's tier this run worked with ('free' / 'premium'; null = not known, the run never asked `full`)
 alter table ops.extract_runs add column if not exists api_tier text null;
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datapipe_common.calendar import NEW_YORK
 from datapipe_common.config import ConfigError, env_float, env_int
 from datapipe_common.libpq import libpq_env
+from datapipe_common.masking import mask_url, url_secrets
+from datapipe_common.runs import DEFAULT_GRACE_S, grace_s
 from datapipe_common.symbols import DEFAULT_SYMBOLS, symbols_from_env
 
 from extract.protocol import INTERVALS
@@ -31,6 +33,8 @@ class Settings:
     parse_processes: int = 0
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
     log_level: str = "INFO"
+    # how long a `running` run row may go without a heartbeat before a new run aborts it
+    run_grace_s: float = DEFAULT_GRACE_S
     # the clock of the history planner (extract.history); None = the real clock. EXTRACT_NOW pins it.
     now: dt.datetime | None = None
     # `extract quotes` (extract.quotes): the premium entitlement (None: end-of-day data, what free keys
@@ -48,12 +52,22 @@ class Settings:
     def is_real_api(self) -> bool:
         return self.base_url.rstrip("/") == REAL_BASE_URL
 
+    @property
+    def public_base_url(self) -> str:
+        """The base URL as printed and stored: userinfo and secret query values masked."""
+        return mask_url(self.base_url)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What every message is masked against: the key and the credentials inside the base URL."""
+        return tuple(s for s in (self.api_key, *url_secrets(self.base_url)) if s)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         key = env.get("ALPHAVANTAGE_API_KEY", "").strip() or None
         base_url = env.get("ALPHAVANTAGE_BASE_URL", "").strip() or REAL_BASE_URL
         if not base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"ALPHAVANTAGE_BASE_URL={base_url!r} must start with http:// or https://")
+            raise ConfigError(f"ALPHAVANTAGE_BASE_URL={mask_url(base_url)!r} must start with http:// or https://")
         if key is None and base_url.rstrip("/") == REAL_BASE_URL:
             raise ConfigError(
                 "ALPHAVANTAGE_API_KEY is not set. The real Alpha Vantage API needs a key "
@@ -91,6 +105,7 @@ class Settings:
             parse_processes=env_int(env, "EXTRACT_PARSE_PROCESSES", default_parsers, minimum=0),
             symbols=symbols_from_env(env),
             log_level=env.get("EXTRACT_LOG_LEVEL", "INFO").strip() or "INFO",
+            run_grace_s=grace_s(env),
             now=now,
             entitlement=entitlement,
             bulk_quotes=bulk in ("1", "true", "yes"),

@@ -1,5 +1,6 @@
 """Data quality: freshness per symbol, API usage vs quota, pipeline runs (ops.pipeline_runs, what an
-external monitor reads too), extraction runs, last gate, publish history."""
+external monitor reads too), extraction runs, last gate, publish history, the symbols published
+without a company profile."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from datapipe_dashboard.settings import Settings
 from datapipe_dashboard.ui import as_date, freshness, freshness_badge, overview, render
 
 STATUS_LABELS = {"succeeded": "succeeded", "failed": "FAILED", "running": "running…",
-                 "unchanged": "unchanged", "skipped": "skipped"}
+                 "unchanged": "unchanged", "skipped": "skipped", "no_data": "no data"}
 
 
 def utc_day(now: datetime) -> tuple[datetime, datetime]:
@@ -55,6 +56,8 @@ def page(settings: Settings, q: queries.Query) -> None:
         section("Last quality gate", lambda: last_gate(q))
     with publish:
         section("Publish history", lambda: publish_history(q))
+
+    section("Symbols without a company profile", lambda: without_profile(q))
 
     st.subheader("Freshness per symbol")
     try:
@@ -177,6 +180,19 @@ def last_gate(q: queries.Query) -> None:
         column_config={"outcome": "Outcome", "mart": "Mart", "expectation_type": "Expectation",
                        "column_name": "Column", "observed_value": "Observed", "kwargs": "Arguments",
                        "details": "Details"},
+    )
+
+
+def without_profile(q: queries.Query) -> None:
+    """Published symbols Alpha Vantage has no company overview of: an ETF (its ETF_PROFILE) or none."""
+    rows = queries.without_company_profile(q)
+    if rows.empty:
+        st.success("Every published symbol has a company overview.")
+        return
+    st.dataframe(
+        rows, hide_index=True, width="stretch",
+        column_config={"symbol": "Symbol", "name": "Name", "asset_type": "Kind", "profile_source": "Profile",
+                       "updated_at": st.column_config.DatetimeColumn("Profile loaded", format="YYYY-MM-DD HH:mm")},
     )
 
 

@@ -75,7 +75,7 @@ extracts as (
         min(x.started_at) as started_at,
         max(x.finished_at) as finished_at,
         count(*) as extract_runs,
-        count(*) filter (where x.status = 'failed') as extract_failed,
+        count(*) filter (where x.status in ('failed', 'aborted')) as extract_failed,
         count(*) filter (where x.status = 'running') as extract_running,
         sum(x.bars) as rows_loaded,
         sum(x.requests) as api_requests,
@@ -147,6 +147,7 @@ final as (
             when p.status = 'published' then 'published'
             when p.status is not null then 'publish ' || p.status
             when lg.gate_run_id is not null and lg.finished_at is null then 'running: gate'
+            when lg.status = 'aborted' then 'gate aborted'
             when lg.success then 'gate passed, not published'
             when lg.gate_run_id is not null then 'gate failed'
             when x.extract_running > 0 then 'running: extract'
