@@ -6,6 +6,9 @@
   - ops.dbt_run_nodes: every model and test of the manifest dbt ran with (what the run must pass);
   - ops.dbt_results: one row per model or test this invocation executed, with its status.
   `quality publish` refuses unless the latest result of every node of the run passed (docs/transform.md).
+  The live quotes' models and tests (tag `quotes`, built every few minutes by `quality publish-quotes`)
+  are never part of a run's verdict: they are left out of both tables, and an invocation that ran only
+  them records nothing (so it never becomes "the newest run" the daily publish checks against).
   The hook creates its tables itself (idempotent, under the support objects' advisory lock, so
   parallel invocations never race): the macro is the whole feature, one file.
 -#}
@@ -49,20 +52,24 @@
 {% macro datapipe_record_results(results) %}
 {%- if execute -%}
 {%- set run_id = datapipe_run_id() -%}
+{%- set nodes = [] -%}
+{%- for node in graph.nodes.values() if node.resource_type in ('model', 'test') and 'quotes' not in node.tags -%}
+  {%- do nodes.append(node) -%}
+{%- endfor -%}
+{%- set executed = [] -%}
+{%- set live = [] -%}
+{%- for result in results if result.node.resource_type in ('model', 'test') -%}
+  {%- do (live if 'quotes' in result.node.tags else executed).append(result) -%}
+{%- endfor -%}
+{%- if live and not executed -%}
+  {%- do return('select 1') -%}
+{%- endif -%}
 do $datapipe$
 begin
   perform pg_advisory_xact_lock(hashtext('datapipe_support_objects'));
   {{ datapipe_run_results_ddl() }}
 end
 $datapipe$;
-{%- set nodes = [] -%}
-{%- for node in graph.nodes.values() if node.resource_type in ('model', 'test') -%}
-  {%- do nodes.append(node) -%}
-{%- endfor -%}
-{%- set executed = [] -%}
-{%- for result in results if result.node.resource_type in ('model', 'test') -%}
-  {%- do executed.append(result) -%}
-{%- endfor -%}
 {%- if nodes %}
 insert into ops.dbt_run_nodes (run_id, unique_id, resource_type) values
 {%- for node in nodes %}

@@ -1,5 +1,6 @@
 {#- One row per symbol: its latest live price, its bar time and delay, and the change against the
-    last published daily close (not audited by the daily gate: labelled so on the dashboard). -#}
+    last published daily close before the price's session (not audited by the daily gate: labelled so
+    on the dashboard). -#}
 with
 
 quotes as (
@@ -24,12 +25,17 @@ latest_quote as (
 
 last_close as (
 
-    select distinct on (symbol)
-        symbol,
-        trade_date as last_close_date,
-        close as last_close_usd
-    from published_closes
-    order by symbol, trade_date desc
+    {#- the last published close before the quote's session: the change is the session's so far -#}
+    select distinct on (latest_quote.symbol)
+        latest_quote.symbol,
+        published_closes.trade_date as last_close_date,
+        published_closes.close as last_close_usd
+    from latest_quote
+    inner join published_closes
+        on
+            published_closes.symbol = latest_quote.symbol
+            and published_closes.trade_date < (latest_quote.bar_at at time zone 'America/New_York')::date
+    order by latest_quote.symbol asc, published_closes.trade_date desc
 
 ),
 
