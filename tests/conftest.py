@@ -65,8 +65,10 @@ class TestWarehouse:
             warehouse_mod.port_is_free = original
         assert self.server.credentials().port == port, "the warehouse came back on another port"
 
-    def psql(self, sql: str, *, admin: bool = False) -> str:
+    def psql(self, sql: str, *, admin: bool = False, database: str | None = None) -> str:
         env = {**os.environ, **(self.admin_env if admin else self.env)}
+        if database:
+            env["PGDATABASE"] = database
         out = subprocess.run(
             [str(self.server.bin / "psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql],
             env=env, capture_output=True, text=True, check=True,
