@@ -67,6 +67,21 @@ def dataset(warehouse) -> Dataset:
     return Dataset(warehouse, settings)
 
 
+@pytest.fixture(scope="session")
+def live(warehouse) -> Dataset:
+    """Database `live`: the hand-made seed plus the live tables (seed.seed_live), "now" pinned inside
+    the session after its last day; live blocks refresh every 2 s."""
+    warehouse.psql("create database live owner pipeline", admin=True)
+    warehouse.psql("grant connect on database live to dashboard", admin=True)
+    seed.seed(warehouse.admin_env, dbname="live")
+    dataset = Dataset(warehouse, Settings(libpq={**warehouse.reader_env, "PGDATABASE": "live"},
+                                          now_override=seed.LIVE_NOW, retry_seconds=1, live_refresh_seconds=2),
+                      "live")
+    with dataset.admin() as conn:
+        seed.seed_live(conn)
+    return dataset
+
+
 def pipeline_env(warehouse, dbname: str, as_of: date, workdir: Path, **extra: str) -> dict[str, str]:
     """The environment `make pipeline` gives every step, for database `dbname` of the test warehouse."""
     keep = {k: v for k, v in os.environ.items()

@@ -270,5 +270,45 @@ def seed(admin_env: dict[str, str], *, dbname: str | None = None) -> None:
         grant_reader(conn)
 
 
+# Live prices (issue 20): the session after LAST_DAY is the Friday after Thanksgiving, closing at 13:00 ET.
+LIVE_DAY = date(2026, 11, 27)
+LIVE_NOW = datetime(2026, 11, 27, 17, 0, tzinfo=UTC)  # 12:00 New York: in the session
+LIVE_BAR = datetime(2026, 11, 27, 16, 45, tzinfo=UTC)  # 11:45 ET: a 15-minute delayed 5-minute bar
+LIVE_DDL = """
+drop table if exists marts.fct_live_quotes, marts.fct_intraday_bars;
+create table marts.fct_live_quotes (
+    symbol text primary key, price_usd numeric, bar_at timestamptz, delay text, delay_minutes int,
+    is_end_of_day bool, source text, fetched_at timestamptz, volume_shares bigint, last_close_date date,
+    last_close_usd numeric, change_usd numeric, change_pct numeric
+);
+create table marts.fct_intraday_bars (
+    symbol text, bar_at timestamptz, session_date date, open_usd numeric, high_usd numeric, low_usd numeric,
+    close_usd numeric, volume_shares bigint
+);
+"""
+
+
+def seed_live(conn: psycopg.Connection[Any], *, bar_at: datetime = LIVE_BAR, factor: float = 1.01) -> None:
+    """marts.fct_live_quotes and fct_intraday_bars as market_quotes_intraday publishes them (columns of
+    dbt/models/quotes): every symbol at `factor` x its LAST_DAY close at `bar_at` (delayed 15 min), and
+    5-minute bars from the open up to it, moving linearly from the last close."""
+    conn.execute(LIVE_DDL)
+    conn.execute(
+        "insert into marts.fct_live_quotes select symbol, round(close * %(f)s::numeric, 4), %(bar)s, 'delayed', 15,"
+        " false, 'intraday', %(bar)s, 1000, trade_date, close, round(close * %(f)s::numeric, 4) - close,"
+        " round(100 * (%(f)s::numeric - 1), 4) from marts.fct_daily_prices where trade_date = %(last)s",
+        {"f": factor, "bar": bar_at, "last": LAST_DAY})
+    conn.execute(
+        "insert into marts.fct_intraday_bars select p.symbol, t, %(day)s, c, c, c, c, 100"
+        " from marts.fct_daily_prices as p,"
+        " generate_series(%(open)s::timestamptz, %(bar)s, interval '5 minutes') as t,"
+        " lateral (select round(p.close * (1 + (%(f)s::numeric - 1) * extract(epoch from t - %(open)s)"
+        "   / greatest(extract(epoch from %(bar)s - %(open)s), 1)), 4) as c) as v"
+        " where p.trade_date = %(last)s",
+        {"f": factor, "bar": bar_at, "last": LAST_DAY, "day": LIVE_DAY,
+         "open": datetime(2026, 11, 27, 14, 30, tzinfo=UTC)})
+    grant_reader(conn)
+
+
 def conninfo(env: dict[str, str], dbname: str | None = None) -> str:
     return libpq.conninfo({**env, "PGDATABASE": dbname or env["PGDATABASE"]})

@@ -4,6 +4,7 @@ screenshots go to artifacts/dashboard/; the outage state recovers by itself in t
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import subprocess
@@ -210,3 +211,40 @@ def test_uploads_over_one_megabyte_are_refused_by_the_browser_and_the_server(das
     accepted = page.request.put(f"{door}bypass-small", headers={"X-Xsrftoken": token},
                                 multipart={"file": {"name": "small.csv", "mimeType": "text/csv", "buffer": small}})
     assert accepted.status == 204, (accepted.status, accepted.text()[:200])  # the same door, under 1 MB
+
+
+# -- live prices (issue 20) ------------------------------------------------------------------------------
+
+LIVE_PRICE = '[data-testid="stMetric"]:has-text("Live price") [data-testid="stMetricValue"]'
+
+
+def ibm_live_price(live) -> str:  # type: ignore[no-untyped-def]
+    return f"{live.rows('select price_usd::float8 from marts.fct_live_quotes where symbol = %s', ('IBM',))[0][0]:,.2f}"
+
+
+def test_live_price_changes_between_two_refreshes_without_a_reload(live, page) -> None:
+    import seed
+
+    proc, base = serve(dashboard_env(live, DASHBOARD_LIVE_REFRESH_SECONDS="2"))
+    try:
+        page.goto(f"{base}/symbol?symbol=IBM", wait_until="domcontentloaded")
+        page.wait_for_selector(LIVE_PRICE, timeout=WAIT_MS)
+        page.get_by_text("11:45 ET, delayed 15 min, not audited").wait_for(timeout=WAIT_MS)
+        before = page.locator(LIVE_PRICE).inner_text()
+        assert before == ibm_live_price(live)
+        page.evaluate("window.__not_reloaded = true")
+        page.screenshot(path=str(ARTIFACTS / "live-before.png"), full_page=True)
+        # the quotes DAG publishes a newer bar: the fragment's next refresh shows it, in place
+        later = seed.LIVE_BAR + dt.timedelta(minutes=5)
+        with live.admin() as conn:
+            seed.seed_live(conn, bar_at=later, factor=1.02)
+        after = ibm_live_price(live)
+        assert after != before
+        page.get_by_text("11:50 ET, delayed 15 min, not audited").wait_for(timeout=WAIT_MS)
+        assert page.locator(LIVE_PRICE).inner_text() == after
+        assert page.evaluate("window.__not_reloaded === true"), "the page was reloaded"
+        page.screenshot(path=str(ARTIFACTS / "live-after.png"), full_page=True)
+    finally:
+        with live.admin() as conn:
+            seed.seed_live(conn)
+        stop(proc)

@@ -156,3 +156,24 @@ def allocation_chart(val: pd.DataFrame) -> Spec:
                         {"field": "weight", "type": "quantitative", "format": ".1%"}],
         },
     }
+
+
+def intraday_chart(bars: pd.DataFrame, last_close: float | None) -> Spec:
+    """Today's intraday line (bar times in New York time, as labelled), with the last close as a rule."""
+    frame = pd.DataFrame({
+        "time": pd.to_datetime(bars["bar_at"], utc=True).dt.tz_convert("America/New_York").dt.tz_localize(None)
+        .dt.strftime("%Y-%m-%dT%H:%M:%S"),
+        "close": bars["close"].astype(float),
+    })
+    layers: list[Spec] = [{
+        "data": {"values": frame.to_dict("records")},
+        "mark": {"type": "line", "interpolate": "step-after"},
+        "encoding": {
+            "x": {"field": "time", "type": "temporal", "title": "today (ET)", "axis": {"format": "%H:%M"}},
+            "y": {"field": "close", "type": "quantitative", "title": "price", "scale": {"zero": False}},
+        },
+    }]
+    if last_close is not None:
+        layers.append({"data": ONE_ROW, "mark": {"type": "rule", "strokeDash": [4, 4], "color": BAND},
+                       "encoding": {"y": {"datum": last_close}}})
+    return {"$schema": SCHEMA, "height": 160, "layer": layers}

@@ -55,6 +55,33 @@ def last_publish(q: Query) -> pd.DataFrame:
     return q(LAST_PUBLISH_SQL, ())
 
 
+# -- live prices (issue 20; published by the market_quotes_intraday DAG, not audited) --------------
+
+LIVE_QUOTES_SQL = """
+select symbol, price_usd::float8, bar_at, delay, delay_minutes, is_end_of_day, last_close_date,
+       last_close_usd::float8, change_usd::float8, change_pct::float8
+from marts.fct_live_quotes
+where bar_at >= %s
+order by symbol
+"""
+
+INTRADAY_BARS_SQL = """
+select bar_at, close_usd::float8 as close, volume_shares::float8 as volume
+from marts.fct_intraday_bars
+where symbol = %s and session_date = %s
+order by bar_at
+"""
+
+
+def live_quotes(q: Query, since: datetime) -> pd.DataFrame:
+    """The latest price per symbol whose bar is at or after `since` (the session's open)."""
+    return q(LIVE_QUOTES_SQL, (since,))
+
+
+def intraday_bars(q: Query, symbol: str, session: date) -> pd.DataFrame:
+    return q(INTRADAY_BARS_SQL, (symbol, session))
+
+
 # -- symbol detail ----------------------------------------------------------------------------
 
 COMPANY_SQL = """

@@ -11,6 +11,8 @@ from datapipe_common.libpq import conninfo, describe, libpq_env
 
 DEFAULT_DAILY_QUOTA = 25
 DEFAULT_RETRY_SECONDS = 10
+# Live prices (during the NYSE session) refresh in place this often.
+DEFAULT_LIVE_REFRESH_SECONDS = 60
 # Every session: a statement is cancelled after 15 s, a lock wait after 5 s. Only `quality publish`
 # takes locks readers wait for (its swap, bounded by QUALITY_SWAP_TIMEOUT_S, 2 s by default): a
 # lock timeout means "publishing, retry in a moment" (db.Publishing), not an unreachable warehouse.
@@ -25,6 +27,7 @@ class Settings:
     libpq: Mapping[str, str] = field(default_factory=dict)
     daily_quota: int = DEFAULT_DAILY_QUOTA
     retry_seconds: int = DEFAULT_RETRY_SECONDS
+    live_refresh_seconds: int = DEFAULT_LIVE_REFRESH_SECONDS
     # Fixed "now" for demos and tests (DASHBOARD_NOW); None means the real clock.
     now_override: datetime | None = None
 
@@ -34,6 +37,8 @@ class Settings:
             libpq=libpq_env(env),
             daily_quota=env_int(env, "ALPHAVANTAGE_DAILY_QUOTA", DEFAULT_DAILY_QUOTA, minimum=1),
             retry_seconds=env_int(env, "DASHBOARD_RETRY_SECONDS", DEFAULT_RETRY_SECONDS, minimum=1),
+            live_refresh_seconds=env_int(env, "DASHBOARD_LIVE_REFRESH_SECONDS", DEFAULT_LIVE_REFRESH_SECONDS,
+                                         minimum=1),
             now_override=_parse_now(env.get("DASHBOARD_NOW", "")),
         )
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from datapipe_dashboard import queries
+from datapipe_dashboard import live, queries
 from datapipe_dashboard.settings import Settings
 from datapipe_dashboard.ui import as_date, freshness_badge, overview, render
 
@@ -89,6 +89,8 @@ def page(settings: Settings, q: queries.Query) -> None:
     c3.metric("Decliners", int((change < 0).sum()))
     c4.metric("Median day change", f"{change.median():+.2f} %" if change.notna().any() else "-")
 
+    live.fragment(settings, lambda: live_prices(settings))
+
     query = st.text_input("Filter", placeholder="symbol, name or sector", label_visibility="collapsed")
     if query:
         needle = query.strip().lower()
@@ -134,6 +136,30 @@ def page(settings: Settings, q: queries.Query) -> None:
     )
     st.caption(f"{len(table)} of {len(ov)} symbols · last trade date {latest:%Y-%m-%d} · "
                "day change: green bar up, red bar down")
+
+
+def live_prices(settings: Settings) -> None:
+    """During the session: the live price of every symbol next to its last close (refreshed in place)."""
+    frame = live.quotes(settings)
+    if frame is None:
+        return
+    st.subheader("Live prices")
+    if frame.empty:
+        st.caption(live.WHY_NONE)
+        return
+    st.dataframe(
+        frame[["symbol", "price_usd", "change_usd", "change_pct", "last_close_usd", "label"]],
+        hide_index=True, width="stretch", height=min(38 + 35 * len(frame), 400),
+        column_config={
+            "symbol": st.column_config.TextColumn("Symbol", width="small"),
+            "price_usd": st.column_config.NumberColumn("Live price", format="%.2f"),
+            "change_usd": st.column_config.NumberColumn("Change", format="%+.2f"),
+            "change_pct": st.column_config.NumberColumn("Change %", format="%+.2f %%"),
+            "last_close_usd": st.column_config.NumberColumn("Last close", format="%.2f"),
+            "label": st.column_config.TextColumn("As of", help="bar time, delay; live prices are not audited"),
+        },
+    )
+    st.caption(live.caption(frame, settings))
 
 
 if __name__ == "__main__":  # Streamlit runs each page as a script (st.navigation in app.py)

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pandas as pd
 import streamlit as st
 
-from datapipe_dashboard import charts, holdings, queries
+from datapipe_dashboard import charts, holdings, live, queries
 from datapipe_dashboard.settings import Settings
 from datapipe_dashboard.ui import as_date, overview, plain, render, signed_color
 
@@ -79,6 +79,8 @@ def page(settings: Settings, q: queries.Query) -> None:
     m[2].metric("P/L", f"{tot['pl']:+,.2f}", f"{tot['pl_pct']:+.2f} %", delta_color="normal")
     m[3].metric("Positions", len(val))
 
+    live.fragment(settings, lambda: live_value(settings, val))
+
     latest = as_date(ov["trade_date"].max())
     period = st.segmented_control("Period", list(PERIODS), default="1 year", key="period") or "1 year"
     days = PERIODS[period]
@@ -112,6 +114,35 @@ def page(settings: Settings, q: queries.Query) -> None:
             "weight_pct": st.column_config.ProgressColumn("Weight", min_value=0, max_value=100, format="%.1f %%"),
         },
     )
+
+
+def live_value(settings: Settings, val: pd.DataFrame) -> None:
+    """During the session: the holdings at their live prices next to their value at the last close."""
+    frame = live.quotes(settings)
+    if frame is None:
+        return
+    quoted = val.merge(frame, on="symbol", how="inner")
+    if quoted.empty:
+        st.caption(live.WHY_NONE)
+        return
+    now_value = float((quoted["shares"] * quoted["price_usd"]).sum())
+    close_value = float((quoted["shares"] * quoted["last_close_usd"]).sum())
+    m = st.columns(4)
+    m[0].metric("Live value", f"{now_value:,.2f}", f"{now_value - close_value:+,.2f} since the last close",
+                help=f"{len(quoted)} of {len(val)} positions with a live price")
+    m[1].metric("Value at the last close", f"{close_value:,.2f}")
+    st.dataframe(
+        quoted[["symbol", "shares", "price_usd", "change_pct", "last_close_usd", "label"]],
+        hide_index=True, width="stretch",
+        column_config={
+            "shares": st.column_config.NumberColumn("Shares", format="%.4g"),
+            "price_usd": st.column_config.NumberColumn("Live price", format="%.2f"),
+            "change_pct": st.column_config.NumberColumn("Change %", format="%+.2f %%"),
+            "last_close_usd": st.column_config.NumberColumn("Last close", format="%.2f"),
+            "label": st.column_config.TextColumn("As of"),
+        },
+    )
+    st.caption(live.caption(quoted, settings))
 
 
 if __name__ == "__main__":  # Streamlit runs each page as a script (st.navigation in app.py)

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from datapipe_dashboard import charts, queries
+from datapipe_dashboard import charts, live, queries
 from datapipe_dashboard.db import NotPublished
 from datapipe_dashboard.settings import Settings
 from datapipe_dashboard.ui import as_date, overview, render
@@ -68,6 +68,7 @@ def page(settings: Settings, q: queries.Query) -> None:
     m[3].metric("RSI 14", _fmt_number(row["rsi_14"]))
     m[4].metric("Bars in range", f"{int(history['days'].sum()):,}", help="daily bars (trading days) in the range")
 
+    live.fragment(settings, lambda: live_price(settings, symbol))
     st.vega_lite_chart(spec=charts.symbol_chart(history, symbol, overlays or []), key="symbol_chart",
                      width="stretch")
     shown = "daily bars" if interval == "day" else (
@@ -76,6 +77,29 @@ def page(settings: Settings, q: queries.Query) -> None:
     st.caption(f"{symbol}: {start:%Y-%m-%d} → {end:%Y-%m-%d}, {shown}; "
                f"Published history {first:%Y-%m-%d} → {last:%Y-%m-%d}{history_note(q, symbol, first)}.")
     company_facts(queries.company(q, symbol), symbol)
+
+
+def live_price(settings: Settings, symbol: str) -> None:
+    """During the session: the live price and its change since the last close, and today's intraday
+    line when bars exist (refreshed in place)."""
+    frame = live.quotes(settings)
+    if frame is None:
+        return
+    row = frame[frame["symbol"] == symbol]
+    if row.empty:
+        st.caption(live.WHY_NONE)
+        return
+    quote = row.iloc[0]
+    cols = st.columns([1, 3])
+    cols[0].metric("Live price", f"{quote['price_usd']:,.2f}",
+                   f"{quote['change_usd']:+,.2f} ({quote['change_pct']:+.2f} %)" if pd.notna(quote["change_usd"])
+                   else None, help=f"vs the last close {quote['last_close_usd']:,.2f}")
+    cols[0].caption(quote["label"])
+    bars = live.intraday(settings, symbol)
+    if not bars.empty:
+        with cols[1]:
+            close = float(quote["last_close_usd"]) if pd.notna(quote["last_close_usd"]) else None
+            st.vega_lite_chart(spec=charts.intraday_chart(bars, close), key="intraday_chart", width="stretch")
 
 
 def history_note(q: queries.Query, symbol: str, first: date) -> str:
