@@ -40,6 +40,17 @@ pipeline: db-up $(TRANSFORM_VENV) $(EXTRACT_VENV) ## Run the whole pipeline loca
 	  if [ -z "$${ALPHAVANTAGE_BASE_URL:-}" ] && [ -z "$${ALPHAVANTAGE_API_KEY:-}" ] && [ -f $(LOCAL)/sandbox.env ]; then . $(LOCAL)/sandbox.env; fi; \
 	  set +a; $(PY) scripts/run-step --pipeline
 
+# Live quotes: ALPHAVANTAGE_ENTITLEMENT for `make quotes` when it is not set (realtime or delayed).
+QUOTES_ENTITLEMENT ?= realtime
+
+.PHONY: quotes
+quotes: db-up $(TRANSFORM_VENV) $(EXTRACT_VENV) ## One live-prices poll (the market_quotes_intraday DAG's steps): extract quotes + publish-quotes; after `make pipeline`
+	@if [ -z "$${ALPHAVANTAGE_BASE_URL:-}" ] && [ -z "$${ALPHAVANTAGE_API_KEY:-}" ]; then $(MAKE) sandbox-up; fi
+	@set -a; . $(WAREHOUSE_ENV); \
+	  if [ -z "$${ALPHAVANTAGE_BASE_URL:-}" ] && [ -z "$${ALPHAVANTAGE_API_KEY:-}" ] && [ -f $(LOCAL)/sandbox.env ]; then . $(LOCAL)/sandbox.env; fi; \
+	  ALPHAVANTAGE_ENTITLEMENT="$${ALPHAVANTAGE_ENTITLEMENT:-$(QUOTES_ENTITLEMENT)}"; \
+	  set +a; $(PY) scripts/run-step extract_quotes && $(PY) scripts/run-step publish_quotes
+
 # The models that store indicator state, and everything downstream of them (tag set in
 # dbt/macros/indicators_model.sql). The int models print this command when the state they find
 # was stored by another version of the recursion (docs/transform.md, "Upgrading stored state").

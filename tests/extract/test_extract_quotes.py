@@ -295,3 +295,22 @@ def test_sandbox_clock_endpoint_runs_from_a_start(sandbox_server):
     with urllib.request.urlopen(admin_url(sb.base_url, "/_sandbox/clock"), timeout=10) as resp:
         clock = json.loads(resp.read())
     assert clock["running"] is True and clock["now"].startswith("2026-11-24T10:0")
+
+
+def test_extract_quotes_deletes_intraday_payloads_past_their_retention(clean_quotes, sandbox_server):
+    warehouse = clean_quotes
+    sb = sandbox_server("--now", "2026-11-24T14:37")
+    env = {"ALPHAVANTAGE_ENTITLEMENT": "realtime", "EXTRACT_INTRADAY_RETENTION_DAYS": "3"}
+    assert run_extract(warehouse, sb.base_url, "quotes", "--symbols", "IBM", **env).returncode == 0
+    # that poll's payload, aged: 2 days (kept) and 4 days (past the retention)
+    warehouse.psql("insert into raw.time_series_intraday (run_id, symbol, function, request_url, requested_at,"
+                   " received_at, payload, payload_sha256) select run_id, symbol, function, request_url, requested_at,"
+                   " received_at - make_interval(days => d), payload, payload_sha256 || d"
+                   " from raw.time_series_intraday, unnest(array[2, 4]) as d", admin=True)
+    set_clock(sb.base_url, "2026-11-24T14:52")
+    result = run_extract(warehouse, sb.base_url, "quotes", "--symbols", "IBM", **env)
+    assert result.returncode == 0, result.stderr
+    ages = query_json(warehouse, "select (extract(epoch from now() - received_at) / 86400)::int as days"
+                                 " from raw.time_series_intraday order by received_at")
+    assert [a["days"] for a in ages] == [2, 0, 0]  # the 4-day-old payload is gone, the newest poll stored
+    assert "deleted 1 raw.time_series_intraday payload received more than 3 days ago" in result.stderr

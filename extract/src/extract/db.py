@@ -347,6 +347,23 @@ def store_batch(conn: psycopg.Connection[tuple[object, ...]], run_id: uuid.UUID,
 # -- the daily history: newest stored bar, the key's tier, accepted gaps (extract.history) ------------
 
 
+# at most this many payloads are deleted a run: a first cleanup of a long backlog spreads over runs
+PRUNE_BATCH = 20_000
+
+
+def prune_payloads(conn: psycopg.Connection[tuple[object, ...]], endpoint: endpoints.Endpoint, days: int) -> int:
+    """Delete `endpoint`'s raw payloads received more than `days` days ago, at most PRUNE_BATCH of
+    them (oldest first); the number deleted. `days` 0: nothing."""
+    if days <= 0:
+        return 0
+    table = sql.Identifier("raw", endpoint.table)
+    cur = conn.execute(sql.SQL(
+        "delete from {t} where payload_id in (select payload_id from {t} where received_at < now() - make_interval("
+        "days => %s) order by received_at limit %s)").format(t=table), (days, PRUNE_BATCH))
+    conn.commit()
+    return cur.rowcount
+
+
 def newest_stored_day(conn: psycopg.Connection[tuple[object, ...]], endpoint: endpoints.Endpoint,
                       symbol: str) -> dt.date | None:
     """The newest day any stored payload of `symbol` holds (rows stored before `last_date` existed:

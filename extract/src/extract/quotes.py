@@ -111,6 +111,10 @@ class QuotesRun(Run):
                else "the key is known to be free: end-of-day prices" if self.tier.is_free
                else f"entitlement={settings.entitlement}")
         log.info("quotes from %s (%s)", self.function, why)
+        pruned = db.prune_payloads(conn, endpoints.INTRADAY, settings.intraday_retention_days)
+        if pruned:
+            log.info("deleted %d %s payload%s received more than %d days ago (EXTRACT_INTRADAY_RETENTION_DAYS)",
+                     pruned, endpoints.INTRADAY.relation, "s" * (pruned != 1), settings.intraday_retention_days)
 
     def _use(self, source: str) -> None:
         self.source = source

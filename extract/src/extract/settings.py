@@ -42,6 +42,9 @@ class Settings:
     entitlement: str | None = None
     bulk_quotes: bool = False
     intraday_interval: str = "5min"
+    # raw.time_series_intraday keeps every poll's whole-session payload: `extract quotes` deletes those
+    # received more than this many days ago (0 = keep everything); raw.quotes keeps every price
+    intraday_retention_days: int = 7
     # the libpq variables (datapipe_common.libpq), nothing else configures the warehouse
     pg_env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
@@ -110,5 +113,6 @@ class Settings:
             entitlement=entitlement,
             bulk_quotes=bulk in ("1", "true", "yes"),
             intraday_interval=interval,
+            intraday_retention_days=env_int(env, "EXTRACT_INTRADAY_RETENTION_DAYS", 7, minimum=0),
             pg_env=libpq_env(env),
         )
