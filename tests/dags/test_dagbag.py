@@ -68,9 +68,10 @@ def test_dagbag_kubernetes_runtime_has_no_import_errors_and_no_dbt(bags: dict[st
     bag = bags["kubernetes"]
     assert bag["dbt_installed"] is False, "dbt must not be installed in the Airflow venv"
     assert bag["import_errors"] == {}
-    assert set(bag["dags"]) == {"market_data_daily", "datapipe_health"}
+    assert set(bag["dags"]) == {"market_data_daily", "datapipe_health", "market_quotes_intraday"}
     # only DAG files are parsed: the datapipe_dags package is excluded by .airflowignore
-    assert [os.path.basename(f) for f in bag["files"]] == ["datapipe_health.py", "market_data_daily.py"]
+    assert [os.path.basename(f) for f in bag["files"]] == ["datapipe_health.py", "market_data_daily.py",
+                                                           "market_quotes_intraday.py"]
     assert bag["dags"]["datapipe_health"] == ["check_import_errors"]
     assert "market_data_daily" in bag["doc_md"]["market_data_daily"]  # DAG docs = module docstring
     assert any(t.startswith("dbt.") for t in bag["dags"]["market_data_daily"])
@@ -86,12 +87,16 @@ def test_dagbag_local_runtime_has_no_import_errors(bags: dict[str, Any]) -> None
 def test_latest_image_is_an_import_error_naming_the_variable(bags: dict[str, Any]) -> None:
     bag = bags["latest"]
     assert list(bag["dags"]) == ["datapipe_health"]  # the health DAG still imports, and reports this
-    (error,) = bag["import_errors"].values()
-    assert "DATAPIPE_IMAGE_EXTRACT='datapipe-extract:latest'" in error and "not allowed" in error
+    # both pipeline DAGs refuse it (the same settings)
+    assert sorted(os.path.basename(f) for f in bag["import_errors"]) == ["market_data_daily.py",
+                                                                        "market_quotes_intraday.py"]
+    for error in bag["import_errors"].values():
+        assert "DATAPIPE_IMAGE_EXTRACT='datapipe-extract:latest'" in error and "not allowed" in error
 
 
 def test_missing_manifest_is_an_import_error_saying_what_to_do(bags: dict[str, Any]) -> None:
-    assert list(bags["no_manifest"]["dags"]) == ["datapipe_health"]
+    # the quotes DAG runs no Cosmos group: it needs no manifest
+    assert sorted(bags["no_manifest"]["dags"]) == ["datapipe_health", "market_quotes_intraday"]
     (error,) = bags["no_manifest"]["import_errors"].values()
     assert "dbt manifest not found" in error and "DATAPIPE_DBT_MANIFEST" in error
 
