@@ -1,14 +1,13 @@
 """On-call alerts: email through the SMTP provider's notifier and Slack through an incoming webhook.
 
-One notifier, `PipelineAlert`, is attached as `on_failure_callback` to every task (and as Cosmos'
-`on_warning_callback` for source-freshness and dbt test warnings; Cosmos calls that callback after
-every freshness run, so a warning notifier alerts only when dbt reported warnings). It classifies
+One notifier, `PipelineAlert`, is attached as `on_failure_callback` to every task. It classifies
 what happened:
 
 - `quality_gate_failed` — the `quality_gate` task failed; the message lists the failing
   expectations, read from `ops.gate_results` (docs/warehouse.md) of the latest gate run;
-- `stale_source_data` — a dbt source-freshness task failed (error threshold) or warned; the
-  message names the source's table, its thresholds (from the dbt manifest) and its newest load;
+- `stale_source_data` — the source-freshness task (`dbt_source_freshness`, or a Cosmos source task)
+  failed (error threshold) or warned; the message names each source's table, its thresholds (from
+  the dbt manifest) and its newest load;
 - `dbt_test_warnings` — a dbt test task finished with warnings (tests of severity `warn`);
 - `task_failed` — any other task failed (after its retries).
 
@@ -34,6 +33,7 @@ from airflow.sdk import BaseNotifier
 from datapipe_dags.config import Settings
 
 GATE_TASK_ID = "quality_gate"
+FRESHNESS_TASK_ID = "dbt_source_freshness"
 MAX_EXPECTATIONS = 25
 MAX_ERROR_CHARS = 600
 
@@ -97,6 +97,8 @@ def task_log_url(base_url: str, dag_id: str, run_id: str, task_id: str, try_numb
 def classify(task: Any, warning: bool = False) -> str:
     if task is not None and getattr(task, "task_id", "") == GATE_TASK_ID:
         return "quality_gate_failed"
+    if task is not None and getattr(task, "task_id", "") == FRESHNESS_TASK_ID:
+        return "stale_source_data"
     from cosmos.operators.base import DbtSourceMixin
 
     if isinstance(task, DbtSourceMixin) or (task is not None and str(getattr(task, "task_id", "")).endswith(
@@ -201,20 +203,35 @@ def _age(delta: dt.timedelta) -> str:
 
 
 def stale_source_details(task: Any, settings: Settings, now: dt.datetime | None = None) -> list[str]:
-    """What on-call needs about a stale source: its table, thresholds and newest load. The source is
-    the task's dbt selector (`source:<source>.<table>`), looked up in the dbt manifest."""
-    selectors = getattr(task, "select", None) or []
-    names = [s.removeprefix("source:") for s in ([selectors] if isinstance(selectors, str) else selectors)
-             if str(s).startswith("source:")]
-    if len(names) != 1:
-        return []
-    lines = [f"Source:       {names[0]}"]
+    """What on-call needs about stale sources: each source's table, thresholds and newest load, read
+    from the dbt manifest and the warehouse. The freshness task checks every source with a freshness
+    rule; a Cosmos source task (`select` = `source:<source>.<table>`) checks one."""
+    if getattr(task, "task_id", "") == FRESHNESS_TASK_ID:
+        names = None  # every source with a freshness rule
+    else:
+        selectors = getattr(task, "select", None) or []
+        names = [s.removeprefix("source:") for s in ([selectors] if isinstance(selectors, str) else selectors)
+                 if str(s).startswith("source:")]
+        if len(names) != 1:
+            return []
     try:
         with settings.dbt_manifest.open() as fh:
-            sources = json.load(fh).get("sources", {})
-        node = next(n for n in sources.values() if f"{n['source_name']}.{n['name']}" == names[0])
-    except (OSError, ValueError, StopIteration, KeyError, TypeError) as exc:
-        return [*lines, f"Freshness:    unavailable ({type(exc).__name__} reading {settings.dbt_manifest})"]
+            sources = list(json.load(fh).get("sources", {}).values())
+        if names is None:
+            nodes = sorted((n for n in sources if (n.get("freshness") or {}).get("error_after", {}).get("count")
+                            or (n.get("freshness") or {}).get("warn_after", {}).get("count")),
+                           key=lambda n: (n["source_name"], n["name"]))
+        else:
+            nodes = [next(n for n in sources if f"{n['source_name']}.{n['name']}" == names[0])]
+    except (OSError, ValueError, StopIteration, KeyError, TypeError, AttributeError) as exc:
+        first = f"Source:       {names[0]}" if names else "Sources:      unavailable"
+        return [first, f"Freshness:    unavailable ({type(exc).__name__} reading {settings.dbt_manifest})"]
+    return [line for node in nodes for line in source_lines(node, settings, now)]
+
+
+def source_lines(node: dict[str, Any], settings: Settings, now: dt.datetime | None = None) -> list[str]:
+    """One source's table, freshness thresholds and newest load (from the warehouse)."""
+    name = f"{node['source_name']}.{node['name']}"
     table = f"{node['schema']}.{node['identifier']}"
     # dbt/macros/freshness.sql: the source's age counts NYSE sessions, its load column is in meta
     on_sessions = "datapipe_sessions_since_load" in str(node.get("loaded_at_query") or "")
@@ -226,10 +243,10 @@ def stale_source_details(task: Any, settings: Settings, now: dt.datetime | None 
                  if isinstance(rule := freshness.get(key), dict) and rule.get("count") is not None]
         if rules:
             rules[-1] += " NYSE sessions without a newer load"
-        lines[0] += f" (table {table}, loads timed by {loaded_at}, age in NYSE sessions)"
+        lines = [f"Source:       {name} (table {table}, loads timed by {loaded_at}, age in NYSE sessions)"]
     else:
         rules = [f"{level} after {t}" for level, key in levels if (t := _threshold(freshness.get(key)))]
-        lines[0] += f" (table {table}, loaded_at_field {loaded_at})"
+        lines = [f"Source:       {name} (table {table}, loaded_at_field {loaded_at})"]
     if rules:
         lines.append(f"Freshness:    {', '.join(rules)}")
     if not loaded_at or not re.fullmatch(r"\w+", str(loaded_at)) or not re.fullmatch(r"\w+\.\w+", table):

@@ -2,8 +2,9 @@
 
     check_session ─┬─ check_company_refresh ─┬─ extract_companies ─┐
                    │                         └─ keep_companies ────┤
-                   └─ extract_prices ──────────────────────────────┴─ extracted ─► dbt (Cosmos: sources'
-        freshness, one run + test task per model, in dependency order) ─► quality_gate ─► publish_marts ─► grant_reader
+                   └─ extract_prices ──────────────────────────────┴─ extracted ─► dbt_source_freshness
+        ─► dbt (Cosmos watcher: one `dbt build`, then one run + test task per model reading its results, in
+        dependency order) ─► quality_gate ─► publish_marts ─► grant_reader
 
 `check_session` skips the whole run when a scheduled (or backfilled) run's day is not an NYSE
 session (a holiday or special closure, datapipe_common.calendar): no API request, no alert. A
@@ -11,6 +12,8 @@ manual run always goes ahead. Company overviews change rarely: `extract_companie
 week's first session, on the DAG's first successful run (an empty warehouse has no companies), or
 when the run is triggered with `{"refresh_companies": true}`; otherwise `keep_companies` (a no-op)
 takes its place. One DAG, so the marts are always built from one consistent extraction.
+`dbt_source_freshness` checks every source in one dbt process (one pod) before the build: a source
+past its error threshold fails it, and nothing after it runs.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import pendulum
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, BaseOperator, CronTriggerTimetable, Param, task
 
-from datapipe_dags.alerts import GATE_TASK_ID, PipelineAlert
+from datapipe_dags.alerts import FRESHNESS_TASK_ID, GATE_TASK_ID, PipelineAlert
 from datapipe_dags.config import Settings
 from datapipe_dags.dbt_group import dbt_task_group
 from datapipe_dags.local import LocalStepOperator, local_step_kwargs
@@ -140,6 +143,7 @@ def build_market_data_daily(settings: Settings, steps: Steps | None = None, doc_
         extract_companies = step_task(settings, steps, "extract_companies")
         keep_companies = EmptyOperator(task_id="keep_companies")
         extracted = EmptyOperator(task_id="extracted", trigger_rule="none_failed_min_one_success")
+        freshness = step_task(settings, steps, FRESHNESS_TASK_ID)
         dbt = dbt_task_group(settings, steps, default_args, **dbt_kwargs)
         gate = step_task(settings, steps, GATE_TASK_ID)
         publish = step_task(settings, steps, "publish_marts")
@@ -149,5 +153,5 @@ def build_market_data_daily(settings: Settings, steps: Steps | None = None, doc_
         check_session() >> [refresh, extract_prices]
         refresh >> [extract_companies, keep_companies]
         [extract_prices, extract_companies, keep_companies] >> extracted
-        extracted >> dbt >> gate >> publish >> grant
+        extracted >> freshness >> dbt >> gate >> publish >> grant
     return dag
