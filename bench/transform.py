@@ -151,7 +151,8 @@ def main() -> int:
     sandbox: subprocess.Popen[bytes] | None = None
     try:
         sandbox, url = start_sandbox(args.as_of, args.symbols)
-        env_day0 = {**env, "ALPHAVANTAGE_BASE_URL": url, "QUALITY_TODAY": nyse().next_session(args.as_of).isoformat()}
+        env_day0 = {**env, "ALPHAVANTAGE_BASE_URL": url, "QUALITY_TODAY": nyse().next_session(args.as_of).isoformat(),
+                    "EXTRACT_NOW": f"{args.as_of.isoformat()}T18:00"}
         t_extract = run("extract_prices", env_day0) + run("extract_companies", env_day0)
         sandbox.terminate()
         sandbox.wait()
@@ -173,7 +174,8 @@ def main() -> int:
 
         day1 = nyse().next_session(args.as_of)
         sandbox, url = start_sandbox(day1, args.symbols)
-        env_day1 = {**env, "ALPHAVANTAGE_BASE_URL": url, "QUALITY_TODAY": nyse().next_session(day1).isoformat()}
+        env_day1 = {**env, "ALPHAVANTAGE_BASE_URL": url, "QUALITY_TODAY": nyse().next_session(day1).isoformat(),
+                    "EXTRACT_NOW": f"{day1.isoformat()}T18:00"}
         t_extract1 = run("extract_prices", env_day1)
         sandbox.terminate()
         sandbox.wait()

@@ -253,6 +253,7 @@ def test_scenarios_cover_airflow_on_and_off(rendered: dict[str, list[dict[str, A
         "datapipe-airflow-jwt",
         "datapipe-airflow-api-secret-key",
         "datapipe-pod-launcher",
+        "datapipe-airflow-metrics",
     }
     assert scenario_values("defaults", False) == {"airflow": {"enabled": False}}
 

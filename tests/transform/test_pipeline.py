@@ -85,7 +85,7 @@ def test_full_chain_publishes_every_mart_with_the_expected_rows(baseline: Chain)
     assert cols["fct_daily_prices"] == "symbol,trade_date,open,high,low,close,volume,daily_return,high_52w,low_52w"
     assert cols["fct_technical_indicators"] == "symbol,trade_date," + ",".join(INDICATORS)
     assert cols["dim_company"] == ("symbol,name,description,asset_type,exchange,currency,country,sector,industry,"
-                                   "market_capitalization,pe_ratio,dividend_yield,beta,updated_at")
+                                   "market_capitalization,pe_ratio,dividend_yield,beta,updated_at,profile_source")
     assert set(cols) == set(MARTS)
 
     # run log: a passed gate with every expectation stored, one publish with the row counts
@@ -270,6 +270,33 @@ def test_summary_prints_the_published_marts(baseline: Chain) -> None:
     assert f"fct_daily_prices          {total:,}" in out.stdout
     assert f"mart_market_overview      {len(SYMBOLS)} " in out.stdout
     assert AS_OF.isoformat() in out.stdout
+
+
+def test_the_run_is_in_ops_pipeline_runs_for_a_monitor(baseline: Chain) -> None:
+    """The view over the real run (quality.runs): the gate's own freshness observation is read back."""
+    import json
+    import subprocess
+
+    from chain import ROOT
+
+    quality = str(ROOT / ".local/venvs/transform/bin/quality")
+    out = subprocess.run([quality, "summary", "--json"], env=baseline.env(), capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    (run,) = json.loads(out.stdout)["runs"]
+    gate_id, total = baseline.query("select gate_run_id, expectations_total from ops.gate_runs")[0]
+    assert run["outcome"] == "published" and run["gate_run_id"] == str(gate_id)
+    assert run["extract_runs"] == 2 and run["extract_failed"] == 0  # prices and companies
+    assert run["rows_loaded"] == baseline.scalar("select sum(bars) from ops.extract_runs") > 0
+    assert run["checks_total"] == total and run["checks_failed"] == 0
+    assert run["newest_trade_date"] == AS_OF.isoformat()  # the gate's observation, read back
+    assert run["expected_trade_date"] == "2025-06-12"  # QUALITY_TODAY=AS_OF: the session before it
+    assert run["freshness_lag_sessions"] == 0
+    assert run["rows_published"] == sum(baseline.scalar("select row_counts from ops.publish_history").values())
+    for step in ("extract_s", "transform_s", "gate_s", "publish_s"):
+        assert isinstance(run[step], float) and 0 <= run[step] <= run["total_s"], (step, run)
+    text = subprocess.run([quality, "summary"], env=baseline.env(), capture_output=True, text=True, timeout=120)
+    assert "latest run: " in text.stdout and " published; steps extract " in text.stdout, text.stdout
 
 
 # -- incremental runs ---------------------------------------------------------------------------------

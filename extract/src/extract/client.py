@@ -20,7 +20,7 @@ from urllib3.exceptions import (
 )
 
 from extract import protocol
-from extract.errors import ExtractError, StopAllError, ThrottledError, TransientError
+from extract.errors import EmptyAnswerError, ExtractError, NoDataError, StopAllError, ThrottledError, TransientError
 from extract.masking import mask_secret
 from extract.parsing import Parser
 from extract.ratelimit import RateLimiter
@@ -137,6 +137,10 @@ class ApiClient:
                 raise
             except TransientError as exc:
                 exc.args = (self.mask(str(exc)),)
+                if isinstance(exc, EmptyAnswerError) and retry >= min(exc.retries, self.settings.max_retries):
+                    # the same `{}` again: the API has nothing for this symbol (not a glitch)
+                    raise NoDataError(f"{exc} ({attempt.requests} request{'s' * (attempt.requests != 1)})",
+                                      body=resp.data) from None
                 if retry >= self.settings.max_retries:
                     raise type(exc)(
                         f"{exc} (gave up after {attempt.requests} request{'s' * (attempt.requests != 1)})",

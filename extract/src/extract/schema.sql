@@ -21,6 +21,8 @@ create table if not exists ops.extract_runs (
     bars               int         not null default 0,
     base_url           text        not null
 );
+-- the key's tier this run worked with ('free' / 'premium'; null = not known, the run never asked `full`)
+alter table ops.extract_runs add column if not exists api_tier text null;
 
 -- One row per symbol of a run.
 create table if not exists ops.extract_run_symbols (
@@ -28,12 +30,12 @@ create table if not exists ops.extract_run_symbols (
     symbol       text        not null,
     function     text        not null,
     output_size  text        null,
-    status       text        not null check (status in ('succeeded', 'unchanged', 'failed', 'skipped')),
+    -- status and reason_code: check constraints kept equal to extract.errors.STATUSES / REASON_CODES
+    -- by db.migrate (so a new code reaches existing warehouses too)
+    status       text        not null,
     bars         int         not null default 0,
     requests     int         not null default 0,
-    reason_code  text        null check (reason_code in (
-        'invalid_symbol', 'throttled', 'daily_quota', 'premium_endpoint', 'demo_key', 'invalid_payload',
-        'http_error', 'timeout', 'connection_error', 'not_attempted')),
+    reason_code  text        null,
     reason       text        null,
     started_at   timestamptz null,
     finished_at  timestamptz null,
@@ -52,3 +54,34 @@ create table if not exists ops.trading_sessions (
     bar_due_at      timestamptz not null,
     is_early_close  boolean     not null
 );
+
+-- What the extractor learned about an API key: free keys may not ask `outputsize=full` (docs/extract.md,
+-- tiers). One row per API endpoint and key; the key itself is never stored, only the first 12 hex
+-- digits of its sha256, so a new key is asked afresh.
+create table if not exists ops.api_tiers (
+    base_url         text        not null,
+    key_fingerprint  text        not null,
+    tier             text        not null check (tier in ('free', 'premium')),
+    learned_at       timestamptz not null,
+    learned_run_id   uuid        null,
+    evidence         text        null,
+    primary key (base_url, key_fingerprint)
+);
+
+-- Holes in a symbol's daily history that the API can no longer fill (a free key after more than
+-- ~100 missed sessions). Detected by `extract prices` (the symbol fails until the hole is accepted),
+-- accepted by an operator with `extract accept-gap SYMBOL`; the next stored payload sets `restart_on`,
+-- and staging keeps only the symbol's bars from that day on (its history restarts after the hole).
+create table if not exists ops.history_gaps (
+    gap_id           bigint      generated always as identity primary key,
+    symbol           text        not null,
+    newest_stored    date        not null,
+    missing_from     date        not null,
+    missing_to       date        not null,
+    missing_sessions int         not null,
+    detected_at      timestamptz not null,
+    detected_run_id  uuid        null,
+    accepted_at      timestamptz null,
+    restart_on       date        null
+);
+create index if not exists history_gaps_symbol_idx on ops.history_gaps (symbol);

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from datapipe_common.calendar import NEW_YORK
 from datapipe_common.config import ConfigError, env_float, env_int
 from datapipe_common.libpq import libpq_env
 from datapipe_common.symbols import DEFAULT_SYMBOLS, symbols_from_env
@@ -27,8 +29,13 @@ class Settings:
     parse_processes: int = 0
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
     log_level: str = "INFO"
+    # the clock of the history planner (extract.history); None = the real clock. EXTRACT_NOW pins it.
+    now: dt.datetime | None = None
     # the libpq variables (datapipe_common.libpq), nothing else configures the warehouse
     pg_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def clock(self) -> dt.datetime:
+        return self.now or dt.datetime.now(dt.UTC)
 
     @property
     def is_real_api(self) -> bool:
@@ -46,6 +53,11 @@ class Settings:
                 "(free at https://www.alphavantage.co/support/#api-key); or point ALPHAVANTAGE_BASE_URL "
                 "at the sandbox API (`make sandbox-up` writes .local/sandbox.env)."
             )
+        now_raw = env.get("EXTRACT_NOW", "").strip()
+        try:
+            now = dt.datetime.fromisoformat(now_raw).replace(tzinfo=NEW_YORK) if now_raw else None
+        except ValueError:
+            raise ConfigError(f"EXTRACT_NOW={now_raw!r} is not a YYYY-MM-DDTHH:MM time (New York)") from None
         workers = env_int(env, "EXTRACT_WORKERS", 4, minimum=1)
         cpus = os.cpu_count() or 1
         default_parsers = min(workers, cpus) if cpus > 1 else 0
@@ -62,5 +74,6 @@ class Settings:
             parse_processes=env_int(env, "EXTRACT_PARSE_PROCESSES", default_parsers, minimum=0),
             symbols=symbols_from_env(env),
             log_level=env.get("EXTRACT_LOG_LEVEL", "INFO").strip() or "INFO",
+            now=now,
             pg_env=libpq_env(env),
         )

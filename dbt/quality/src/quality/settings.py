@@ -42,6 +42,9 @@ class Settings:
     today: dt.date | None = None
     market_close_delay_minutes: int = int(DATA_DELAY.total_seconds() // 60)
     lock_timeout_s: float = 60.0
+    # the pipeline run (DATAPIPE_RUN_ID: the Airflow run id, one id per `make pipeline`); publish
+    # checks dbt's results of that run; unset: the run of the newest dbt result
+    run_id: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -67,6 +70,7 @@ class Settings:
             market_close_delay_minutes=env_int(env, "QUALITY_MARKET_CLOSE_DELAY_MINUTES",
                                                cls.market_close_delay_minutes, minimum=0, maximum=24 * 60),
             lock_timeout_s=env_float(env, "QUALITY_LOCK_TIMEOUT_S", 60.0, minimum=0.1, maximum=3600.0),
+            run_id=env.get("DATAPIPE_RUN_ID", "").strip() or None,
         )
 
     def conninfo(self) -> str:
