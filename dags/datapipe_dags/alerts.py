@@ -5,11 +5,18 @@ what happened:
 
 - `quality_gate_failed` — the `quality_gate` task failed; the message lists the failing
   expectations, read from `ops.gate_results` (docs/warehouse.md) of the latest gate run;
-- `stale_source_data` — the source-freshness task (`dbt_source_freshness`, or a Cosmos source task)
-  failed (error threshold) or warned; the message names each source's table, its thresholds (from
-  the dbt manifest) and its newest load;
-- `dbt_test_warnings` — a dbt test task finished with warnings (tests of severity `warn`);
+- `stale_source_data` — the source-freshness task (`dbt_source_freshness`) failed (error threshold)
+  or warned; the message names each source's table, its thresholds (from the dbt manifest) and its
+  newest load;
+- `dbt_test_warnings` — the run's dbt build finished with test warnings (tests of severity `warn`);
 - `task_failed` — any other task failed (after its retries).
+
+Warnings: Cosmos' watcher tasks do not call `on_warning_callback`, so the warnings come from dbt's
+own results, recorded per run in `ops.dbt_results` by the project's on-run-end hook
+(dbt/macros/run_results.sql). `PipelineAlert(settings, warning=True)` is the success callback of the
+freshness task (its sources that warned) and the success and skipped callback of the watcher
+producer (the build's tests whose latest result warned): one alert each per run, none without a
+warning.
 
 The message names the DAG, task, run id, logical date, try number and links to the task log in the
 Airflow UI (`DATAPIPE_AIRFLOW_BASE_URL`). Format and delivery are `datapipe_dags.notify`'s, shared
@@ -63,6 +70,15 @@ where r.gate_run_id = (select g.gate_run_id from ops.gate_runs as g order by g.s
   and not r.success
 order by r.mart, r.expectation_type, r.column_name
 """
+# The latest result of each node of one kind ('test' or 'source') in one pipeline run, as dbt's
+# on-run-end hook recorded it (dbt/macros/run_results.sql): a node retried alone counts by its retry.
+DBT_LATEST_RESULTS_SQL = """
+select distinct on (r.unique_id) r.unique_id, r.status, r.failures
+from ops.dbt_results as r
+where r.run_id = %s and r.resource_type = %s
+order by r.unique_id, r.result_id desc
+"""
+WARN = "warn"
 
 
 def classify(task: Any, warning: bool = False) -> str:
@@ -111,20 +127,21 @@ def format_expectation(row: tuple[Any, ...]) -> str:
     return text
 
 
-def query_warehouse(settings: Settings, query: str) -> tuple[list[tuple[Any, ...]] | None, str | None]:
+def query_warehouse(settings: Settings, query: str, params: Sequence[Any] | None = None,
+                    ) -> tuple[list[tuple[Any, ...]] | None, str | None]:
     """Rows of a read-only query, or (None, reason) when the warehouse cannot be read: an alert
     must still go out when it is unreachable."""
     try:
         if settings.warehouse_conn_id:
             from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-            rows = PostgresHook(postgres_conn_id=settings.warehouse_conn_id).get_records(query)
+            rows = PostgresHook(postgres_conn_id=settings.warehouse_conn_id).get_records(query, parameters=params)
         elif settings.is_local:
             # Local runtime: the steps use the libpq variables of this process; so does libpq here.
             import psycopg
 
             with psycopg.connect("", connect_timeout=10) as conn:
-                rows = conn.execute(query).fetchall()
+                rows = conn.execute(query, params).fetchall()
         else:
             return None, "set DATAPIPE_WAREHOUSE_CONN_ID to read the warehouse from alerts"
     except Exception as exc:
@@ -136,6 +153,26 @@ def fetch_failing_expectations(settings: Settings) -> tuple[list[str] | None, st
     """Failing expectations of the latest gate run, or (None, reason) when they cannot be read."""
     rows, error = query_warehouse(settings, GATE_RESULTS_SQL)
     return (None, error) if rows is None else ([format_expectation(r) for r in rows], None)
+
+
+def node_name(unique_id: str) -> str:
+    """dbt's name of a node: `test.datapipe.<name>.<hash>` -> name, `source.datapipe.<source>.<table>`
+    -> source.table."""
+    parts = unique_id.split(".")
+    if parts[0] == "source" and len(parts) >= 4:
+        return ".".join(parts[2:])
+    return parts[2] if len(parts) >= 3 else unique_id
+
+
+def fetch_dbt_warnings(settings: Settings, run_id: str, resource_type: str) -> tuple[list[str], str | None]:
+    """The nodes of `resource_type` whose latest result in `run_id` is a warning, by name (a test with
+    its number of failing rows), or ([], reason) when ops cannot be read."""
+    rows, error = query_warehouse(settings, DBT_LATEST_RESULTS_SQL, (run_id, resource_type))
+    if rows is None:
+        return [], error
+    warned = sorted((node_name(str(uid)), failures) for uid, status, failures in rows if status == WARN)
+    return [f"{name} ({failures} failing row{'s' * (failures != 1)})" if failures else name
+            for name, failures in warned], None
 
 
 def _threshold(rule: Any) -> str | None:
@@ -237,10 +274,8 @@ class PipelineAlert(TaskAlert):
                              expectations=expectations, expectations_error=error, details=details)
 
     def notify(self, context: Any) -> None:
-        if self.warning and not context.get("test_names"):
-            # Cosmos calls the warning callback of a source-freshness task after every run, warnings
-            # or not; only a run that reported warnings (their names in `test_names`) is an alert.
-            self.log.info("no dbt warnings reported: no alert")
+        if self.warning:
+            self.notify_warnings(context)
             return
         if not self.enabled:
             self.log.info("alerts are not configured (DATAPIPE_ALERT_EMAIL_TO / DATAPIPE_SLACK_CONN_ID)")
@@ -253,3 +288,29 @@ class PipelineAlert(TaskAlert):
     def enabled(self) -> bool:
         return self.channels.enabled
 
+    def notify_warnings(self, context: Any) -> None:
+        """The warnings of this run's freshness check or build, from ops.dbt_results (nothing when
+        there are none, or alerts are off)."""
+        ti = context["ti"]
+        kind = classify(getattr(ti, "task", None) or ti, warning=True)
+        if kind == "dbt_test_warnings" and (getattr(ti, "try_number", 1) or 1) > 1:
+            # Cosmos' producer builds on its first try only (later tries skip): its warnings went out then
+            self.log.info("producer try %s ran no build: no warning alert", ti.try_number)
+            return
+        if not self.enabled:
+            self.log.info("alerts are not configured (DATAPIPE_ALERT_EMAIL_TO / DATAPIPE_SLACK_CONN_ID)")
+            return
+        run_id = str(context.get("run_id") or ti.run_id)
+        warned, error = fetch_dbt_warnings(self.settings, run_id,
+                                           "source" if kind == "stale_source_data" else "test")
+        if error:
+            self.log.warning("dbt's results of run %s could not be read (%s): no warning alert", run_id, error)
+            return
+        if not warned:
+            self.log.info("dbt reported no warnings for run %s: no alert", run_id)
+            return
+        details = (stale_source_details(getattr(ti, "task", None) or ti, self.settings)
+                   if kind == "stale_source_data" else [])
+        message = build_message(kind, {**context, "test_names": warned}, self.settings.airflow_base_url,
+                                details=details)
+        deliver(message, self.channels, context, self.log)

@@ -163,11 +163,16 @@ def dbt_task_group(settings: Settings, steps: Steps, default_args: dict[str, Any
     return producer_first(group)
 
 
+def producer_task(group: DbtTaskGroup) -> Any:
+    """The group's watcher producer: the run's one `dbt build`."""
+    return next(task for task in group.iter_tasks() if task.task_id == f"{GROUP_ID}.{PRODUCER_WATCHER_TASK_ID}")
+
+
 def producer_first(group: DbtTaskGroup) -> DbtTaskGroup:
     """Put the producer before the group's root model tasks (see the module docstring); a root runs
     when the producer succeeded or was skipped (nodes failed), not when it failed or never ran."""
     tasks = {task.task_id: task for task in group.iter_tasks()}
-    producer = tasks[f"{GROUP_ID}.{PRODUCER_WATCHER_TASK_ID}"]
+    producer = producer_task(group)
     done = f"{GROUP_ID}.{PRODUCER_WATCHER_DONE_TASK_ID}"
     for task_id, task in tasks.items():
         if task is producer or task_id == done or set(task.upstream_task_ids) & set(tasks):

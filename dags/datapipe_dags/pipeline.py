@@ -32,7 +32,7 @@ from airflow.sdk import DAG, BaseOperator, CronTriggerTimetable, Param, task
 
 from datapipe_dags.alerts import FRESHNESS_TASK_ID, GATE_TASK_ID, PipelineAlert, RunAlert
 from datapipe_dags.config import Settings
-from datapipe_dags.dbt_group import dbt_task_group
+from datapipe_dags.dbt_group import dbt_task_group, producer_task
 from datapipe_dags.local import LocalStepOperator, local_step_kwargs
 from datapipe_dags.pods import RUN_ENV, pod_kwargs, retry_kwargs
 from datapipe_dags.steps import Steps, load_steps
@@ -159,8 +159,14 @@ def build_market_data_daily(settings: Settings, steps: Steps | None = None, doc_
         extract_companies = step_task(settings, steps, "extract_companies")
         extract_missing_companies = step_task(settings, steps, "extract_missing_companies")
         extracted = EmptyOperator(task_id="extracted", trigger_rule="none_failed_min_one_success")
-        freshness = step_task(settings, steps, FRESHNESS_TASK_ID)
+        # dbt's warnings (a source late but under its error threshold, tests of severity warn) alert
+        # once per run, from the results dbt recorded in ops (the watcher tasks have no warning callback)
+        warnings = PipelineAlert(settings, warning=True)
+        freshness = step_task(settings, steps, FRESHNESS_TASK_ID, on_success_callback=[warnings])
         dbt = dbt_task_group(settings, steps, default_args, **dbt_kwargs)
+        producer = producer_task(dbt)
+        producer.on_success_callback = [warnings]
+        producer.on_skipped_callback = [warnings]  # dbt exit 1 (nodes failed): warnings still alert
         gate = step_task(settings, steps, GATE_TASK_ID)
         publish = step_task(settings, steps, "publish_marts")
         grant = step_task(settings, steps, "grant_reader")

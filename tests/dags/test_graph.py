@@ -174,7 +174,8 @@ def test_source_freshness_is_one_task_before_the_build(k8s_dag: Any, manifest: d
     dbt_ids = {t for t in k8s_dag.task_ids if t.startswith("dbt.")}
     assert all("dbt_source_freshness" in upstream_ids(k8s_dag, t) for t in dbt_ids)
     assert not any(t.endswith(("_source", ".source")) for t in k8s_dag.task_ids)
-    with_freshness = [s for s in manifest["sources"].values() if (s.get("freshness") or {}).get("error_after")]
+    with_freshness = [s for s in manifest["sources"].values()
+                      if ((s.get("freshness") or {}).get("error_after") or {}).get("count")]
     assert len(with_freshness) == 2
 
 
@@ -280,3 +281,24 @@ def test_every_task_alerts_and_retries_with_backoff(k8s_dag: Any) -> None:
         assert task.retries == 3, task.task_id
         assert task.retry_exponential_backoff == 2.0, task.task_id
         assert task.max_retry_delay is not None, task.task_id
+
+
+@pytest.mark.parametrize("runtime", ["kubernetes", "local"])
+def test_dbt_warnings_alert_from_the_freshness_task_and_the_producer_only(build_dag: Any, runtime: str) -> None:
+    """Watcher tasks have no warning callback: the warnings of a run alert from dbt's recorded
+    results, after the freshness check (its sources) and after the build (its tests), nowhere else."""
+    from dagtest import DBT_PROJECT
+    from datapipe_dags.alerts import PipelineAlert
+
+    dag = build_dag(DATAPIPE_RUNTIME="local", DATAPIPE_DBT_PROJECT_DIR=str(DBT_PROJECT)) if runtime == "local" \
+        else build_dag()
+
+    def warning_alerts(callbacks: Any) -> list[Any]:
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        return [c for c in callbacks if isinstance(c, PipelineAlert) and c.warning]
+
+    senders = {(task.task_id, when) for task in dag.tasks
+               for when in ("on_success_callback", "on_skipped_callback", "on_failure_callback")
+               if warning_alerts(getattr(task, when, None))}
+    assert senders == {("dbt_source_freshness", "on_success_callback"), (PRODUCER, "on_success_callback"),
+                       (PRODUCER, "on_skipped_callback")}, senders

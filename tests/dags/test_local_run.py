@@ -241,6 +241,12 @@ def test_stale_source_data_alerts_by_email_and_slack(airflow_home: dict[str, str
             assert f"Freshness:    {rule} NYSE sessions without a newer load" in block, block
             stamp = re.escape(load.astimezone(dt.UTC).isoformat(timespec="seconds"))
             assert re.search(rf"Newest load:  {stamp} \(\d+ days? \d+ hours? ago\)", block), block
+    # dbt recorded each source's freshness result for the run (its hooks run for freshness too):
+    # what the warning alert of a run that goes on reads
+    recorded = warehouse.psql("select string_agg(unique_id || '=' || status, ',' order by unique_id)"
+                              f" from ops.dbt_results where resource_type = 'source' and run_id = '{run_id[1]}'")
+    assert recorded == ("source.datapipe.alphavantage.company_overview=warn,"
+                        "source.datapipe.alphavantage.time_series_daily=error"), recorded
     # nothing after the freshness check ran: no dbt build, no model task
     assert "'build', '--log-format'" not in log
     # the stale prices stopped the run before the gate: the published marts did not move
