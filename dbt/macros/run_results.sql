@@ -8,7 +8,8 @@
     source `dbt source freshness` checked (resource_type 'source': pass / warn / error; never in
     ops.dbt_run_nodes, so publish's verdict does not count them). The DAG's warning alerts read them.
   `quality publish` refuses unless the latest result of every node of the run passed (docs/transform.md).
-  The tables are created by the on-run-start hook (datapipe_create_support_objects), under its lock.
+  The hook creates its tables itself (idempotent, under the support objects' advisory lock, so
+  parallel invocations never race): the macro is the whole feature, one file.
 -#}
 
 {#- The pipeline run this dbt invocation belongs to. -#}
@@ -16,7 +17,7 @@
 {{ return(env_var('DATAPIPE_RUN_ID', '') | trim or invocation_id) }}
 {%- endmacro %}
 
-{#- DDL of the two tables (run by datapipe_create_support_objects, inside its DO block). -#}
+{#- DDL of the two tables (inside a DO block). -#}
 {% macro datapipe_run_results_ddl() %}
   create schema if not exists ops;
   create table if not exists ops.dbt_run_nodes (
@@ -50,6 +51,12 @@
 {% macro datapipe_record_results(results) %}
 {%- if execute -%}
 {%- set run_id = datapipe_run_id() -%}
+do $datapipe$
+begin
+  perform pg_advisory_xact_lock(hashtext('datapipe_support_objects'));
+  {{ datapipe_run_results_ddl() }}
+end
+$datapipe$;
 {%- set nodes = [] -%}
 {%- for node in graph.nodes.values() if node.resource_type in ('model', 'test') -%}
   {%- do nodes.append(node) -%}
@@ -74,9 +81,6 @@ insert into ops.dbt_results (run_id, invocation_id, unique_id, resource_type, st
    {{ result.failures if result.failures is not none else 'null' }}, {{ datapipe_sql_text(result.message) }},
    {{ result.execution_time or 0 }}){{ "," if not loop.last }}
 {%- endfor %};
-{%- endif %}
-{%- if not nodes and not executed %}
-select 1
 {%- endif %}
 {%- endif -%}
 {% endmacro %}

@@ -4,8 +4,7 @@
   - staging.dbt_watermarks: per incremental model, the highest upstream cursor it has consumed;
   - the indicator state type, staging.datapipe_indicator_step and staging.datapipe_indicators:
     the aggregate behind the recursive indicators, and the clean-up of older versions' objects
-    (see macros/indicators.sql and docs/transform.md);
-  - ops.dbt_run_nodes / ops.dbt_results: what the on-run-end hook records (macros/run_results.sql).
+    (see macros/indicators.sql and docs/transform.md).
   One DO block under an advisory lock, so parallel dbt invocations (Cosmos runs one per model)
   never race on CREATE OR REPLACE.
 -#}
@@ -24,7 +23,6 @@ begin
     updated_at timestamptz not null default now()
   );
   {{- datapipe_indicator_objects_ddl() }}
-  {{ datapipe_run_results_ddl() }}
 end
 $datapipe$;
 {% endmacro %}

@@ -46,6 +46,12 @@ def legacy_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         tar.extractall(dest, filter="data")
     project = dest / "dbt"
     assert "double precision[]" in (project / "macros" / "indicators.sql").read_text(), "not the positional state"
+    # publish requires dbt's recorded results (issue 14): the legacy project gets today's on-run-end hook
+    # (one self-contained macro), as a deployment's dbt would have recorded them
+    shutil.copy(ROOT / "dbt" / "macros" / "run_results.sql", project / "macros" / "run_results.sql")
+    config = project / "dbt_project.yml"
+    assert "on-run-end" not in config.read_text()
+    config.write_text(config.read_text() + '\non-run-end:\n  - "{{ datapipe_record_results(results) }}"\n')
     return project
 
 
