@@ -100,8 +100,13 @@ def render_config(settings: Settings, load_method: LoadMode) -> RenderConfig:
         test_behavior=TestBehavior.AFTER_EACH,
         # freshness is one task before the group (datapipe_dags.pipeline), not one per source
         source_rendering_behavior=SourceRenderingBehavior.NONE,
-        # A test with several parents (relationships to dim_company) gets its own task after all of them.
-        should_detach_multiple_parents_tests=True,
+        # A test with several parents (relationships to dim_company) counts in each parent's test task:
+        # the producer reports it in every parent's aggregated test status (Cosmos' tests_per_model).
+        # No task of its own: the producer never reports a status under a detached test's id, so
+        # such a task can only defer and pass blind ("node not run"), and a task that defers and
+        # resumes within seconds can be failed by the scheduler's late executor event (seen with
+        # the LocalExecutor in the backfill test).
+        should_detach_multiple_parents_tests=False,
         **({"dbt_executable_path": str(settings.dbt_executable), "invocation_mode": InvocationMode.SUBPROCESS}
            if load_method != LoadMode.DBT_MANIFEST else {}),
     )

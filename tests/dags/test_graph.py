@@ -88,8 +88,8 @@ def test_one_task_per_model_and_its_tests(k8s_dag: Any, manifest: dict[str, Any]
         if m["test"]:
             assert kinds[m["test"]] == "DbtTestWatcherKubernetesOperator"
             assert upstream_ids(k8s_dag, m["test"]) >= {m["run"]}
-    # nothing else than model run/test tasks, multi-parent test tasks and the one producer (+ its gate)
-    assert dbt_ids - wanted == set(detached_tests(manifest)) | {PRODUCER, PRODUCER_DONE}
+    # nothing else than model run/test tasks and the one producer (+ its gate)
+    assert dbt_ids - wanted == {PRODUCER, PRODUCER_DONE}
     assert kinds[PRODUCER] == "DbtProducerWatcherKubernetesOperator"
 
 
@@ -131,21 +131,26 @@ def detached_tests(manifest: dict[str, Any]) -> dict[str, list[str]]:
             if n["resource_type"] == "test" and len(n["depends_on"]["nodes"]) > 1}
 
 
-def test_multi_parent_tests_run_after_all_their_parents(k8s_dag: Any, manifest: dict[str, Any]) -> None:
-    """A relationships test runs once every model it reads is built and tested (never half-built)."""
+@pytest.mark.parametrize("runtime", ["kubernetes", "local"])
+def test_multi_parent_tests_fail_every_parent_test_task(build_dag: Any, manifest: dict[str, Any],
+                                                      runtime: str) -> None:
+    """A relationships test has no task of its own: the producer reports it in the aggregated test
+    status of each model it reads, so when it fails, every one of those models' test tasks fails."""
+    from dagtest import DBT_PROJECT
+
+    dag = build_dag(DATAPIPE_RUNTIME="local", DATAPIPE_DBT_PROJECT_DIR=str(DBT_PROJECT)) if runtime == "local" \
+        else build_dag()
     models = model_tasks(manifest)
-    detached = detached_tests(manifest)
-    assert len(detached) >= 3
-    for task_id, parents in detached.items():
-        task = k8s_dag.get_task(task_id)
-        assert type(task).__name__ == "DbtTestWatcherKubernetesOperator"
-        ancestors = upstream_ids(k8s_dag, task_id)
+    multi_parent = detached_tests(manifest)
+    assert len(multi_parent) >= 3
+    assert not set(multi_parent) & set(dag.task_ids)
+    producer = dag.get_task(PRODUCER)
+    tests_per_model = getattr(producer, "tests_per_model", None) or producer._tests_per_model
+    for task_id, parents in multi_parent.items():
+        test_uid = next(uid for uid, n in manifest["nodes"].items() if f"dbt.{n['name']}_test" == task_id)
         for parent in parents:
-            assert models[parent]["last"] in ancestors, (task_id, parent)
-        # and the single-parent test tasks exclude it, so it does not run early
-        for parent in parents:
-            if models[parent]["test"]:
-                assert task.select in (k8s_dag.get_task(models[parent]["test"]).exclude or ""), (task_id, parent)
+            assert test_uid in tests_per_model[parent], (test_uid, parent)
+            assert models[parent]["test"] in dag.task_ids, (task_id, parent)
 
 
 def test_models_run_in_dependency_order(k8s_dag: Any, manifest: dict[str, Any]) -> None:
