@@ -1,10 +1,13 @@
 {#-
-  dbt's results in the warehouse, whatever runs dbt (`make pipeline`'s one `dbt build`, Cosmos' one
-  invocation per model and per test, a watcher-mode build): the on-run-end hook of dbt_project.yml
+  dbt's results in the warehouse, whatever runs dbt (`make pipeline`'s one `dbt build`, the DAG's
+  `dbt source freshness` and its watcher producer's `dbt build`, a retried model or test task's
+  `dbt run` / `dbt test` of its node): the on-run-end hook of dbt_project.yml
   records, for the pipeline run `DATAPIPE_RUN_ID` (the Airflow run id; one id per `make pipeline`;
   unset: dbt's invocation id):
   - ops.dbt_run_nodes: every model and test of the manifest dbt ran with (what the run must pass);
-  - ops.dbt_results: one row per model or test this invocation executed, with its status.
+  - ops.dbt_results: one row per model or test this invocation executed, with its status, and one per
+    source `dbt source freshness` checked (resource_type 'source': pass / warn / error; never in
+    ops.dbt_run_nodes, so publish's verdict does not count them). The DAG's warning alerts read them.
   `quality publish` refuses unless the latest result of every node of the run passed (docs/transform.md).
   The live quotes' models and tests (tag `quotes`, built every few minutes by `quality publish-quotes`)
   are never part of a run's verdict: they are left out of both tables, and an invocation that ran only
@@ -58,7 +61,7 @@
 {%- endfor -%}
 {%- set executed = [] -%}
 {%- set live = [] -%}
-{%- for result in results if result.node.resource_type in ('model', 'test') -%}
+{%- for result in results if result.node.resource_type in ('model', 'test', 'source') -%}
   {%- do (live if 'quotes' in result.node.tags else executed).append(result) -%}
 {%- endfor -%}
 {%- if live and not executed -%}
