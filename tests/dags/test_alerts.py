@@ -135,19 +135,23 @@ def test_stale_source_message_names_table_thresholds_and_newest_load(tmp_path: P
 PROBE_DAG = '''
 """alerts_probe: fails two local steps so the alert notifier fires (airflow test DAG)."""
 import os
+from pathlib import Path
 import pendulum
 from airflow.sdk import DAG
 from datapipe_dags.alerts import PipelineAlert
 from datapipe_dags.config import Settings
 from datapipe_dags.local import LocalStepOperator
+from datapipe_dags.steps import Component, Step
 
 settings = Settings.from_env(os.environ)
-failing = ["python", "-c", "import sys; print('apikey=LEAKED-IN-LOG-ONLY'); sys.exit(3)"]
+venv = Path(os.environ["PROBE_VENV"])
+probe = Component(name="probe", image="probe", local_dir=".", venv=venv.name)
+failing = ("python", "-c", "import sys; print('apikey=LEAKED-IN-LOG-ONLY'); sys.exit(3)")
 with DAG("alerts_probe", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
          default_args={"retries": 0, "on_failure_callback": [PipelineAlert(settings)]}):
     for task_id in ("extract_prices", "quality_gate"):
-        LocalStepOperator(task_id=task_id, step_name=task_id, command=failing, cwd=os.getcwd(),
-                          venv_dir=os.environ["PROBE_VENV"], step_env={})
+        LocalStepOperator(task_id=task_id, step=Step(task_id, probe, failing), repo_root=Path.cwd(),
+                          venvs_dir=venv.parent, plain_env={})
 '''
 
 # Gate results as `quality gate` stores them (docs/warehouse.md), in a private database.

@@ -2,8 +2,11 @@
 
     extract prices    [--symbols AAPL,MSFT] [--full]   TIME_SERIES_DAILY per symbol into raw.time_series_daily
     extract companies [--symbols ...]                  OVERVIEW per symbol into raw.company_overview
+    extract quotes    [--symbols ...]                  GLOBAL_QUOTE per symbol into raw.global_quote
     extract migrate                                    create the raw/ops tables (every run does it too)
     extract sandbox   [--port 8765] [--host 127.0.0.1] [--as-of YYYY-MM-DD] [--fault SPEC ...]
+
+One command per endpoint of extract.endpoints (the list above is theirs today).
 
 Configuration comes from the environment (docs/extract.md); exit 0 only when every symbol succeeded.
 """
@@ -22,7 +25,7 @@ from datapipe_common.config import ConfigError
 from datapipe_common.libpq import libpq_env
 from datapipe_common.symbols import parse_symbols
 
-from extract import db
+from extract import db, endpoints
 from extract.masking import configure_logging, mask_secret
 from extract.settings import Settings
 
@@ -33,10 +36,10 @@ log = logging.getLogger("extract")
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="extract", description="Alpha Vantage extractor and sandbox API.")
     sub = p.add_subparsers(dest="command", required=True)
-    for name, what in (("prices", "TIME_SERIES_DAILY"), ("companies", "OVERVIEW")):
-        sp = sub.add_parser(name, help=f"load {what} for each symbol into raw")
+    for endpoint in endpoints.all_endpoints():
+        sp = sub.add_parser(endpoint.command, help=endpoint.summary)
         sp.add_argument("--symbols", help="comma-separated symbols (default: DATAPIPE_SYMBOLS, else the 10 defaults)")
-        if name == "prices":
+        if endpoint.output_sizes:
             sp.add_argument(
                 "--full", action="store_true", help="outputsize=full for every symbol (default: only first loads)"
             )
@@ -192,7 +195,7 @@ def run_sandbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     args = _parser().parse_args(argv)
     env = dict(os.environ) if env is None else env
-    if args.command in ("prices", "companies"):
+    if args.command in endpoints.commands():
         return run_extract(args.command, args, env)
     if args.command == "migrate":
         return run_migrate(env)

@@ -13,9 +13,24 @@ import psycopg
 from datapipe_common.libpq import conninfo
 from psycopg import sql
 
+from extract import endpoints
+
 # Stable advisory-lock key for the schema migration ("extract" in ASCII).
 MIGRATION_LOCK = 0x65787472616374
-TABLES = {"TIME_SERIES_DAILY": "raw.time_series_daily", "OVERVIEW": "raw.company_overview"}
+
+# Every raw table (one per endpoint of extract.endpoints) has these columns: one row per validated answer.
+RAW_COLUMNS = """
+    payload_id      bigint generated always as identity primary key,
+    run_id          uuid        not null,
+    symbol          text        not null,
+    function        text        not null,
+    output_size     text        null,
+    request_url     text        not null,
+    requested_at    timestamptz not null,
+    received_at     timestamptz not null,
+    payload_sha256  text        not null,
+    payload         jsonb       not null
+"""
 
 
 def connect(pg_env: Mapping[str, str], *, autocommit: bool = False) -> psycopg.Connection[tuple[object, ...]]:
@@ -24,15 +39,36 @@ def connect(pg_env: Mapping[str, str], *, autocommit: bool = False) -> psycopg.C
 
 
 def schema_sql() -> str:
+    """The schemas and the ops tables (schema.sql); the raw tables come from `raw_table_sql`."""
     return files("extract").joinpath("schema.sql").read_text()
 
 
+def raw_table_sql(endpoint: endpoints.Endpoint) -> sql.Composed:
+    """The raw table of an endpoint (idempotent): RAW_COLUMNS, and an index for "the latest payload of a
+    symbol"; payloads uncompressed when the endpoint asks for it (ALTER only when not yet so)."""
+    table = sql.Identifier("raw", endpoint.table)
+    statements = [
+        sql.SQL("create table if not exists {} ({})").format(table, sql.SQL(RAW_COLUMNS)),
+        sql.SQL("create index if not exists {} on {} (symbol, function, received_at desc, payload_id desc)").format(
+            sql.Identifier(f"{endpoint.table}_symbol_latest_idx"), table),
+    ]
+    if endpoint.store_uncompressed:
+        statements.append(sql.SQL(
+            "do $$ begin if exists (select from pg_attribute where attrelid = {rel}::regclass and attname = 'payload'"
+            " and attstorage <> 'e') then alter table {table} alter column payload set storage external; end if;"
+            " end $$"
+        ).format(rel=sql.Literal(endpoint.relation), table=table))
+    return sql.SQL(";\n").join(statements)
+
+
 def migrate(conn: psycopg.Connection[tuple[object, ...]]) -> None:
-    """Create the raw and ops tables if missing and bring `ops.trading_sessions` up to date; safe
-    to run concurrently and repeatedly."""
+    """Create the ops tables and every registered endpoint's raw table if missing and bring
+    `ops.trading_sessions` up to date; safe to run concurrently and repeatedly."""
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
         conn.execute(schema_sql().encode())
+        for endpoint in endpoints.all_endpoints():
+            conn.execute(raw_table_sql(endpoint))
         sync_trading_sessions(conn)
 
 
@@ -119,9 +155,10 @@ def finish_run(
 
 
 def has_payload(conn: psycopg.Connection[tuple[object, ...]], function: str, symbol: str) -> bool:
-    table = TABLES[function]
+    table = sql.Identifier("raw", endpoints.endpoint(function).table)
     row = conn.execute(
-        f"select exists (select 1 from {table} where symbol = %s and function = %s)", (symbol, function)
+        sql.SQL("select exists (select 1 from {} where symbol = %s and function = %s)").format(table),
+        (symbol, function),
     ).fetchone()
     conn.commit()
     return bool(row and row[0])
@@ -169,21 +206,23 @@ def store_payload(
 ) -> bool:
     """One transaction: the payload (unless identical to the latest stored one for this symbol and
     function) and the symbol's run-log row. Returns True when a new payload row was written."""
-    table = TABLES[outcome.function]
+    endpoint = endpoints.endpoint(outcome.function)
+    table = sql.Identifier("raw", endpoint.table)
     digest = sha256(body)
     with conn.transaction():
         # Serialise concurrent extractors on the same symbol, so "latest" is well defined.
-        conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"{table}:{outcome.symbol}",))
+        conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"{endpoint.relation}:{outcome.symbol}",))
         row = conn.execute(
-            f"select payload_sha256 from {table} where symbol = %s and function = %s"
-            " order by received_at desc, payload_id desc limit 1",
+            sql.SQL("select payload_sha256 from {} where symbol = %s and function = %s"
+                    " order by received_at desc, payload_id desc limit 1").format(table),
             (outcome.symbol, outcome.function),
         ).fetchone()
         stored = not (row and row[0] == digest)
         if stored:
             conn.execute(
-                f"insert into {table} (run_id, symbol, function, output_size, request_url, requested_at,"
-                " received_at, payload_sha256, payload) values (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)",
+                sql.SQL("insert into {} (run_id, symbol, function, output_size, request_url, requested_at,"
+                        " received_at, payload_sha256, payload) values (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
+                        ).format(table),
                 (
                     run_id,
                     outcome.symbol,

@@ -15,15 +15,16 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from extract import protocol
+from extract.endpoints import ParseFn, endpoint
 
 INLINE_MAX_BYTES = 128 * 1024
 log = logging.getLogger("extract.parsing")
 
 
 def _validate(
-    status: int, content_type: str | None, body: bytes, function: str, symbol: str, key: str | None
+    parse: ParseFn, status: int, content_type: str | None, body: bytes, function: str, symbol: str, key: str | None
 ) -> tuple[int, str | None]:
-    parsed = protocol.interpret(status, content_type, body, function=function, symbol=symbol, key=key)
+    parsed = protocol.interpret_with(parse, status, content_type, body, function=function, symbol=symbol, key=key)
     return parsed.bars, parsed.last_refreshed
 
 
@@ -46,17 +47,21 @@ class Parser:
     def interpret(
         self, status: int, content_type: str | None, body: bytes, *, function: str, symbol: str, key: str | None
     ) -> protocol.Parsed:
+        parse = endpoint(function).parse
         if self.processes <= 0 or len(body) <= self.inline_max_bytes:
-            return protocol.interpret(status, content_type, body, function=function, symbol=symbol, key=key)
+            return protocol.interpret_with(parse, status, content_type, body, function=function, symbol=symbol,
+                                           key=key)
         try:
-            future = self._get_pool().submit(_validate, status, content_type, body, function, symbol, key)
+            # the parser travels by reference (module and name): the helper imports it
+            future = self._get_pool().submit(_validate, parse, status, content_type, body, function, symbol, key)
             # typed errors raised in the helper come back as themselves
             bars, last = future.result()
         except (BrokenProcessPool, OSError) as exc:
             # No helpers here (no /dev/shm, an unguarded __main__, a killed helper): validate inline.
             log.warning("parse helper processes unavailable (%s): validating in the worker threads", exc)
             self.processes = 0
-            return protocol.interpret(status, content_type, body, function=function, symbol=symbol, key=key)
+            return protocol.interpret_with(parse, status, content_type, body, function=function, symbol=symbol,
+                                           key=key)
         return protocol.Parsed(function, symbol, body, bars, last)
 
     def close(self) -> None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from operator import itemgetter, le
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -44,6 +45,13 @@ SNIPPET = 160
 
 _THROTTLE_HINTS = ("per minute", "per second", "call frequency", "sparingly", "burst", "too many requests")
 _QUOTA_HINTS = ("per day", "daily rate limit", "daily limit", "requests today")
+
+
+class Content(NamedTuple):
+    """What a valid answer holds (an endpoint's parser returns it)."""
+
+    items: int  # daily bars, or 1 for an overview / quote
+    last_refreshed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -198,7 +206,7 @@ def validate_series(series: dict[str, Any], body: bytes = b"") -> int:
     raise PermanentSymbolError("invalid series (no single bar to blame)", reason_code="invalid_payload")
 
 
-def parse_daily(doc: Any, symbol: str, key: str | None, body: bytes = b"") -> tuple[int, str | None]:
+def parse_daily(doc: Any, symbol: str, key: str | None, body: bytes = b"") -> Content:
     doc = _expect_dict(doc, DAILY)
     if SERIES_KEY not in doc:
         classify_message(doc, key)
@@ -216,13 +224,13 @@ def parse_daily(doc: Any, symbol: str, key: str | None, body: bytes = b"") -> tu
         raise PermanentSymbolError(f"{SERIES_KEY!r} is empty", reason_code="invalid_payload")
     bars = validate_series(series, body)
     last = meta.get("3. Last Refreshed")
-    return bars, last if isinstance(last, str) else None
+    return Content(bars, last if isinstance(last, str) else None)
 
 
 _MISSING = ("None", "-", "")
 
 
-def parse_overview(doc: Any, symbol: str, key: str | None) -> None:
+def parse_overview(doc: Any, symbol: str, key: str | None, body: bytes = b"") -> Content:
     if isinstance(doc, dict) and "Symbol" not in doc:
         classify_message(doc, key)
     doc = _expect_dict(doc, OVERVIEW)
@@ -250,9 +258,10 @@ def parse_overview(doc: Any, symbol: str, key: str | None) -> None:
             ) from None
         if not math.isfinite(number):
             raise PermanentSymbolError(f"OVERVIEW {name} = {value!r} is not finite", reason_code="invalid_payload")
+    return Content(1)
 
 
-def parse_global_quote(doc: Any, symbol: str, key: str | None) -> None:
+def parse_global_quote(doc: Any, symbol: str, key: str | None, body: bytes = b"") -> Content:
     if isinstance(doc, dict) and "Global Quote" not in doc:
         classify_message(doc, key)
     doc = _expect_dict(doc, GLOBAL_QUOTE)
@@ -290,22 +299,27 @@ def parse_global_quote(doc: Any, symbol: str, key: str | None) -> None:
             ) from None
         if not math.isfinite(value):
             raise PermanentSymbolError(f"'Global Quote' {name} = {raw!r} is not finite", reason_code="invalid_payload")
+    return Content(1)
 
 
 def interpret(
     status: int, content_type: str | None, body: bytes, *, function: str, symbol: str, key: str | None = None
 ) -> Parsed:
-    """One HTTP answer -> a validated `Parsed`, or raise TransientError / PermanentSymbolError / StopAllError."""
+    """One HTTP answer -> a validated `Parsed`, or raise TransientError / PermanentSymbolError / StopAllError.
+    The function's parser comes from the endpoint registry (extract.endpoints)."""
+    from extract.endpoints import endpoint  # the registry imports this module's parsers
+
+    return interpret_with(endpoint(function).parse, status, content_type, body, function=function, symbol=symbol,
+                          key=key)
+
+
+def interpret_with(
+    parse: Callable[[Any, str, str | None, bytes], Content], status: int, content_type: str | None, body: bytes, *,
+    function: str, symbol: str, key: str | None = None,
+) -> Parsed:
+    """`interpret` with the endpoint's parser given (helper processes get it pickled by reference)."""
     doc = decode(status, content_type, body, key)
     if isinstance(doc, dict) and doc and "Error Message" in doc:
         classify_message(doc, key)
-    if function == DAILY:
-        bars, last = parse_daily(doc, symbol, key, body)
-        return Parsed(function, symbol, body, bars, last)
-    if function == OVERVIEW:
-        parse_overview(doc, symbol, key)
-        return Parsed(function, symbol, body, 1)
-    if function == GLOBAL_QUOTE:
-        parse_global_quote(doc, symbol, key)
-        return Parsed(function, symbol, body, 1)
-    raise PermanentSymbolError(f"unsupported function {function!r}", reason_code="invalid_payload")
+    items, last = parse(doc, symbol, key, body)
+    return Parsed(function, symbol, body, items, last)

@@ -16,17 +16,14 @@ from typing import TextIO
 
 import psycopg
 
-from extract import db
+from extract import db, endpoints
 from extract.client import ApiClient, Attempt, RunStopped
 from extract.errors import ExtractError, StopAllError
 from extract.masking import mask_secret
-from extract.protocol import DAILY, OVERVIEW
 from extract.ratelimit import RateLimiter
 from extract.settings import Settings
 
 log = logging.getLogger("extract.run")
-
-COMMANDS = {"prices": DAILY, "companies": OVERVIEW}
 
 
 @dataclass
@@ -82,7 +79,8 @@ class Run:
     def __init__(self, settings: Settings, command: str, symbols: Sequence[str], *, full: bool = False) -> None:
         self.settings = settings
         self.command = command
-        self.function = COMMANDS[command]
+        self.endpoint = endpoints.by_command(command)
+        self.function = self.endpoint.function
         self.symbols = list(symbols)
         self.full = full
         self.run_id = uuid.uuid4()
@@ -101,8 +99,9 @@ class Run:
         outcome = db.SymbolOutcome(symbol, self.function, None, started_at=_now())
         if self.stop.is_set():
             return self._skip(conn, outcome)
-        if self.function == DAILY:
-            outcome.output_size = "full" if self.full or not db.has_payload(conn, DAILY, symbol) else "compact"
+        if self.endpoint.output_sizes:
+            first_load = not db.has_payload(conn, self.function, symbol)
+            outcome.output_size = "full" if self.full or first_load else "compact"
         attempt = Attempt()
         try:
             response = self.client.fetch(self.function, symbol, attempt, outcome.output_size)

@@ -1,51 +1,12 @@
--- raw and ops tables of the extractor (docs/warehouse.md). Idempotent: run at every extractor start
--- (`extract migrate` runs it alone). Executed in one transaction under an advisory lock, so concurrent
--- extractors cannot race on `create ... if not exists`.
+-- The schemas and the ops tables of the extractor (docs/warehouse.md). Idempotent: run at every extractor
+-- start (`extract migrate` runs it alone). Executed in one transaction under an advisory lock, so concurrent
+-- extractors cannot race on `create ... if not exists`. The raw tables, one per endpoint, are created from
+-- the endpoint registry (extract/endpoints.py, db.raw_table_sql) in the same transaction.
 
 create schema if not exists raw;
 create schema if not exists ops;
 
--- One row per successful, validated API response. Append-only.
-create table if not exists raw.time_series_daily (
-    payload_id      bigint generated always as identity primary key,
-    run_id          uuid        not null,
-    symbol          text        not null,
-    function        text        not null,
-    output_size     text        null,
-    request_url     text        not null,
-    requested_at    timestamptz not null,
-    received_at     timestamptz not null,
-    payload_sha256  text        not null,
-    payload         jsonb       not null
-);
--- Payloads are stored uncompressed (TOAST `external`): pglz costs ~40 ms of server CPU per 600 kB
--- full history on a small machine, twice the jsonb parse itself; disk is ~4x larger (~0.7 MB per full load).
-do $$
-begin
-  if exists (select from pg_attribute where attrelid = 'raw.time_series_daily'::regclass
-             and attname = 'payload' and attstorage <> 'e') then
-    alter table raw.time_series_daily alter column payload set storage external;
-  end if;
-end $$;
-create index if not exists time_series_daily_symbol_latest_idx
-    on raw.time_series_daily (symbol, function, received_at desc, payload_id desc);
-
-create table if not exists raw.company_overview (
-    payload_id      bigint generated always as identity primary key,
-    run_id          uuid        not null,
-    symbol          text        not null,
-    function        text        not null,
-    output_size     text        null,
-    request_url     text        not null,
-    requested_at    timestamptz not null,
-    received_at     timestamptz not null,
-    payload_sha256  text        not null,
-    payload         jsonb       not null
-);
-create index if not exists company_overview_symbol_latest_idx
-    on raw.company_overview (symbol, function, received_at desc, payload_id desc);
-
--- One row per `extract prices|companies` invocation.
+-- One row per `extract <endpoint command>` invocation (prices, companies, quotes, ...).
 create table if not exists ops.extract_runs (
     run_id             uuid primary key,
     command            text        not null,

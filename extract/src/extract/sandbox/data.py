@@ -13,6 +13,7 @@ import math
 import random
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -279,14 +280,38 @@ def global_quote_payload(series: Series, last_bar: dict[str, str] | None = None)
     )
 
 
+@dataclass(frozen=True)
+class SandboxRequest:
+    """What an endpoint's sandbox generator answers (extract.endpoints): a known symbol's request."""
+
+    symbol: str
+    day: dt.date  # the last session served (the session in progress when `live_bar` is set)
+    output_size: str  # "compact" or "full" (endpoints with output sizes), else ""
+    series: Series  # the symbol's walk up to `day`
+    live_bar: dict[str, str] | None = None  # the partial bar of the session in progress
+
+
+def daily_answer(request: SandboxRequest) -> bytes:
+    return daily_payload(request.series, request.day, request.output_size, request.live_bar)
+
+
+def overview_answer(request: SandboxRequest) -> bytes:
+    return overview_payload(request.series)
+
+
+def global_quote_answer(request: SandboxRequest) -> bytes:
+    return global_quote_payload(request.series, request.live_bar)
+
+
 class PayloadCache:
-    """Bodies per (symbol, as_of, kind) in an LRU of `max_bodies` (the bench pre-generates 500 full
-    histories, ~300 MB); the generated series behind them in a small LRU of their own."""
+    """Bodies per (function, symbol, as_of, output size) in an LRU of `max_bodies` (the bench
+    pre-generates 500 full histories, ~300 MB); the generated series behind them in a small LRU of
+    their own."""
 
     def __init__(self, max_bodies: int = 64, max_series: int = 8) -> None:
         self.max_bodies, self.max_series = max_bodies, max_series
         self._series: OrderedDict[tuple[str, dt.date], Series] = OrderedDict()
-        self._bodies: OrderedDict[tuple[str, dt.date, str], bytes] = OrderedDict()
+        self._bodies: OrderedDict[tuple[str, str, dt.date, str], bytes] = OrderedDict()
         self._lock = threading.Lock()
 
     def series(self, symbol: str, as_of: dt.date) -> Series:
@@ -302,20 +327,16 @@ class PayloadCache:
                 self._series.popitem(last=False)
         return series
 
-    def body(self, symbol: str, as_of: dt.date, kind: str) -> bytes:
-        key = (symbol, as_of, kind)
+    def body(self, function: str, symbol: str, as_of: dt.date, output_size: str,
+             answer: Callable[[SandboxRequest], bytes]) -> bytes:
+        """The cached answer body, else `answer(...)` for the symbol's series up to `as_of`."""
+        key = (function, symbol, as_of, output_size)
         with self._lock:
             cached = self._bodies.get(key)
             if cached is not None:
                 self._bodies.move_to_end(key)
                 return cached
-        series = self.series(symbol, as_of)
-        if kind in ("full", "compact"):
-            body = daily_payload(series, as_of, kind)
-        elif kind == "overview":
-            body = overview_payload(series)
-        else:
-            body = global_quote_payload(series)
+        body = answer(SandboxRequest(symbol, as_of, output_size, self.series(symbol, as_of)))
         with self._lock:
             self._bodies[key] = body
             while len(self._bodies) > self.max_bodies:

@@ -1,7 +1,7 @@
 """`extract sandbox`: an Alpha Vantage-compatible HTTP server (stdlib http.server, threaded).
 
 Endpoints
-  GET  /query?function=...&symbol=...&outputsize=...&apikey=...   TIME_SERIES_DAILY, OVERVIEW, GLOBAL_QUOTE
+  GET  /query?function=...&symbol=...&outputsize=...&apikey=...   every function of extract.endpoints
   GET  /healthz                   200 {"status": "ok"}
   GET  /_sandbox/requests         every /query request seen: n, t (epoch seconds), function, symbol, ...
   DELETE /_sandbox/requests       forget them and restart the request counter (and `times` counters)
@@ -27,13 +27,13 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 from datapipe_common.calendar import NEW_YORK, nyse
 
-from extract.sandbox.data import PayloadCache, daily_payload, global_quote_payload, partial_bar
+from extract import endpoints
+from extract.sandbox.data import PayloadCache, SandboxRequest, partial_bar
 from extract.sandbox.faults import Fault, FaultPlan, FaultSpecError, parse_faults
 
 log = logging.getLogger("extract.sandbox")
 
 KNOWN_SYMBOL = re.compile(r"^[A-Z]{1,5}(\.[A-Z]{1,4})?$")
-SUPPORTED = ("TIME_SERIES_DAILY", "OVERVIEW", "GLOBAL_QUOTE")
 PREMIUM_FUNCTIONS = frozenset({"TIME_SERIES_DAILY_ADJUSTED", "TIME_SERIES_INTRADAY_EXTENDED", "REALTIME_BULK_QUOTES"})
 
 TEXT_THROTTLE_INFORMATION = (
@@ -197,34 +197,25 @@ class SandboxState:
             return _json({"Error Message": TEXT_BAD_KEY})
         if function in PREMIUM_FUNCTIONS:
             return _json({"Information": TEXT_PREMIUM})
-        if function not in SUPPORTED:
+        endpoint = endpoints.find(function)
+        if endpoint is None:
             if not function:
                 return _json({"Error Message": "the parameter function is missing"})
             return _json({"Error Message": f"This API function ({function}) does not exist."})
         if apikey == "demo" and symbol != "IBM":
             return _json({"Information": TEXT_DEMO})
         if not symbol or not self.is_known(symbol):
-            if function == "OVERVIEW":
-                return _json({})
-            if function == "GLOBAL_QUOTE":
-                return _json({"Global Quote": {}})
+            if endpoint.unknown_symbol is not None:
+                return Answer(200, endpoint.unknown_symbol)
             return _json({"Error Message": TEXT_INVALID_CALL.format(function=function)})
-        live = self.session_in_progress()
-        if live is not None and function in ("TIME_SERIES_DAILY", "GLOBAL_QUOTE"):
+        size = ("full" if output_size == "full" else "compact") if endpoint.output_sizes else ""
+        live = self.session_in_progress() if endpoint.live else None
+        if live is not None:
             day, fraction = live
             series = self.cache.series(symbol, day)
-            bar = partial_bar(series, fraction)
-            if function == "GLOBAL_QUOTE":
-                return Answer(200, global_quote_payload(series, bar))
-            return Answer(200, daily_payload(series, day, "full" if output_size == "full" else "compact", bar))
-        as_of = self.as_of()
-        if function == "TIME_SERIES_DAILY":
-            kind = "full" if output_size == "full" else "compact"
-        elif function == "OVERVIEW":
-            kind = "overview"
-        else:
-            kind = "quote"
-        return Answer(200, self.cache.body(symbol, as_of, kind))
+            request = SandboxRequest(symbol, day, size, series, partial_bar(series, fraction))
+            return Answer(200, endpoint.sandbox(request))
+        return Answer(200, self.cache.body(function, symbol, self.as_of(), size, endpoint.sandbox))
 
     def admin(self, method: str, path: str, body: bytes) -> Answer:
         if path == "/_sandbox/requests":
