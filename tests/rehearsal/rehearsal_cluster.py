@@ -165,7 +165,7 @@ class Cluster:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-        left = docker("ps", "-aq", "--filter", f"label={LABEL}={self.session}").stdout.split()
+        left = [r.container_id for r in self.history if r.container_id and not (r.deleted and r.done.is_set())]
         if left:
             docker("rm", "-f", *left)
 

@@ -114,10 +114,12 @@ def kubernetes_runtime_env(release: Any, kubeconfig: Path, home: Path, **extra: 
     return airflow_env(home, **release.dag_environment(), **IMAGE_ENV, KUBECONFIG=str(kubeconfig), **extra)
 
 
-def airflow_run(args: list[str], env: dict[str, str], log: Path, timeout_s: float = 2400) -> subprocess.Popen[bytes]:
-    """Start `airflow <args>` with its output (task logs included) in `log`."""
+def airflow_run(args: list[str], env: dict[str, str], log: Path, *, nice: int = 0) -> subprocess.Popen[bytes]:
+    """Start `airflow <args>` with its output (task logs included) in `log`; `nice` lowers its CPU
+    priority (and its children's), for work that should yield to the rehearsal's critical path."""
     with log.open("wb") as out:
-        return subprocess.Popen([str(AIRFLOW_BIN), *args], env=env, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen([str(AIRFLOW_BIN), *args], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                preexec_fn=(lambda: os.nice(nice)) if nice else None)
 
 
 def wait(proc: subprocess.Popen[bytes], log: Path, timeout_s: float) -> tuple[int, str]:
