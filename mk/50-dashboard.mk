@@ -38,7 +38,7 @@ dashboard: $(DASHBOARD_VENV) db-up ## Serve the dashboard on http://localhost:85
 ##@ Test
 
 .PHONY: test-dashboard
-test-dashboard: $(DASHBOARD_VENV) $(WAREHOUSE_VENV) $(EXTRACT_VENV) $(TRANSFORM_VENV) chromium ## Dashboard tests: the real pipeline on sandbox data, AppTest per page, headless Chromium, read-only role, outage recovery
+test-dashboard: $(DASHBOARD_VENV) $(WAREHOUSE_VENV) $(EXTRACT_VENV) $(TRANSFORM_VENV) chromium ## Dashboard tests: the real pipeline on sandbox data, AppTest per page, headless Chromium, read-only role, outage and publish states, input safety
 	@mkdir -p $(LOCAL)/pytest
 	$(VENVS)/dashboard/bin/python -m pytest tests/dashboard --basetemp=$(LOCAL)/pytest/dashboard $(PYTEST_ARGS)
 

@@ -173,7 +173,7 @@ lint-sql: $(TOOLS_VENV) ## sqlfluff (postgres, jinja with dbt builtins) on the d
 	$(TOOLS_BIN)/sqlfluff lint dbt/models --config tools/sqlfluff.cfg
 
 .PHONY: test-chart
-test-chart: $(TOOLS_VENV) $(WAREHOUSE_VENV) $(HELM) ## Chart tests: lint, template x scenarios, strict schema 1.30-1.37, policies, checkov, cluster contract, backup/restore
+test-chart: $(TOOLS_VENV) $(WAREHOUSE_VENV) $(HELM) ## Chart tests: lint, template x scenarios, strict schema 1.30-1.37, policies, checkov, cluster contract, backup/restore drill (real PostgreSQL)
 	@mkdir -p $(LOCAL)/pytest
 	$(TOOLS_BIN)/python -m pytest tests/chart --basetemp=$(LOCAL)/pytest/chart
 

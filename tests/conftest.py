@@ -47,6 +47,25 @@ class TestWarehouse:
     reader_env: dict[str, str]
     admin_env: dict[str, str]
 
+    def stop(self) -> None:
+        """Stop the server (what a warehouse that goes away looks like to clients). Another pytest
+        run on this machine may have reset /tmp/pytest-of-<user> to 0700 meanwhile, which hides the
+        data dir from the postgres user: re-open the traversal bits first (what Warehouse.init does)."""
+        self.server._make_traversable()
+        self.server.stop()
+
+    def start(self) -> None:
+        """Start the stopped server again on the same port (clients keep their settings)."""
+        port = self.server.credentials().port
+        self.server._make_traversable()
+        original = warehouse_mod.port_is_free
+        warehouse_mod.port_is_free = _port_is_free_like_postgres
+        try:
+            self.server.start()
+        finally:
+            warehouse_mod.port_is_free = original
+        assert self.server.credentials().port == port, "the warehouse came back on another port"
+
     def psql(self, sql: str, *, admin: bool = False) -> str:
         env = {**os.environ, **(self.admin_env if admin else self.env)}
         out = subprocess.run(
@@ -54,6 +73,19 @@ class TestWarehouse:
             env=env, capture_output=True, text=True, check=True,
         )
         return out.stdout.strip()
+
+
+def _port_is_free_like_postgres(port: int) -> bool:
+    """PostgreSQL binds with SO_REUSEADDR, so a port whose old connections sit in TIME_WAIT after a
+    stop is free for it; scripts/warehouse.py's check binds without it and would move the server to
+    another port, stranding every client configured with the old one."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 @contextmanager

@@ -13,25 +13,35 @@ what happened:
 - `task_failed` — any other task failed (after its retries).
 
 The message names the DAG, task, run id, logical date, try number and links to the task log in the
-Airflow UI (`DATAPIPE_AIRFLOW_BASE_URL`). Each channel is enabled only when configured
-(`DATAPIPE_ALERT_EMAIL_TO` for email over connection `smtp_default`; `DATAPIPE_SLACK_CONN_ID` for a
-Slack incoming-webhook connection). No secret goes into a message: error texts are redacted.
+Airflow UI (`DATAPIPE_AIRFLOW_BASE_URL`). Format and delivery are `datapipe_dags.notify`'s, shared
+with the run alert (a failed or timed-out run) and the import-error alert of the health DAG. Each
+channel is enabled only when configured (`DATAPIPE_ALERT_EMAIL_TO` for email over connection
+`smtp_default`; `DATAPIPE_SLACK_CONN_ID` for a Slack incoming-webhook connection). No secret goes
+into a message: error texts are redacted.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import html
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
-
-from airflow.sdk import BaseNotifier
 
 from datapipe_dags.config import Settings
+from datapipe_dags.notify import (
+    AlertMessage,
+    RunAlert,
+    TaskAlert,
+    deliver,
+    field,
+    redact,
+    task_log_url,
+    task_message,
+)
+
+__all__ = ["GATE_TASK_ID", "AlertMessage", "PipelineAlert", "RunAlert", "build_message", "classify", "redact",
+           "stale_source_details", "task_log_url"]
 
 GATE_TASK_ID = "quality_gate"
 MAX_EXPECTATIONS = 25
@@ -44,13 +54,6 @@ TITLES = {
     "dbt_test_warnings": "dbt test warnings",
 }
 
-_REDACTIONS = (
-    # key=value secrets in URLs, DSNs and messages
-    (re.compile(r"(?i)\b(apikey|api_key|password|passwd|pwd|token|secret)(\s*[=:]\s*)([^\s&'\",;]+)"), r"\1\2***"),
-    # credentials in URLs: scheme://user:password@host
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^/\s:@]+):([^@\s/]+)@"), r"\1:***@"),
-)
-
 # The latest gate run's failing expectations (tables and columns: docs/warehouse.md).
 GATE_RESULTS_SQL = """
 select r.mart, r.expectation_type, coalesce(r.column_name, ''), coalesce(r.observed_value, ''),
@@ -60,38 +63,6 @@ where r.gate_run_id = (select g.gate_run_id from ops.gate_runs as g order by g.s
   and not r.success
 order by r.mart, r.expectation_type, r.column_name
 """
-
-
-def redact(text: str) -> str:
-    for pattern, repl in _REDACTIONS:
-        text = pattern.sub(repl, text)
-    return text
-
-
-@dataclass(frozen=True)
-class AlertMessage:
-    kind: str
-    subject: str
-    lines: tuple[str, ...]
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.lines)
-
-    @property
-    def html(self) -> str:
-        return f"<h3>{html.escape(self.subject)}</h3><pre>{html.escape(self.text)}</pre>"
-
-
-def task_log_url(base_url: str, dag_id: str, run_id: str, task_id: str, try_number: int | None,
-                 map_index: int | None = None) -> str:
-    """The Airflow 3 UI page of one task try (its log), as the UI itself links it."""
-    url = f"{base_url.rstrip('/')}/dags/{quote(dag_id)}/runs/{quote(run_id, safe='')}/tasks/{quote(task_id)}"
-    if map_index is not None and map_index >= 0:
-        url += f"/mapped/{map_index}"
-    if try_number:
-        url += f"?try_number={try_number}"
-    return url
 
 
 def classify(task: Any, warning: bool = False) -> str:
@@ -107,45 +78,25 @@ def classify(task: Any, warning: bool = False) -> str:
 
 def build_message(kind: str, context: Any, base_url: str, *, expectations: list[str] | None = None,
                   expectations_error: str | None = None, details: Sequence[str] = ()) -> AlertMessage:
-    ti = context["ti"]
-    dag_id = ti.dag_id
-    task_id = ti.task_id
-    run_id = context.get("run_id") or ti.run_id
-    logical_date = context.get("logical_date")
-    try_number = getattr(ti, "try_number", None)
-    title = TITLES[kind]
-    when = logical_date.isoformat() if logical_date is not None else "(none)"
-    lines = [
-        f"{title} in DAG {dag_id}",
-        "",
-        f"DAG:          {dag_id}",
-        f"Task:         {task_id}",
-        f"Run id:       {run_id}",
-        f"Logical date: {when}",
-        f"Try number:   {try_number}",
-        f"Log:          {task_log_url(base_url, dag_id, run_id, task_id, try_number, getattr(ti, 'map_index', None))}",
-    ]
-    exc = context.get("exception")
-    if exc is not None:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        lines.append(f"Error:        {type(exc).__name__}: {redact(first)[:MAX_ERROR_CHARS]}")
+    """A task alert (notify.task_message) with the pipeline's details: dbt's warnings, the stale
+    source, the failing expectations of the gate."""
+    extra: list[str] = []
     warned = context.get("test_names")
     if warned:
-        lines.append(f"Warnings:     {', '.join(map(str, warned))[:MAX_ERROR_CHARS]}")
-    lines.extend(redact(d) for d in details)
+        extra.append(field("Warnings", ", ".join(map(str, warned))[:MAX_ERROR_CHARS]))
+    extra.extend(details)
     if kind == "quality_gate_failed":
-        lines.append("")
+        extra.append("")
         if expectations:
             shown = expectations[:MAX_EXPECTATIONS]
-            lines.append(f"Failing expectations ({len(expectations)}):")
-            lines.extend(f"  - {redact(e)}" for e in shown)
+            extra.append(f"Failing expectations ({len(expectations)}):")
+            extra.extend(f"  - {e}" for e in shown)
             if len(expectations) > len(shown):
-                lines.append(f"  ... and {len(expectations) - len(shown)} more (see the task log)")
+                extra.append(f"  ... and {len(expectations) - len(shown)} more (see the task log)")
         else:
             reason = expectations_error or "none recorded in ops.gate_results"
-            lines.append(f"Failing expectations: unavailable ({redact(reason)}); see the task log.")
-    subject = f"[datapipe] {title}: {dag_id}.{task_id} ({when})"
-    return AlertMessage(kind=kind, subject=subject, lines=tuple(lines))
+            extra.append(f"Failing expectations: unavailable ({reason}); see the task log.")
+    return task_message(kind, TITLES[kind], context, base_url, extra=extra)
 
 
 def format_expectation(row: tuple[Any, ...]) -> str:
@@ -247,19 +198,13 @@ def stale_source_details(task: Any, settings: Settings, now: dt.datetime | None 
     return lines
 
 
-class PipelineAlert(BaseNotifier):
+class PipelineAlert(TaskAlert):
     """Sends one alert per failed task (or freshness warning) to every configured channel."""
 
-    template_fields = ()  # messages are built in Python; nothing user-supplied is rendered by Jinja
-
     def __init__(self, settings: Settings, *, warning: bool = False) -> None:
-        super().__init__()
+        super().__init__(settings.channels)
         self.settings = settings
         self.warning = warning
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.settings.alert_email_to or self.settings.slack_conn_id)
 
     def message(self, context: Any) -> AlertMessage:
         ti = context["ti"]
@@ -283,32 +228,11 @@ class PipelineAlert(BaseNotifier):
         if not self.enabled:
             self.log.info("alerts are not configured (DATAPIPE_ALERT_EMAIL_TO / DATAPIPE_SLACK_CONN_ID)")
             return
-        msg = self.message(context)
-        failures: list[str] = []
-        if self.settings.alert_email_to:
-            try:
-                from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+        if not self.warning and self.stopped_from_outside(context):
+            return
+        deliver(self.message(context), self.channels, context, self.log)
 
-                SmtpNotifier(
-                    to=list(self.settings.alert_email_to),
-                    from_email=self.settings.alert_email_from,
-                    subject=msg.subject,
-                    html_content=msg.html,
-                    smtp_conn_id=self.settings.smtp_conn_id,
-                ).notify(context)
-                self.log.info("alert %s emailed to %s", msg.kind, ", ".join(self.settings.alert_email_to))
-            except Exception as exc:
-                failures.append(f"email via {self.settings.smtp_conn_id}: {type(exc).__name__}: {exc}")
-        if self.settings.slack_conn_id:
-            try:
-                from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+    @property
+    def enabled(self) -> bool:
+        return self.channels.enabled
 
-                SlackWebhookNotifier(
-                    slack_webhook_conn_id=self.settings.slack_conn_id,
-                    text=f"*{msg.subject}*\n```\n{msg.text}\n```",
-                ).notify(context)  # type: ignore[no-untyped-call]
-                self.log.info("alert %s posted to Slack connection %s", msg.kind, self.settings.slack_conn_id)
-            except Exception as exc:
-                failures.append(f"Slack via {self.settings.slack_conn_id}: {type(exc).__name__}: {exc}")
-        for failure in failures:
-            self.log.error("could not deliver alert %s: %s", msg.kind, redact(failure))

@@ -22,6 +22,8 @@ from datapipe_common.config import ConfigError, env_int
 from datapipe_common.libpq import check_sslmode
 from datapipe_common.symbols import DEFAULT_SYMBOLS, symbols_from_env
 
+from datapipe_dags.channels import Channels, check_conn_id
+
 __all__ = ["ConfigError", "Settings", "check_image"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +39,6 @@ DEFAULT_RESOURCES: dict[str, dict[str, dict[str, str]]] = {
 Runtime = Literal["local", "kubernetes"]
 
 _K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_CONN_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$")
 
 
@@ -71,8 +72,8 @@ def _k8s_name(var: str, value: str) -> str:
 
 
 def _conn_id(var: str, value: str) -> str:
-    if not _CONN_ID.match(value):
-        raise ConfigError(f"{var}={value!r} is not a valid Airflow connection id")
+    if problem := check_conn_id(var, value):
+        raise ConfigError(problem)
     return value
 
 
@@ -126,6 +127,8 @@ class Settings:
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
     schedule: str = "30 17 * * 1-5"
     schedule_timezone: str = "America/New_York"
+    # A run still going after this long is stopped (failed, its running tasks skipped) and alerted.
+    dagrun_timeout_min: int = 180
     # dbt: the manifest (parse time) and the project as seen by whoever runs dbt.
     dbt_manifest: Path = REPO_ROOT / "dbt" / "target" / "manifest.json"
     dbt_project_dir: str = "."
@@ -146,6 +149,13 @@ class Settings:
     @property
     def is_local(self) -> bool:
         return self.runtime == "local"
+
+    @property
+    def channels(self) -> Channels:
+        """Where alerts go (datapipe_dags.notify)."""
+        return Channels(email_to=self.alert_email_to, email_from=self.alert_email_from,
+                        smtp_conn_id=self.smtp_conn_id, slack_conn_id=self.slack_conn_id,
+                        airflow_base_url=self.airflow_base_url)
 
     def image(self, component: str) -> str:
         images = {"extract": self.image_extract, "transform": self.image_transform}
@@ -171,14 +181,10 @@ class Settings:
         if pull_policy not in ("Always", "IfNotPresent", "Never"):
             raise ConfigError(f"DATAPIPE_IMAGE_PULL_POLICY={pull_policy!r}: use Always, IfNotPresent or Never")
         sslmode = check_sslmode("DATAPIPE_PGSSLMODE", get("DATAPIPE_PGSSLMODE", "prefer"))
-        base_url = get("DATAPIPE_AIRFLOW_BASE_URL", "http://localhost:8080").rstrip("/")
-        if not base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"DATAPIPE_AIRFLOW_BASE_URL={base_url!r} must start with http:// or https://")
-        emails = tuple(e.strip() for e in env.get("DATAPIPE_ALERT_EMAIL_TO", "").split(",") if e.strip())
-        bad_emails = [e for e in emails if "@" not in e or any(c.isspace() for c in e)]
-        if bad_emails:
-            raise ConfigError(f"DATAPIPE_ALERT_EMAIL_TO has invalid addresses: {bad_emails}")
-        slack = env.get("DATAPIPE_SLACK_CONN_ID", "").strip() or None
+        # the alert channels: parsed leniently by notify (the health DAG needs that), refused here
+        channels, problems = Channels.from_env(env)
+        if problems:
+            raise ConfigError(problems[0])
         warehouse_conn = env.get("DATAPIPE_WAREHOUSE_CONN_ID", "").strip() or None
         settings = cls(
             runtime=runtime,  # type: ignore[arg-type]
@@ -207,6 +213,7 @@ class Settings:
             symbols=symbols_from_env(env),
             schedule=get("DATAPIPE_SCHEDULE", cls.schedule),
             schedule_timezone=get("DATAPIPE_SCHEDULE_TIMEZONE", cls.schedule_timezone),
+            dagrun_timeout_min=env_int(env, "DATAPIPE_DAGRUN_TIMEOUT_MINUTES", cls.dagrun_timeout_min, minimum=1),
             dbt_manifest=Path(get("DATAPIPE_DBT_MANIFEST", str(repo_root / "dbt" / "target" / "manifest.json"))),
             dbt_project_dir=get("DATAPIPE_DBT_PROJECT_DIR", default_project_dir),
             dbt_profile=env.get("DATAPIPE_DBT_PROFILE", "").strip() or None,
@@ -214,11 +221,11 @@ class Settings:
             repo_root=repo_root,
             venvs_dir=venvs_dir,
             dbt_executable=Path(get("DATAPIPE_DBT_EXECUTABLE", str(venvs_dir / "transform" / "bin" / "dbt"))),
-            airflow_base_url=base_url,
-            alert_email_to=emails,
-            alert_email_from=env.get("DATAPIPE_ALERT_EMAIL_FROM", "").strip() or None,
-            smtp_conn_id=_conn_id("DATAPIPE_SMTP_CONN_ID", get("DATAPIPE_SMTP_CONN_ID", cls.smtp_conn_id)),
-            slack_conn_id=_conn_id("DATAPIPE_SLACK_CONN_ID", slack) if slack else None,
+            airflow_base_url=channels.airflow_base_url,
+            alert_email_to=channels.email_to,
+            alert_email_from=channels.email_from,
+            smtp_conn_id=channels.smtp_conn_id,
+            slack_conn_id=channels.slack_conn_id,
             warehouse_conn_id=_conn_id("DATAPIPE_WAREHOUSE_CONN_ID", warehouse_conn) if warehouse_conn else None,
         )
         if settings.max_retry_delay_s < settings.retry_delay_s:

@@ -20,10 +20,16 @@ from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, SourceRend
 
 from datapipe_dags.alerts import PipelineAlert
 from datapipe_dags.config import ConfigError, Settings
-from datapipe_dags.pods import pod_kwargs
+from datapipe_dags.pods import RUN_ENV, pod_kwargs
 from datapipe_dags.steps import Steps
 
 GROUP_ID = "dbt"
+# Environment of every dbt task, rendered per run: `--full-refresh` when the run is triggered with
+# {"full_refresh": true} (after `extract accept-gap`, docs/extract.md); dbt reads DBT_FULL_REFRESH for
+# the commands that take the flag (run, build) and ignores it for the others (test, source freshness).
+# DATAPIPE_RUN_ID (the Airflow run id, as every step gets it: pods.RUN_ENV): dbt's on-run-end hook
+# records each model's and test's result under it, and publish checks that run's results.
+DBT_TASK_ENV = {"DBT_FULL_REFRESH": "{{ params.get('full_refresh', False) }}", **RUN_ENV}
 
 
 def manifest_project_name(manifest: Path) -> str:
@@ -83,7 +89,7 @@ def dbt_task_group(settings: Settings, steps: Steps, default_args: dict[str, Any
             dbt_project_path=settings.dbt_project_dir,
             manifest_path=settings.dbt_manifest,
             install_dbt_deps=False,
-            env_vars={"DATAPIPE_SYMBOLS": ",".join(settings.symbols)},
+            env_vars={"DATAPIPE_SYMBOLS": ",".join(settings.symbols), **DBT_TASK_ENV},
         )
         manifest_project_name(settings.dbt_manifest)
         return DbtTaskGroup(
@@ -104,6 +110,8 @@ def dbt_task_group(settings: Settings, steps: Steps, default_args: dict[str, Any
         manifest_path=settings.dbt_manifest,
         project_name=manifest_project_name(settings.dbt_manifest),
         install_dbt_deps=False,
+        # merged into each pod's env by Cosmos at execute time, after rendering
+        env_vars=dict(DBT_TASK_ENV),
     )
     operator_args = {
         **pod_kwargs(settings, transform),

@@ -33,7 +33,8 @@ class LocalStepOperator(BaseOperator):
     """Run one steps.toml command in its component's local virtualenv, streaming its output."""
 
     ui_color = "#e8f4ea"
-    template_fields: Sequence[str] = ()
+    # the environment is rendered per run (pods.RUN_ENV: DATAPIPE_RUN_ID = the run id)
+    template_fields: Sequence[str] = ("plain_env",)
 
     def __init__(self, *, step: Step, repo_root: Path, venvs_dir: Path, plain_env: dict[str, str],
                  **kwargs: Any) -> None:

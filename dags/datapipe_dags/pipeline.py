@@ -1,16 +1,20 @@
 """The market_data_daily DAG, built from `Settings` (so tests can build it from a dict).
 
-    check_session ─┬─ check_company_refresh ─┬─ extract_companies ─┐
-                   │                         └─ keep_companies ────┤
-                   └─ extract_prices ──────────────────────────────┴─ extracted ─► dbt (Cosmos: sources'
-        freshness, one run + test task per model, in dependency order) ─► quality_gate ─► publish_marts ─► grant_reader
+    check_session ─┬─ check_company_refresh ─┬─ extract_companies ─────────┐
+                   │                         └─ extract_missing_companies ─┤
+                   └─ extract_prices ──────────────────────────────────────┴─ extracted ─► dbt (Cosmos:
+        sources' freshness, one run + test task per model, in dependency order) ─► quality_gate ─►
+        publish_marts ─► grant_reader
 
 `check_session` skips the whole run when a scheduled (or backfilled) run's day is not an NYSE
 session (a holiday or special closure, datapipe_common.calendar): no API request, no alert. A
 manual run always goes ahead. Company overviews change rarely: `extract_companies` runs on the
 week's first session, on the DAG's first successful run (an empty warehouse has no companies), or
-when the run is triggered with `{"refresh_companies": true}`; otherwise `keep_companies` (a no-op)
-takes its place. One DAG, so the marts are always built from one consistent extraction.
+when the run is triggered with `{"refresh_companies": true}`; otherwise `extract_missing_companies`
+(`extract companies --missing`: only the tracked symbols with no overview answer yet, so a symbol
+added mid-week is published the same day) takes its place. One DAG, so the marts are always built
+from one consistent extraction. A run triggered with `{"full_refresh": true}` rebuilds the dbt
+models from scratch (after an accepted hole in a symbol's history, docs/extract.md).
 """
 
 from __future__ import annotations
@@ -24,11 +28,11 @@ import pendulum
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, BaseOperator, CronTriggerTimetable, Param, task
 
-from datapipe_dags.alerts import GATE_TASK_ID, PipelineAlert
+from datapipe_dags.alerts import GATE_TASK_ID, PipelineAlert, RunAlert
 from datapipe_dags.config import Settings
 from datapipe_dags.dbt_group import dbt_task_group
 from datapipe_dags.local import LocalStepOperator, local_step_kwargs
-from datapipe_dags.pods import pod_kwargs, retry_kwargs
+from datapipe_dags.pods import RUN_ENV, pod_kwargs, retry_kwargs
 from datapipe_dags.steps import Steps, load_steps
 
 log = logging.getLogger(__name__)
@@ -41,15 +45,19 @@ def step_task(settings: Settings, steps: Steps, name: str, **kwargs: Any) -> Bas
     """One steps.toml step as a task: a KubernetesPodOperator, or a local subprocess."""
     step = steps[name]
     if settings.is_local:
-        return LocalStepOperator(task_id=name, **local_step_kwargs(settings, step), **kwargs)
+        local = local_step_kwargs(settings, step)
+        return LocalStepOperator(task_id=name, **{**local, "plain_env": {**local["plain_env"], **RUN_ENV}}, **kwargs)
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator  # not needed locally
+    from kubernetes.client import models as k8s
 
+    pod = pod_kwargs(settings, step.component)
+    pod["env_vars"] = [*pod["env_vars"], *(k8s.V1EnvVar(name=k, value=v) for k, v in RUN_ENV.items())]
     return KubernetesPodOperator(
         task_id=name,
         name=f"datapipe-{name.replace('_', '-')}",
         cmds=[step.command[0]],
         arguments=list(step.command[1:]),
-        **pod_kwargs(settings, step.component),
+        **pod,
         **kwargs,
     )
 
@@ -112,12 +120,21 @@ def build_market_data_daily(settings: Settings, steps: Steps | None = None, doc_
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
-        dagrun_timeout=timedelta(hours=3),
+        # a run still going after this is failed by the scheduler and alerted once (RunAlert: its
+        # running tasks are marked skipped, so no task alert goes out); so is a failed run that
+        # no task alert covered
+        dagrun_timeout=timedelta(minutes=settings.dagrun_timeout_min),
+        on_failure_callback=[RunAlert(settings.channels)],
         default_args=default_args,
         params={
             "refresh_companies": Param(
                 False, type="boolean", description="Also refresh company overviews in this run"
-            )
+            ),
+            "full_refresh": Param(
+                False, type="boolean",
+                description="Rebuild every dbt model from scratch (dbt --full-refresh), e.g. after"
+                " `extract accept-gap` (docs/extract.md)",
+            ),
         },
         tags=list(tags),
     ) as dag:
@@ -134,11 +151,11 @@ def build_market_data_daily(settings: Settings, steps: Steps | None = None, doc_
             refresh = wants_company_refresh(
                 context.get("logical_date"), dict(context.get("params") or {}), context.get("prev_start_date_success"),
             )
-            return "extract_companies" if refresh else "keep_companies"
+            return "extract_companies" if refresh else "extract_missing_companies"
 
         extract_prices = step_task(settings, steps, "extract_prices")
         extract_companies = step_task(settings, steps, "extract_companies")
-        keep_companies = EmptyOperator(task_id="keep_companies")
+        extract_missing_companies = step_task(settings, steps, "extract_missing_companies")
         extracted = EmptyOperator(task_id="extracted", trigger_rule="none_failed_min_one_success")
         dbt = dbt_task_group(settings, steps, default_args, **dbt_kwargs)
         gate = step_task(settings, steps, GATE_TASK_ID)
@@ -147,7 +164,7 @@ def build_market_data_daily(settings: Settings, steps: Steps | None = None, doc_
 
         refresh = check_company_refresh()
         check_session() >> [refresh, extract_prices]
-        refresh >> [extract_companies, keep_companies]
-        [extract_prices, extract_companies, keep_companies] >> extracted
+        refresh >> [extract_companies, extract_missing_companies]
+        [extract_prices, extract_companies, extract_missing_companies] >> extracted
         extracted >> dbt >> gate >> publish >> grant
     return dag

@@ -33,6 +33,9 @@ API_KEYS = ("ALPHAVANTAGE_API_KEY", "ALPHAVANTAGE_BASE_URL")
 COMPONENT_SECRETS = {"extract": ("warehouse", "api"), "transform": ("warehouse",)}
 # The non-root user (uid = gid) of the extract and transform images (`USER` in images/*/Dockerfile).
 IMAGE_UID = 10001
+# Rendered per run into every step's environment (ours and, via dbt_group.DBT_TASK_ENV, Cosmos'):
+# the Airflow run id is the pipeline run dbt records its results under and publish checks.
+RUN_ENV = {"DATAPIPE_RUN_ID": "{{ run_id }}"}
 # Where each component's steps write, as emptyDirs over a read-only root filesystem (mount path ->
 # size limit): Python and GX temporary files in /tmp (HOME=/tmp); dbt's target/ (manifest, run
 # results, the gate's data docs) and logs/ in the transform image's project dir (its WORKDIR).

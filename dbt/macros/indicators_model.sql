@@ -11,7 +11,9 @@
   Incremental and exact. A run looks at the staging bars that arrived since the watermark, finds
   per symbol the first bar whose values changed (or is new), and recomputes from there:
   - recursive indicators (EMA, MACD signal, Wilder RSI) restart from the stored state of the bar
-    just before it (`indicator_state`), so they continue exactly where a full run would be;
+    just before it (`indicator_state`), so they continue exactly where a full run would be; a
+    state stored by another version of the recursion stops the run with the upgrade command
+    (`datapipe_require_current_indicator_state`, macros/indicators.sql);
   - window values (rolling sums for SMA and Bollinger, 52-week range, previous close) are read
     per recomputed bar from its trailing 252 staging bars through the (symbol, trade_date) index:
     a new day costs one index range per symbol, not a pass over a year of context.
@@ -26,6 +28,7 @@
         unique_key=['symbol', 'trade_date'],
         incremental_strategy='delete+insert',
         on_schema_change='fail',
+        tags=['indicator_state'],
         indexes=[
             {'columns': ['symbol', 'trade_date'], 'unique': True},
             {'columns': ['symbol', 'bar_index'], 'unique': True},
@@ -59,6 +62,7 @@ prices as not materialized (
 ),
 
 {% if is_incremental() %}
+{{- datapipe_require_current_indicator_state(this) }}
 
 new_bars as (
 
@@ -169,7 +173,7 @@ numbered as (
         sum(close * close) over last_20 as close_sq_sum_20,
         sum(close) over last_50 as close_sum_50,
         sum(close) over last_200 as close_sum_200,
-        staging.datapipe_indicators(close::double precision, null::double precision[])
+        staging.datapipe_indicators(close::double precision, null::{{ datapipe_indicator_state_type() }})
             over running as indicator_state
     from prices
     window
@@ -247,13 +251,13 @@ derived as (
         case when bar_index >= 19 then
             2 * sqrt(((20 * close_sq_sum_20 - close_sum_20 * close_sum_20) / 400)::double precision)
         end as two_sigma_20,
-        indicator_state[1] as bars_seen,
-        indicator_state[4] as ema_12_state,
-        indicator_state[6] as ema_26_state,
-        indicator_state[7] as macd_seen,
-        indicator_state[9] as macd_signal_state,
-        indicator_state[12] as avg_gain,
-        indicator_state[13] as avg_loss
+        -- the recursive indicators: slots of the state, null until defined (macros/indicators.sql)
+        (indicator_state).ema_12 as ema_12,
+        (indicator_state).ema_26 as ema_26,
+        (indicator_state).ema_12 - (indicator_state).ema_26 as macd,
+        (indicator_state).macd_signal as macd_signal,
+        (indicator_state).avg_gain_14 as avg_gain_14,
+        (indicator_state).avg_loss_14 as avg_loss_14
     from windowed
 
 ),
@@ -276,15 +280,15 @@ final as (
         sma_20,
         case when bar_index >= 49 then (close_sum_50 / 50)::double precision end as sma_50,
         case when bar_index >= 199 then (close_sum_200 / 200)::double precision end as sma_200,
-        case when bars_seen >= 12 then ema_12_state end as ema_12,
-        case when bars_seen >= 26 then ema_26_state end as ema_26,
-        case when bars_seen >= 26 then ema_12_state - ema_26_state end as macd,
-        case when macd_seen >= 9 then macd_signal_state end as macd_signal,
-        case when macd_seen >= 9 then ema_12_state - ema_26_state - macd_signal_state end as macd_hist,
+        ema_12,
+        ema_26,
+        macd,
+        macd_signal,
+        macd - macd_signal as macd_hist,
+        -- 100 when the average loss is 0, flat prices included (TA-Lib gives 0 there: docs/transform.md)
         case
-            when bars_seen < 15 then null
-            when avg_loss = 0 then 100::double precision
-            else 100 - 100 / (1 + avg_gain / avg_loss)
+            when avg_loss_14 = 0 then 100::double precision
+            else 100 - 100 / (1 + avg_gain_14 / avg_loss_14)
         end as rsi_14,
         sma_20 + two_sigma_20 as bb_upper,
         sma_20 as bb_middle,

@@ -25,9 +25,9 @@ case
 end
 {%- endmacro %}
 
-{#- OVERVIEW fields: "None", "-", "" mean missing (a legitimate absence, not an error). -#}
+{#- OVERVIEW (and ETF_PROFILE) fields: "None", "-", "n/a", "" mean missing (a legitimate absence, not an error). -#}
 {% macro datapipe_overview_text(field) -%}
-nullif(nullif(nullif(btrim(payload ->> '{{ field }}'), ''), 'None'), '-')
+nullif(nullif(nullif(nullif(btrim(payload ->> '{{ field }}'), ''), 'None'), '-'), 'n/a')
 {%- endmacro %}
 
 {% macro datapipe_overview_numeric(field) -%}

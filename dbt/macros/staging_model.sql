@@ -6,6 +6,11 @@
   payload_id), typed. Incremental on the raw identity cursor: a run expands only the payloads
   that arrived since the last run, and a (symbol, date) they carry replaces the stored bar when
   the new payload is the later one (corrections of the partial current day).
+
+  A symbol whose history restarted after an accepted hole (ops.history_gaps.restart_on) keeps
+  only its bars from the restart on. An incremental run filters the payloads it expands; the bars
+  already stored go with the documented full refresh (`DBT_FULL_REFRESH=1 make pipeline`), and
+  until then the gate's continuity check refuses the hole.
 -#}
 {% macro datapipe_daily_prices_staging_model(shard, shards) %}
 {{
@@ -39,6 +44,17 @@ payloads as (
 
 ),
 
+restarts as (
+
+    select
+        symbol,
+        max(restart_on) as restart_on
+    from {{ source('ops', 'history_gaps') }}
+    where restart_on is not null
+    group by symbol
+
+),
+
 bars as (
 
     select
@@ -53,6 +69,10 @@ bars as (
         payloads.received_at
     from payloads
     cross join lateral jsonb_each(payloads.payload -> 'Time Series (Daily)') as bar
+    left join restarts
+        on restarts.symbol = payloads.symbol
+    -- ISO keys compare as dates
+    where restarts.restart_on is null or bar.key >= to_char(restarts.restart_on, 'YYYY-MM-DD')
 
 ),
 

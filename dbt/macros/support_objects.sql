@@ -2,13 +2,16 @@
   Objects the models need, created idempotently by the on-run-start hook (dbt_project.yml):
   - the schemas, so hooks and macros can reference them before the first model runs;
   - staging.dbt_watermarks: per incremental model, the highest upstream cursor it has consumed;
-  - staging.datapipe_indicator_step / staging.datapipe_indicators: the aggregate behind the
-    recursive indicators (see macros/indicators.sql and docs/transform.md).
+  - the indicator state type, staging.datapipe_indicator_step and staging.datapipe_indicators:
+    the aggregate behind the recursive indicators, and the clean-up of older versions' objects
+    (see macros/indicators.sql and docs/transform.md).
   One DO block under an advisory lock, so parallel dbt invocations (Cosmos runs one per model)
   never race on CREATE OR REPLACE.
 -#}
 {% macro datapipe_create_support_objects() %}
 do $datapipe$
+declare
+  stale record;
 begin
   perform pg_advisory_xact_lock(hashtext('datapipe_support_objects'));
   create schema if not exists staging;
@@ -19,7 +22,7 @@ begin
     watermark_at timestamptz,
     updated_at timestamptz not null default now()
   );
-  {{ datapipe_indicator_function_ddl() | replace('$$', '$fn$') }}
+  {{- datapipe_indicator_objects_ddl() }}
 end
 $datapipe$;
 {% endmacro %}

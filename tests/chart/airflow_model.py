@@ -199,3 +199,74 @@ def api_workers(v: Values) -> int:
 def environment(v: Values) -> dict[str, str]:
     """Plain variables of every Airflow container (`env`, `custom_airflow_environment`)."""
     return {e["name"]: str(e.get("value")) for e in v.get("env") or []}
+
+
+# -- metrics: the StatsD exporter ---------------------------------------------------------------------
+
+def fullname(v: Values, release: str) -> str:
+    """_helpers.yaml `airflow.fullname`: fullnameOverride, else the release name when it contains the
+    chart's name (`airflow`, or nameOverride), else `<release>-airflow`; 63 characters at most."""
+    if v.get("fullnameOverride"):
+        return str(v["fullnameOverride"])[:63].rstrip("-")
+    name = v.get("nameOverride") or "airflow"
+    return (release if name in release else f"{release}-{name}")[:63].rstrip("-")
+
+
+def _chart_template(value: Any, v: Values, release: str) -> Any:
+    """The few chart-default config templates the metrics settings use, evaluated (values.yaml
+    config.metrics): `ternary "True" "False" .Values.statsd.enabled` and the statsd host."""
+    if not isinstance(value, str) or "{{" not in value:
+        return value
+    if value == '{{ ternary "True" "False" .Values.statsd.enabled }}':
+        return "True" if get(v, "statsd.enabled", True) else "False"
+    if value == '{{ printf "%s-statsd" (include "airflow.fullname" .) }}':
+        return f"{fullname(v, release)}-statsd"
+    raise AssertionError(f"the model does not know the template {value!r}: extend airflow_model")
+
+
+def metrics_config(v: Values, release: str) -> dict[str, Any]:
+    """airflow.cfg [metrics] as the chart writes it (configmaps/configmap.yaml renders `config` with tpl)."""
+    return {k: _chart_template(val, v, release) for k, val in (get(v, "config.metrics") or {}).items()}
+
+
+def statsd_pod(v: Values, release: str) -> dict[str, Any] | None:
+    """The exporter's pod as statsd/statsd-deployment.yaml renders it (None when statsd.enabled is
+    false): its labels, and a pod spec with the parts policies and Pod Security look at. Security
+    contexts: _helpers.yaml `localPodSecurityContext` (statsd.securityContexts.pod, else the legacy
+    statsd.securityContext, else runAsUser: statsd.uid) and `externalContainerSecurityContext`
+    (statsd.securityContexts.container, else no escalation and every capability dropped). The service
+    account token: statsd/statsd-serviceaccount.yaml sets automountServiceAccountToken from
+    statsd.serviceAccount."""
+    s = v.get("statsd") or {}
+    if not s.get("enabled", True):
+        return None
+    pod_ctx = get(s, "securityContexts.pod") or s.get("securityContext") or {"runAsUser": s.get("uid", 65534)}
+    container_ctx = get(s, "securityContexts.container") or {
+        "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    labels = {"tier": "airflow", "component": "statsd", "release": release,
+              **(v.get("labels") or {}), **(s.get("labels") or {})}
+    ports = v.get("ports") or {}
+    return {
+        "labels": labels,
+        "spec": {
+            "automountServiceAccountToken": get(s, "serviceAccount.automountServiceAccountToken", True),
+            "securityContext": copy.deepcopy(pod_ctx),
+            "containers": [{
+                "name": "statsd",
+                "image": f"{get(v, 'images.statsd.repository')}:{get(v, 'images.statsd.tag')}",
+                "securityContext": copy.deepcopy(container_ctx),
+                "resources": copy.deepcopy(s.get("resources") or {}),
+                "ports": [
+                    {"name": "statsd-ingest", "protocol": "UDP", "containerPort": ports.get("statsdIngest", 9125)},
+                    {"name": "statsd-scrape", "containerPort": ports.get("statsdScrape", 9102)},
+                ],
+            }],
+            "volumes": [{"name": "config", "configMap": {"name": f"{release}-statsd"}}],
+        },
+    }
+
+
+def statsd_mappings(v: Values) -> list[dict[str, Any]] | None:
+    """configmaps/statsd-configmap.yaml: statsd.overrideMappings when set (they replace the chart's
+    files/statsd-mappings.yml and extraMappings); None = the chart's own file, not modelled here."""
+    return list(get(v, "statsd.overrideMappings") or []) or None

@@ -54,6 +54,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         },
         "api": {"existingSecret": "alphavantage-managed"},
         "alerts": {"existingSecret": "alerts-managed", "slack": {"enabled": True}},
+        "backup": {"existingSecret": "warehouse-backup-managed"},
     },
     "alerts": {
         "alerts": {
@@ -264,3 +265,67 @@ def selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
             return False
     return True
 
+
+
+# -- NetworkPolicy semantics (networking.k8s.io/v1), for "may A reach B on this port" -------------------
+@dataclass(frozen=True)
+class Endpoint:
+    """A pod (its namespace and labels) or an address outside the cluster (`ip`)."""
+
+    namespace: str | None
+    labels: dict[str, str]
+    ip: str | None = None
+
+
+def _namespace_labels(name: str | None) -> dict[str, str]:
+    return {"kubernetes.io/metadata.name": name} if name else {}  # the label every namespace carries
+
+
+def _peer_matches(peer: dict[str, Any], src: Endpoint, policy_ns: str) -> bool:
+    import ipaddress
+
+    if "ipBlock" in peer:
+        if src.ip is None:
+            return False
+        addr = ipaddress.ip_address(src.ip)
+        block = peer["ipBlock"]
+        return addr in ipaddress.ip_network(block["cidr"]) and not any(
+            addr in ipaddress.ip_network(e) for e in block.get("except") or [])
+    if src.namespace is None:
+        return False
+    ns_selector = peer.get("namespaceSelector")
+    ns_ok = (src.namespace == policy_ns if ns_selector is None
+             else selector_matches(ns_selector, _namespace_labels(src.namespace)))
+    pod_selector = peer.get("podSelector")
+    return ns_ok and (pod_selector is None or selector_matches(pod_selector, src.labels))
+
+
+def _ports_match(ports: list[dict[str, Any]] | None, port: int, protocol: str) -> bool:
+    return not ports or any(p.get("port") in (None, port) and p.get("protocol", "TCP") == protocol for p in ports)
+
+
+def _direction_allowed(policies: list[dict[str, Any]], subject: Endpoint, other: Endpoint, port: int, protocol: str,
+                       direction: str) -> bool:
+    kind, peers_key = ("Ingress", "from") if direction == "ingress" else ("Egress", "to")
+    if subject.namespace is None:
+        return True  # outside the cluster: no NetworkPolicy applies to it
+    selecting = [p for p in policies if p["metadata"].get("namespace", NAMESPACE) == subject.namespace
+                 and kind in p["spec"].get("policyTypes", ["Ingress"])
+                 and selector_matches(p["spec"]["podSelector"], subject.labels)]
+    if not selecting:
+        return True  # not isolated in this direction
+    return any(
+        _ports_match(rule.get("ports"), port, protocol)
+        and (not rule.get(peers_key) or any(_peer_matches(peer, other, p["metadata"].get("namespace", NAMESPACE))
+                                            for peer in rule[peers_key]))
+        for p in selecting for rule in p["spec"].get(direction) or [])
+
+
+def traffic_allowed(objects: list[dict[str, Any]], src: Endpoint, dst: Endpoint, port: int,
+                    protocol: str = "TCP") -> bool:
+    """Whether the NetworkPolicies among `objects` let `src` open `port`/`protocol` on `dst`: the
+    source's egress and the destination's ingress must both allow it (a pod no policy selects in a
+    direction is not isolated in it)."""
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    return (_direction_allowed(policies, src, dst, port, protocol, "egress")
+            and _direction_allowed(policies, dst, src, port, protocol, "ingress"))

@@ -96,10 +96,10 @@ def test_no_secret_value_outside_secrets(rendered: Rendered) -> None:
             for name, value in secret_data(o).items():
                 if name in SENSITIVE_KEYS:
                     secrets.add(value)
-                if name.startswith("AIRFLOW_CONN_") or name == "passwords.json":
-                    # JSON connections / password files: their password fields
-                    parsed = json.loads(value)
-                    secrets |= {str(v) for k, v in parsed.items() if k in ("password", "admin")}
+                if name.startswith("AIRFLOW_CONN_"):  # JSON connections: their password
+                    secrets |= {str(v) for k, v in json.loads(value).items() if k == "password"}
+                if name == "passwords.json":  # the api-server's users: every password
+                    secrets |= {str(v) for v in json.loads(value).values()}
         exposed: list[tuple[str, str]] = []
         for o in objects:
             where = f"{key}: {o['kind']}/{o['metadata']['name']}"
@@ -155,6 +155,7 @@ def test_network_policies_select_every_pod(rendered: Rendered) -> None:
         pods.append(("task pod", {"kubernetes_pod_operator": "True", "dag_id": "market_data_daily"}))
         if key.endswith("airflow-on"):
             pods.append(("airflow scheduler", {"tier": "airflow", "component": "scheduler", "release": "datapipe"}))
+            pods.append(("statsd exporter", {"tier": "airflow", "component": "statsd", "release": "datapipe"}))
         for name, labels in pods:
             if not any(selector_matches(p["spec"]["podSelector"], labels) for p in policies):
                 problems.append(f"{key}: {name} ({labels}) is selected by no allow policy")

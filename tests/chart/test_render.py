@@ -158,6 +158,16 @@ def test_existing_secrets_are_referenced_and_not_generated(rendered: dict[str, l
     assert refs["DASHBOARD_PASSWORD"] == "warehouse-dashboard-managed"
     cm = find(objects, "ConfigMap", "datapipe-dag-config")
     assert cm is not None and cm["data"]["DATAPIPE_API_SECRET"] == "alphavantage-managed"
+    # the backup role's password: set by the init Job, used by the CronJob, both from the managed Secret
+    init = next(o for o in objects if o["kind"] == "Job"
+                and o["metadata"]["name"].startswith("datapipe-warehouse-init"))
+    init_refs = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"]
+                 for e in pod_spec(init)["containers"][0]["env"] if "valueFrom" in e}  # type: ignore[index]
+    assert init_refs["BACKUP_PASSWORD"] == "warehouse-backup-managed"
+    cronjob = find(objects, "CronJob", "datapipe-backup")
+    assert cronjob is not None
+    backup = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert backup["envFrom"] == [{"secretRef": {"name": "warehouse-backup-managed"}}]
     # an existing API secret means a real key: no sandbox
     assert find(objects, "Deployment", "datapipe-sandbox") is None
 
@@ -253,6 +263,7 @@ def test_scenarios_cover_airflow_on_and_off(rendered: dict[str, list[dict[str, A
         "datapipe-airflow-jwt",
         "datapipe-airflow-api-secret-key",
         "datapipe-pod-launcher",
+        "datapipe-airflow-metrics",
     }
     assert scenario_values("defaults", False) == {"airflow": {"enabled": False}}
 
@@ -310,3 +321,51 @@ def test_helm_test_hook_checks_the_warehouse_and_the_dashboard(rendered: dict[st
     assert "psql" in " ".join(by_name["warehouse"]["command"])
     assert "http://datapipe-dashboard:8501/_stcore/health" in " ".join(by_name["dashboard"]["command"])
     assert pod["spec"]["restartPolicy"] == "Never"
+
+
+def test_the_dashboard_runs_its_entry_point_on_the_configured_port(renderer: Renderer) -> None:
+    """Streamlit's options are set in one place, the image's entry point (cli.py: uploads over 1 MB
+    refused by the server, XSRF, headless); the chart passes only the address and its port, and no
+    STREAMLIT_* variable that could disagree."""
+    objects = renderer.template({"dashboard": {"port": 9000}})
+    deployment = find(objects, "Deployment", "datapipe-dashboard")
+    assert deployment is not None
+    container = pod_spec(deployment)["containers"][0]  # type: ignore[index]
+    assert container["command"] == ["datapipe-dashboard"]
+    assert container["args"] == ["--address", "0.0.0.0", "--port", "9000"]
+    assert container["ports"][0]["containerPort"] == 9000
+    assert not [e["name"] for e in container.get("env", []) if e["name"].startswith("STREAMLIT_")]
+
+
+@pytest.mark.parametrize("airflow", [True, False], ids=["airflow-on", "airflow-off"])
+def test_backups_run_as_the_backup_role_on_the_in_cluster_warehouse(
+    rendered: dict[str, list[dict[str, Any]]], airflow: bool
+) -> None:
+    objects = rendered[f"defaults/airflow-{'on' if airflow else 'off'}"]
+    cronjob = find(objects, "CronJob", "datapipe-backup")
+    assert cronjob is not None
+    container = pod_spec(cronjob)["containers"][0]  # type: ignore[index]
+    assert container["envFrom"] == [{"secretRef": {"name": "datapipe-backup-env"}}]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["BACKUP_DATABASES"] == ("warehouse airflow" if airflow else "warehouse")
+    assert (env["BACKUP_KEEP"], env["BACKUP_MAX_AGE_DAYS"], env["BACKUP_MIN_DUMP_BYTES"]) == ("7", "30", "4096")
+    secret = secret_data(find(objects, "Secret", "datapipe-backup-env") or {})
+    assert secret["PGUSER"] == "backup" and secret["PGDATABASE"] == "warehouse" and len(secret["PGPASSWORD"]) >= 32
+    init = next(o for o in objects if o["kind"] == "Job"
+                and o["metadata"]["name"].startswith("datapipe-warehouse-init"))
+    init_env = {e["name"]: e for e in pod_spec(init)["containers"][0]["env"]}  # type: ignore[index]
+    assert init_env["BACKUP_USER"]["value"] == "backup"
+    assert init_env["BACKUP_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "datapipe-backup-env",
+                                                                        "key": "PGPASSWORD"}
+    # the warehouse itself does not get them: its pod is not restarted for the backup role
+    sts = find(objects, "StatefulSet", "datapipe-warehouse")
+    assert sts is not None and not [e for e in pod_spec(sts)["containers"][0]["env"] if e["name"].startswith("BACKUP_")]  # type: ignore[index]
+
+
+def test_an_external_database_gets_no_backup_objects_and_a_note(renderer: Renderer) -> None:
+    objects = renderer.template(scenario_values("external-db", True))
+    backup = [f"{o['kind']}/{o['metadata']['name']}" for o in objects if "backup" in o["metadata"]["name"]]
+    assert backup == []
+    proc = renderer.run(["install", "datapipe", "--namespace", NAMESPACE, "--dry-run=client"],
+                        values=scenario_values("external-db", True))
+    assert "the chart backs up nothing with an external database" in proc.stdout

@@ -141,6 +141,17 @@ def test_dbt_reads_the_shared_threshold_and_defines_the_shared_indicator_columns
     assert tuple(columns) == INDICATOR_COLUMNS
 
 
+def test_dbt_tracks_the_shared_default_symbols() -> None:
+    """dbt reads DATAPIPE_SYMBOLS (the marts cover the tracked symbols); unset, its default is the
+    shared DEFAULT_SYMBOLS, through the var the tracked-symbols model reads."""
+    from datapipe_common.symbols import DEFAULT_SYMBOLS
+
+    project = yaml.safe_load((ROOT / "dbt" / "dbt_project.yml").read_text())
+    assert tuple(project["vars"]["datapipe_default_symbols"].split(",")) == DEFAULT_SYMBOLS
+    model = (ROOT / "dbt" / "macros" / "tracked_symbols.sql").read_text()
+    assert "env_var('DATAPIPE_SYMBOLS'" in model and "datapipe_default_symbols" in model
+
+
 @pytest.mark.parametrize("module", ["config", "symbols", "libpq", "marts"])
 def test_stdlib_only_modules_import_without_a_virtualenv(module: str) -> None:
     """scripts/ run them with the system Python: nothing outside the standard library."""

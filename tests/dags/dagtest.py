@@ -142,8 +142,9 @@ class Mailbox:
     messages: list[Any]
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[Mailbox]:
+@contextmanager
+def smtp_mailbox() -> Iterator[Mailbox]:
+    """A real SMTP server (aiosmtpd) on a free 127.0.0.1 port, collecting every message."""
     from email import message_from_bytes
     from email.policy import default as default_policy
 
@@ -166,14 +167,21 @@ def smtp_server() -> Iterator[Mailbox]:
         controller.stop()
 
 
+@pytest.fixture
+def smtp_server() -> Iterator[Mailbox]:
+    with smtp_mailbox() as box:
+        yield box
+
+
 @dataclass
 class Webhook:
     url: str
     posts: list[dict[str, Any]]
 
 
-@pytest.fixture
-def webhook_server() -> Iterator[Webhook]:
+@contextmanager
+def webhook_receiver() -> Iterator[Webhook]:
+    """A Slack-like incoming webhook (http.server) on a free 127.0.0.1 port, collecting every POST."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -199,6 +207,12 @@ def webhook_server() -> Iterator[Webhook]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def webhook_server() -> Iterator[Webhook]:
+    with webhook_receiver() as hook:
+        yield hook
 
 
 def alert_connections(mailbox: Mailbox, webhook: Webhook) -> dict[str, str]:
@@ -291,9 +305,12 @@ def scheduler_env(env: dict[str, str]) -> dict[str, str]:
 
 
 @contextmanager
-def airflow_services(env: dict[str, str], log_dir: Path, startup_timeout_s: float = 300) -> Iterator[AirflowServices]:
-    """Run the scheduler and the API server's execution API of `env` (from `scheduler_env`) until
-    the block ends; every process they started is stopped on exit, even on failure."""
+def airflow_services(env: dict[str, str], log_dir: Path, startup_timeout_s: float = 300, apps: str = "execution",
+                     dag_processor: bool = False) -> Iterator[AirflowServices]:
+    """Run the scheduler and the API server (`apps`: its execution API only, or `all` with the REST
+    API and the UI) of `env` (from `scheduler_env`), and with `dag_processor` the dag processor
+    (which parses the DAGs folder and runs DAG callbacks), until the block ends; every process they
+    started is stopped on exit, even on failure."""
     import time
     import urllib.parse
     import urllib.request
@@ -301,10 +318,12 @@ def airflow_services(env: dict[str, str], log_dir: Path, startup_timeout_s: floa
     execution_api = urllib.parse.urlsplit(env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"])
     port = execution_api.port
     commands = {
-        "api-server": ["api-server", "--apps", "execution", "--host", "127.0.0.1", "--port", str(port),
+        "api-server": ["api-server", "--apps", apps, "--host", "127.0.0.1", "--port", str(port),
                        "--workers", "1"],
         "scheduler": ["scheduler", "--skip-serve-logs"],
     }
+    if dag_processor:
+        commands["dag-processor"] = ["dag-processor"]
     log_dir.mkdir(parents=True, exist_ok=True)
     services = AirflowServices(env, {}, {})
     try:

@@ -132,13 +132,14 @@ def test_stale_source_message_names_table_thresholds_and_newest_load(tmp_path: P
 
 
 # A throwaway DAG that fails like the pipeline's tasks do: a LocalStepOperator step exits non-zero.
+# It has the pipeline's run alert too: the failed tasks alerted, so the failed run must not.
 PROBE_DAG = '''
 """alerts_probe: fails two local steps so the alert notifier fires (airflow test DAG)."""
 import os
 from pathlib import Path
 import pendulum
 from airflow.sdk import DAG
-from datapipe_dags.alerts import PipelineAlert
+from datapipe_dags.alerts import PipelineAlert, RunAlert
 from datapipe_dags.config import Settings
 from datapipe_dags.local import LocalStepOperator
 from datapipe_dags.steps import Component, Step
@@ -148,6 +149,7 @@ venv = Path(os.environ["PROBE_VENV"])
 probe = Component(name="probe", image="probe", local_dir=".", venv=venv.name)
 failing = ("python", "-c", "import sys; print('apikey=LEAKED-IN-LOG-ONLY'); sys.exit(3)")
 with DAG("alerts_probe", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+         on_failure_callback=[RunAlert(settings.channels)],
          default_args={"retries": 0, "on_failure_callback": [PipelineAlert(settings)]}):
     for task_id in ("extract_prices", "quality_gate"):
         LocalStepOperator(task_id=task_id, step=Step(task_id, probe, failing), repo_root=Path.cwd(),
@@ -200,6 +202,8 @@ def test_failed_tasks_email_and_post_to_slack_for_real(tmp_path: Path, airflow_h
     log = proc.stdout + proc.stderr
     assert proc.returncode != 0, "a failed DAG run must exit non-zero\n" + log[-3000:]
     assert "could not deliver alert" not in log, log[-5000:]
+    # the run's failure callback ran (in this process, as `dags test` runs it) and found the task alerts
+    assert "already alerted by its failed task(s) extract_prices, quality_gate: no run alert" in log, log[-5000:]
 
     mails = {m["message"]["Subject"]: m for m in smtp_server.messages}
     assert len(mails) == 2, (list(mails), log[-4000:])
@@ -236,3 +240,81 @@ def test_failed_tasks_email_and_post_to_slack_for_real(tmp_path: Path, airflow_h
                 assert "expect_old_failure" not in text and "expect_column_values_to_be_unique" not in text
         else:
             assert "Failing expectations" not in body
+
+
+# -- the run alert and the channels (datapipe_dags.notify) --------------------------------------------
+
+
+def run_context(reason: str, task_id: str | None = "extract_prices") -> dict[str, Any]:
+    from datetime import timedelta
+
+    dag = SimpleNamespace(dag_id="market_data_daily", dagrun_timeout=timedelta(hours=3))
+    dag_run = SimpleNamespace(dag_id="market_data_daily", run_id=RUN_ID,
+                              start_date=pendulum.datetime(2026, 11, 25, 22, 30, 5, tz="UTC"),
+                              logical_date=pendulum.datetime(2026, 11, 25, 22, 30, tz="UTC"))
+    ctx: dict[str, Any] = {"dag": dag, "dag_run": dag_run, "run_id": RUN_ID, "reason": reason,
+                           "logical_date": dag_run.logical_date}
+    if task_id:
+        ctx["ti"] = SimpleNamespace(dag_id="market_data_daily", task_id=task_id, run_id=RUN_ID, try_number=1,
+                                    map_index=-1)
+    return ctx
+
+
+def test_timed_out_run_message_has_the_task_alert_shape() -> None:
+    from datapipe_dags.notify import build_run_message
+
+    msg = build_run_message(run_context("timed_out"), "https://airflow.example.com",
+                            {"check_session": "success", "extract_prices": "skipped", "quality_gate": "skipped"})
+    assert msg.kind == "dag_run_timed_out"
+    assert msg.subject == "[datapipe] DAG run timed out: market_data_daily (2026-11-25T22:30:00+00:00)"
+    run = "https://airflow.example.com/dags/market_data_daily/runs/manual__2026-11-25T22%3A30%3A00%2B00%3A00"
+    assert msg.lines == (
+        "DAG run timed out in DAG market_data_daily",
+        "",
+        "DAG:          market_data_daily",
+        f"Run id:       {RUN_ID}",
+        "Logical date: 2026-11-25T22:30:00+00:00",
+        "Started:      2026-11-25T22:30:05+00:00",
+        "Reason:       the run exceeded its dagrun_timeout (3:00:00); Airflow stopped it and marked its unfinished"
+        " tasks skipped, so no task alert went out",
+        "Unfinished:   extract_prices (try 1)",
+        f"Task log:     {run}/tasks/extract_prices?try_number=1",
+        f"Run:          {run}",
+        "Task states:  2 skipped, 1 success",
+    )
+    stuck = build_run_message(run_context("all_tasks_deadlocked", task_id=None), "http://a", None, "OSError: down")
+    assert stuck.subject.startswith("[datapipe] DAG run stuck: market_data_daily (")
+    assert "Reason:       all_tasks_deadlocked; no task of the run failed, so no task alert went out" in stuck.text
+    assert "Task states:  unavailable (OSError: down)" in stuck.text
+
+
+def test_run_alert_stays_silent_when_a_task_alert_covered_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed task sent its own alert: the run alert sends nothing. Otherwise it sends one.
+    (Delivery itself is tested for real in test_oncall.py.)"""
+    import datapipe_dags.notify as notify
+
+    sent: list[str] = []
+    monkeypatch.setattr(notify, "deliver", lambda msg, *args, **kwargs: sent.append(msg.subject) or [])
+    channels = notify.Channels(email_to=("oncall@datapipe.test",))
+    covered = {"extract_prices": "failed", "publish": "upstream_failed"}
+    notify.RunAlert(channels, task_states=lambda dag, run: covered).notify(run_context("task_failure"))
+    assert sent == []
+    timed_out = {"extract_prices": "skipped"}
+    notify.RunAlert(channels, task_states=lambda dag, run: timed_out).notify(run_context("timed_out"))
+    assert sent == ["[datapipe] DAG run timed out: market_data_daily (2026-11-25T22:30:00+00:00)"]
+    # the states cannot be read: the alert still goes out (and says so)
+    notify.RunAlert(channels, task_states=lambda dag, run: 1 / 0).notify(run_context("task_failure"))
+    assert sent[-1] == "[datapipe] DAG run failed: market_data_daily (2026-11-25T22:30:00+00:00)"
+
+
+def test_channels_are_read_leniently() -> None:
+    from datapipe_dags.notify import Channels
+
+    channels, problems = Channels.from_env({
+        "DATAPIPE_ALERT_EMAIL_TO": "oncall@x.org, nobody", "DATAPIPE_SLACK_CONN_ID": "slack alerts",
+        "DATAPIPE_AIRFLOW_BASE_URL": "airflow:8080", "DATAPIPE_SMTP_CONN_ID": "mail"})
+    assert channels.email_to == ("oncall@x.org",) and channels.slack_conn_id is None
+    assert channels.smtp_conn_id == "mail" and channels.airflow_base_url == "http://localhost:8080"
+    assert [p.split("=")[0].split(" ")[0] for p in problems] == [
+        "DATAPIPE_AIRFLOW_BASE_URL", "DATAPIPE_ALERT_EMAIL_TO", "DATAPIPE_SLACK_CONN_ID"]
+    assert Channels.from_env({}) == (Channels(), [])

@@ -172,8 +172,16 @@ def test_dbt_group_sits_between_extraction_and_gate_and_publish_follows_the_gate
 
 
 def test_company_refresh_branch(k8s_dag: Any) -> None:
-    assert k8s_dag.get_task("check_company_refresh").downstream_task_ids == {"extract_companies", "keep_companies"}
-    assert k8s_dag.get_task("extracted").upstream_task_ids == {"extract_prices", "extract_companies", "keep_companies"}
+    """The weekly refresh asks every overview; every other run asks the tracked symbols that have none
+    yet (a symbol added mid-week is published the same day, issue 14), never nothing."""
+    from datapipe_dags.steps import load_steps
+
+    branches = {"extract_companies", "extract_missing_companies"}
+    assert k8s_dag.get_task("check_company_refresh").downstream_task_ids == branches
+    assert k8s_dag.get_task("extracted").upstream_task_ids == {"extract_prices", *branches}
+    steps = load_steps()
+    assert steps["extract_missing_companies"].command == ("extract", "companies", "--missing")
+    assert steps["extract_companies"].command == ("extract", "companies")
 
 
 def test_the_session_check_comes_first_and_skips_everything(k8s_dag: Any) -> None:
@@ -225,6 +233,17 @@ def test_wants_company_refresh(day: str, params: dict, previous: str | None, exp
     # Airflow 3 hands the task context's prev_start_date_success over as a lazy proxy
     proxied = lazy_object_proxy.Proxy(lambda: prev)
     assert wants_company_refresh(logical, params, proxied) is expected
+
+
+def test_a_failed_or_timed_out_run_alerts(k8s_dag: Any, build_dag: Any) -> None:
+    from datetime import timedelta
+
+    from datapipe_dags.alerts import RunAlert
+
+    callbacks = k8s_dag.on_failure_callback
+    assert [type(c) for c in (callbacks if isinstance(callbacks, list) else [callbacks])] == [RunAlert]
+    assert k8s_dag.dagrun_timeout == timedelta(hours=3)
+    assert build_dag(DATAPIPE_DAGRUN_TIMEOUT_MINUTES="45").dagrun_timeout == timedelta(minutes=45)
 
 
 def test_every_task_alerts_and_retries_with_backoff(k8s_dag: Any) -> None:

@@ -22,7 +22,8 @@ K8S_VERSION = "1.33.0"
 # Secret values present in the environment the settings are read from: they must never reach a pod.
 POISON = {"PGPASSWORD": "pg-secret-must-not-leak", "ALPHAVANTAGE_API_KEY": "av-key-must-not-leak",
           "PGHOST": "db.secret.internal"}
-PLAIN_ENV_ALLOWED = {"DATAPIPE_SYMBOLS", "PGSSLMODE", "PGSSLROOTCERT", "DBT_PROFILES_DIR", "DBT_PROJECT_DIR"}
+PLAIN_ENV_ALLOWED = {"DATAPIPE_SYMBOLS", "PGSSLMODE", "PGSSLROOTCERT", "DBT_PROFILES_DIR", "DBT_PROJECT_DIR",
+                     "DBT_FULL_REFRESH", "DATAPIPE_RUN_ID"}
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +145,47 @@ def test_every_pod_verifies_the_server_when_told_to(rendered: dict[str, Any]) ->
     task.build_kube_args(context, task.add_cmd_flags())
     pod = ApiClient().sanitize_for_serialization(task.build_pod_request_obj(context, dry_run=True))
     assert tls_env(pod) == {"PGSSLMODE": "verify-full", "PGSSLROOTCERT": "system"}
+
+
+@pytest.mark.parametrize("params, expected", [({}, "False"), ({"full_refresh": True}, "True")])
+def test_a_run_triggered_with_full_refresh_rebuilds_every_dbt_model(params: dict[str, Any], expected: str) -> None:
+    """After `extract accept-gap` (docs/extract.md) the operator triggers {"full_refresh": true}: every dbt
+    pod gets DBT_FULL_REFRESH, which `dbt run`/`dbt build` read as --full-refresh."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from kubernetes.client import ApiClient
+
+    dag = build_market_data_daily(Settings.from_env(base_env()))
+    assert dag.params["full_refresh"] is False
+    dbt_tasks = [t for t in dag.tasks if isinstance(t, KubernetesPodOperator) and t.task_id.startswith("dbt.")]
+    for task in (t for t in dbt_tasks if t.task_id.endswith(".run")):
+        context = {**fake_context(dag, task), "params": {**dag.params, **params}}
+        task.render_template_fields(context)
+        task.build_kube_args(context, task.add_cmd_flags())
+        (container,) = ApiClient().sanitize_for_serialization(task.build_pod_request_obj(context, dry_run=True))[
+            "spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["DBT_FULL_REFRESH"] == expected, task.task_id
+
+
+def test_every_pod_of_a_run_gets_the_run_id() -> None:
+    """dbt's on-run-end hook records each model's and test's result under DATAPIPE_RUN_ID, and publish
+    checks that run's results (issue 14): every pod, Cosmos' and ours, gets the Airflow run id."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from kubernetes.client import ApiClient
+
+    dag = build_market_data_daily(Settings.from_env(base_env()))
+    tasks = [t for t in dag.tasks if isinstance(t, KubernetesPodOperator)]
+    expected = {"dbt.dim_company.run", "dbt.dim_company.test", "quality_gate", "publish_marts"}
+    assert expected <= {t.task_id for t in tasks}
+    for task in tasks:
+        context = fake_context(dag, task)
+        task.render_template_fields(context)
+        if hasattr(task, "build_kube_args"):
+            task.build_kube_args(context, task.add_cmd_flags())
+        (container,) = ApiClient().sanitize_for_serialization(task.build_pod_request_obj(context, dry_run=True))[
+            "spec"]["containers"]
+        env = [(e["name"], e.get("value")) for e in container["env"] if e["name"] == "DATAPIPE_RUN_ID"]
+        assert env == [("DATAPIPE_RUN_ID", context["run_id"])], task.task_id
 
 
 def test_step_pods_run_the_steps_toml_command(rendered: dict[str, Any]) -> None:

@@ -3,6 +3,8 @@
 - `published`: the known dataset — sandbox data run through the real pipeline (`scripts/run-step
   --pipeline`: extract, dbt build, quality gate, publish, grant-reader) into database `published`
   of the session warehouse, with the sandbox calendar pinned to the last completed trading day.
+- `republish`: database `republish`, a copy of `published` taken right after the pipeline, for
+  tests that run `quality publish` again while the dashboard reads.
 - `dataset`: a hand-made seed (tests/dashboard/seed.py) in the default database, for what the
   pipeline cannot produce on demand: stale data, extraction failures of every kind, a used-up quota.
 - `make_app`: AppTest of the real entry script on one page, with injected settings.
@@ -14,7 +16,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -48,6 +50,7 @@ class Dataset:
     dbname: str | None = None
     symbols: tuple[str, ...] = field(default_factory=lambda: tuple(c[0] for c in seed.COMPANIES))
     last_day: date = seed.LAST_DAY
+    workdir: Path | None = None  # the pipeline's working directory (dbt target, data docs)
 
     def admin(self, dbname: str | None = None) -> psycopg.Connection:
         return psycopg.connect(seed.conninfo(self.warehouse.admin_env, dbname or self.dbname), autocommit=True)
@@ -64,6 +67,33 @@ def dataset(warehouse) -> Dataset:
     return Dataset(warehouse, settings)
 
 
+def pipeline_env(warehouse, dbname: str, as_of: date, workdir: Path, **extra: str) -> dict[str, str]:
+    """The environment `make pipeline` gives every step, for database `dbname` of the test warehouse."""
+    keep = {k: v for k, v in os.environ.items()
+            if not k.startswith(("PG", "DATAPIPE_", "QUALITY_", "DBT_", "ALPHAVANTAGE_", "VIRTUAL_ENV"))}
+    return {
+        **keep,
+        **warehouse.env,
+        "PGDATABASE": dbname,
+        "DATAPIPE_SYMBOLS": ",".join(PIPELINE_SYMBOLS),
+        "EXTRACT_WORKERS": "2",
+        "QUALITY_TODAY": as_of.isoformat(),
+        "QUALITY_DATA_DOCS_DIR": str(workdir / "data_docs"),
+        "DBT_TARGET_PATH": str(workdir / "dbt_target"),
+        "DBT_LOG_PATH": str(workdir / "dbt_logs"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        **extra,
+    }
+
+
+def run_step(env: dict[str, str], *args: str, wait: bool = True):  # type: ignore[no-untyped-def]
+    """scripts/run-step with `env`: the finished process, or the running one (wait=False)."""
+    command = [sys.executable, str(ROOT / "scripts" / "run-step"), *args]
+    if not wait:
+        return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
+
+
 def run_pipeline(warehouse, dbname: str, as_of: date, workdir: Path) -> str:
     """The real chain, step by step exactly as `make pipeline` runs it, against the sandbox API."""
     warehouse.psql(f"create database {dbname} owner pipeline", admin=True)
@@ -75,25 +105,9 @@ def run_pipeline(warehouse, dbname: str, as_of: date, workdir: Path) -> str:
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", proc=sandbox)
-        keep = {k: v for k, v in os.environ.items()
-                if not k.startswith(("PG", "DATAPIPE_", "QUALITY_", "DBT_", "ALPHAVANTAGE_", "VIRTUAL_ENV"))}
-        env = {
-            **keep,
-            **warehouse.env,
-            "PGDATABASE": dbname,
-            "ALPHAVANTAGE_BASE_URL": f"http://127.0.0.1:{port}/query",
-            "ALPHAVANTAGE_API_KEY": "sandbox",
-            "ALPHAVANTAGE_REQUESTS_PER_MINUTE": "0",
-            "DATAPIPE_SYMBOLS": ",".join(PIPELINE_SYMBOLS),
-            "EXTRACT_WORKERS": "2",
-            "QUALITY_TODAY": as_of.isoformat(),
-            "QUALITY_DATA_DOCS_DIR": str(workdir / "data_docs"),
-            "DBT_TARGET_PATH": str(workdir / "dbt_target"),
-            "DBT_LOG_PATH": str(workdir / "dbt_logs"),
-            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        }
-        proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "run-step"), "--pipeline"], env=env,
-                              capture_output=True, text=True, timeout=1200)
+        env = pipeline_env(warehouse, dbname, as_of, workdir, ALPHAVANTAGE_BASE_URL=f"http://127.0.0.1:{port}/query",
+                           ALPHAVANTAGE_API_KEY="sandbox", ALPHAVANTAGE_REQUESTS_PER_MINUTE="0")
+        proc = run_step(env, "--pipeline")
     finally:
         sandbox.terminate()
         sandbox.wait(timeout=10)
@@ -107,13 +121,39 @@ def run_pipeline(warehouse, dbname: str, as_of: date, workdir: Path) -> str:
 @pytest.fixture(scope="session")
 def published(warehouse, tmp_path_factory: pytest.TempPathFactory) -> Dataset:
     """Sandbox data through the real pipeline, as of the last completed trading day (so "today"'s
-    extraction runs and a green badge are real); "now" is frozen for the session."""
+    extraction runs and a green badge are real); "now" is frozen for the session. Database
+    `republish` is a copy made at once (a template needs no other session), for tests that run
+    publish again (`republish` fixture)."""
     now = datetime.now(UTC)
     as_of = nyse().latest_completed_session(now)
-    run_pipeline(warehouse, "published", as_of, tmp_path_factory.mktemp("pipeline"))
+    workdir = tmp_path_factory.mktemp("pipeline")
+    run_pipeline(warehouse, "published", as_of, workdir)
+    warehouse.psql("create database republish owner pipeline template published", admin=True)
+    warehouse.psql("grant connect on database republish to dashboard", admin=True)
     libpq = {**warehouse.reader_env, "PGDATABASE": "published"}
     return Dataset(warehouse, Settings(libpq=libpq, now_override=now, retry_seconds=1), "published",
-                   PIPELINE_SYMBOLS, as_of)
+                   PIPELINE_SYMBOLS, as_of, workdir)
+
+
+@dataclass
+class Republish:
+    """Database `republish` (a copy of `published`, audited and gated) and how to run its publish step."""
+
+    dataset: Dataset
+    settings: Settings
+
+    def publish(self, **extra: str) -> subprocess.Popen[str]:
+        """Start `quality publish` (scripts/run-step publish_marts) on it, with extra settings."""
+        d = self.dataset
+        assert d.workdir is not None
+        return run_step(pipeline_env(d.warehouse, "republish", d.last_day, d.workdir, **extra), "publish_marts",
+                        wait=False)
+
+
+@pytest.fixture
+def republish(published: Dataset) -> Republish:
+    libpq = {**published.settings.libpq, "PGDATABASE": "republish"}
+    return Republish(published, replace(published.settings, libpq=libpq))
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
-import socket
+import re
 import sys
 from pathlib import Path
 
@@ -20,35 +20,16 @@ venv_bin = _root.venv_bin
 
 
 def stop_warehouse(server) -> None:  # type: ignore[no-untyped-def]
-    """Stop the session warehouse. Another pytest run on this machine may have reset
-    /tmp/pytest-of-<user> to 0700 meanwhile, which hides the data dir from the postgres user:
-    re-open the traversal bits first (what Warehouse.init does)."""
-    server._make_traversable()
-    server.stop()
-
-
-def _port_is_free_like_postgres(port: int) -> bool:
-    """PostgreSQL binds with SO_REUSEADDR, so a port whose old connections sit in TIME_WAIT after a
-    stop is free for it; scripts/warehouse.py's check binds without it and would move the server to
-    another port, stranding every client configured with the old one."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
+    """Stop the session warehouse (conftest.TestWarehouse.stop, given its server)."""
+    _root.TestWarehouse(server, {}, {}, {}).stop()
 
 
 def start_warehouse(server) -> None:  # type: ignore[no-untyped-def]
-    """Start the stopped session warehouse again on the same port."""
-    port = server.credentials().port
-    server._make_traversable()
-    warehouse_module = sys.modules[type(server).__module__]
-    original = warehouse_module.port_is_free
-    warehouse_module.port_is_free = _port_is_free_like_postgres
-    try:
-        server.start()
-    finally:
-        warehouse_module.port_is_free = original
-    assert server.credentials().port == port, "the warehouse came back on another port"
+    """Start the stopped session warehouse again on the same port (conftest.TestWarehouse.start)."""
+    _root.TestWarehouse(server, {}, {}, {}).start()
+
+
+def unescaped(markdown: str) -> str:
+    """What a reader of Streamlit markdown sees: the backslash escapes of punctuation removed, and
+    the invisible word joiners that keep URLs and addresses from becoming links (ui.plain)."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown).replace("\u2060", "")

@@ -32,13 +32,16 @@ COMPANIES = [
     ("XOM", "Exxon Mobil Corporation", "ENERGY", "OIL & GAS INTEGRATED", "NYSE", "USD", 105.0),
 ]
 
+# published without a company overview (issue 14): listed on the data-quality page
+NO_PROFILE = {"XOM": "no company profile"}
+
 DDL = """
 create schema if not exists marts;
 create schema if not exists ops;
 create table if not exists marts.dim_company (
     symbol text primary key, name text, description text, asset_type text, exchange text, currency text,
     country text, sector text, industry text, market_capitalization bigint, pe_ratio numeric,
-    dividend_yield numeric, beta numeric, updated_at timestamptz
+    dividend_yield numeric, beta numeric, updated_at timestamptz, profile_source text
 );
 create table if not exists marts.fct_daily_prices (
     symbol text not null, trade_date date not null, open numeric(18, 4), high numeric(18, 4),
@@ -179,9 +182,10 @@ def seed_marts(conn: psycopg.Connection[Any], *, last_day: date = LAST_DAY, bars
         overview.append(overview_rows(prices, ind, company))
         conn.execute(
             "insert into marts.dim_company values (%s, %s, %s, 'Common Stock', %s, %s, 'USA', %s, %s, %s, %s, %s,"
-            " %s, %s)",
+            " %s, %s, %s)",
             (symbol, company[1], f"{company[1]} is a company in the {company[2].lower()} sector.", company[4],
-             company[5], company[2], company[3], int(start_price * 1e9), 24.5, 0.021, 1.1, NOW - timedelta(hours=3)),
+             company[5], company[2], company[3], int(start_price * 1e9), 24.5, 0.021, 1.1, NOW - timedelta(hours=3),
+             NO_PROFILE.get(symbol, "company overview")),
         )
     _copy(conn, "marts.mart_market_overview", pd.DataFrame(overview))
 

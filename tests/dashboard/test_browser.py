@@ -5,7 +5,9 @@ screenshots go to artifacts/dashboard/; the outage state recovers by itself in t
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -139,3 +141,72 @@ def test_outage_recovers_in_the_browser_without_reload(dataset, page) -> None:
         page.screenshot(path=str(ARTIFACTS / "recovered.png"), full_page=True)
     finally:
         stop(proc)
+
+
+# -- portfolio input that cannot hurt (issue 15) ------------------------------------------------------
+
+UPLOAD_INPUT = '[data-testid="stFileUploaderDropzoneInput"]'
+# User text markdown would render as formatting, links, HTML, maths, a colour, an emoji.
+PAYLOADS = ("**bold**", "[click](http://x.io)", "www.x.io", "a@b.co", "<img src=x onerror=1>", "$x^2$",
+            ":red[red]", ":smile:")
+# The invisible WORD JOINER that keeps URL-like text from becoming a link (ui.plain).
+WORD_JOINER = "\u2060"
+
+
+def open_portfolio(page, dashboard: str) -> None:  # type: ignore[no-untyped-def]
+    page.goto(f"{dashboard}/portfolio", wait_until="domcontentloaded")
+    page.get_by_text("Market value").first.wait_for(timeout=WAIT_MS)
+    page.wait_for_selector(UPLOAD_INPUT, state="attached", timeout=WAIT_MS)
+
+
+def upload_csv(page, name: str, data: bytes) -> None:  # type: ignore[no-untyped-def]
+    page.locator(UPLOAD_INPUT).set_input_files(files=[{"name": name, "mimeType": "text/csv", "buffer": data}])
+
+
+def test_portfolio_problems_are_shown_literally_in_chromium(dashboard, page) -> None:
+    open_portfolio(page, dashboard)
+    rows = "".join(f'MSFT,"{p}",1\n' for p in PAYLOADS) + 'IBM,"1,5",100\n' + "".join(
+        f"ZZ{i:02d},1,1\n" for i in range(30))
+    upload_csv(page, "**evil**.csv", f"symbol,shares,cost_basis\n{rows}MSFT,1,100\n".encode())
+    alert = page.locator('[data-testid="stAlert"]').filter(has_text="row(s) of CSV")
+    alert.wait_for(timeout=WAIT_MS)
+    text = alert.inner_text().replace(WORD_JOINER, "")
+    for payload in PAYLOADS:  # shown as typed: no bold, link, image, formula, colour or emoji made of it
+        assert f"shares '{payload}' is not a number" in text, text
+    assert "shares '1,5' contains a comma: write numbers like 1500 or 1.5" in text
+    assert "39 row(s) of CSV **evil**.csv ignored" in text
+    assert alert.locator("a, img, .katex, h1, h2, h3").count() == 0
+    assert alert.locator("strong").all_inner_texts() == ["39 row(s) of CSV **evil**.csv ignored:"]
+    assert alert.locator("li").count() == 21 and "and 19 more not shown" in text  # capped at 20
+    page.screenshot(path=str(ARTIFACTS / "portfolio-problems.png"), full_page=True)
+
+
+def test_uploads_over_one_megabyte_are_refused_by_the_browser_and_the_server(dashboard, page) -> None:
+    # the server tells the browser where to upload over the app's WebSocket (session id inside)
+    frames: list[bytes] = []
+    page.on("websocket", lambda ws: ws.on(
+        "framereceived", lambda f: frames.append(f if isinstance(f, bytes) else f.encode())))
+    open_portfolio(page, dashboard)
+    small = b"symbol,shares,cost_basis\nMSFT,2,300\n"
+    upload_csv(page, "small.csv", small)
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while not (doors := [m for f in frames for m in re.findall(rb"/_stcore/upload_file/[0-9a-f-]{36}/", f)]):
+        assert time.monotonic() < deadline, "the server gave the browser no upload URL"
+        page.wait_for_timeout(100)
+    big = b"symbol,shares,cost_basis\n" + b"MSFT,1,1\n" * 150_000  # 1.35 MB
+    assert len(big) > 1024 * 1024
+
+    # the browser refuses it: the server's limit reaches the page
+    upload_csv(page, "big.csv", big)
+    page.get_by_text("or smaller", exact=False).first.wait_for(timeout=WAIT_MS)
+
+    # the server refuses it even when a client skips the browser's check: a real HTTP PUT to this
+    # session's upload endpoint with its XSRF cookie and header, answered 413 before it is read
+    door = f"{dashboard}{doors[0].decode()}"
+    token = next(c["value"] for c in page.context.cookies() if c["name"] == "_streamlit_xsrf")
+    refused = page.request.put(f"{door}bypass-big", headers={"X-Xsrftoken": token},
+                               multipart={"file": {"name": "big.csv", "mimeType": "text/csv", "buffer": big}})
+    assert refused.status == 413, (refused.status, refused.text()[:200])
+    accepted = page.request.put(f"{door}bypass-small", headers={"X-Xsrftoken": token},
+                                multipart={"file": {"name": "small.csv", "mimeType": "text/csv", "buffer": small}})
+    assert accepted.status == 204, (accepted.status, accepted.text()[:200])  # the same door, under 1 MB

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 import pytest
+from dashboard_helpers import unescaped
 from datapipe_dashboard import queries
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 
@@ -134,6 +135,19 @@ def test_symbol_detail_chart_and_facts(make_app, published) -> None:
         assert (w is None and (g is None or math.isnan(g))) or math.isclose(g, w)
 
 
+def test_a_history_loaded_from_compact_answers_says_free_key(make_app, dataset, published) -> None:
+    """Issue 14: a symbol never loaded with its full history (a free key) says since when it has one."""
+    at = make_app("symbol", settings=dataset.settings, query={"symbol": "IBM"})  # the seed: compact loads only
+    no_errors(at)
+    (first,), = dataset.rows("select min(trade_date) from marts.fct_daily_prices where symbol = 'IBM'")
+    assert any(f"history since {first:%Y-%m-%d} (free key)" in c.value for c in at.caption), \
+        [c.value for c in at.caption]
+    # the pipeline's symbols were first loaded with outputsize=full (a premium key): no such note
+    at = make_app("symbol", settings=published.settings, query={"symbol": "IBM"})
+    no_errors(at)
+    assert not any("free key" in c.value for c in at.caption), [c.value for c in at.caption]
+
+
 def test_symbol_detail_overlays_and_date_range(make_app, published) -> None:
     at = make_app("symbol", settings=published.settings, query={"symbol": "MSFT"})
     start, end = published.last_day - timedelta(days=60), published.last_day - timedelta(days=30)
@@ -181,7 +195,7 @@ def test_portfolio_csv_upload_with_bad_rows(make_app, published) -> None:
     at.file_uploader[0].upload("mine.csv", csv, "text/csv")
     at.run()
     assert not at.exception
-    warning = at.warning[0].value
+    warning = unescaped(at.warning[0].value)
     assert "3 row(s) of CSV mine.csv ignored" in warning
     assert "CSV line 3: unknown symbol 'ZZZZ'" in warning
     assert "CSV line 4: shares -5 is negative" in warning
@@ -196,7 +210,7 @@ def test_portfolio_malformed_csv(make_app, published) -> None:
     at.file_uploader[0].upload("bad.csv", b"ticker;qty\nIBM;3\n", "text/csv")
     at.run()
     assert not at.exception
-    assert "CSV line 1: header must be symbol,shares,cost_basis; got ticker;qty" in at.warning[0].value
+    assert "CSV line 1: header must be symbol,shares,cost_basis; got ticker;qty" in unescaped(at.warning[0].value)
     assert "No valid holdings to value yet." in [i.value for i in at.info]
 
 
@@ -232,6 +246,29 @@ def test_data_quality_page_on_the_published_pipeline(make_app, published) -> Non
     assert set(fresh["trading_days_behind"]) == {0}
     assert set(fresh["last_extract_status"]) <= {"succeeded", "unchanged"}
     assert "No failed requests in the last 7 days." in [s.value for s in at.success]
+    # one pipeline run, read from ops.pipeline_runs (the view an external monitor reads)
+    pipeline = frames[("run_started_at", "outcome")]
+    (bars,), = published.rows("select sum(bars) from ops.extract_runs")
+    assert list(pipeline["outcome"]) == ["published"]
+    assert list(pipeline["rows_loaded"]) == [bars] and bars > 0
+    assert list(pipeline["checks_total"]) == [total] and list(pipeline["checks_failed"]) == [0]
+    assert list(pipeline["freshness_lag_sessions"]) == [0]  # the gate passed: nothing missing
+    assert all(pipeline[c].iloc[0] >= 0 for c in ("extract_s", "transform_s", "gate_s", "publish_s", "total_s"))
+
+
+def test_data_quality_lists_the_symbols_without_a_company_profile(make_app, dataset, published) -> None:
+    """Issue 14: an ETF (profile from ETF_PROFILE) or a symbol with no profile at all is published, and
+    listed on the data-quality page."""
+    at = make_app("quality")  # the seed: XOM has no company profile
+    no_errors(at)
+    listed = frames_by_columns(at)[("symbol", "name")]
+    expected = dataset.rows("select symbol, profile_source from marts.dim_company"
+                            " where profile_source <> 'company overview' order by symbol")
+    assert [tuple(r) for r in listed[["symbol", "profile_source"]].itertuples(index=False)] == expected
+    assert expected == [("XOM", "no company profile")]
+    at = make_app("quality", settings=published.settings)  # the pipeline's stocks all have an overview
+    no_errors(at)
+    assert "Every published symbol has a company overview." in [s.value for s in at.success]
 
 
 def test_data_quality_failures_by_reason(make_app, dataset) -> None:
@@ -249,6 +286,8 @@ def test_data_quality_failures_by_reason(make_app, dataset) -> None:
     gate = frames_by_columns(at)[("outcome", "mart")]
     assert list(gate["outcome"]) == ["pass"] * 4
     assert any("passed]" in m.value and "4/4 expectations met" in m.value for m in at.markdown)
+    # the seeded warehouse has no ops.pipeline_runs view: the section says so, the page still renders
+    assert "Nothing recorded yet" in " ".join(i.value for i in at.info)
 
 
 def test_quota_exhausted_is_flagged(make_app, dataset) -> None:

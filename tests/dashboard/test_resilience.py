@@ -1,10 +1,12 @@
-"""Warehouse down -> friendly state -> recovery; empty warehouse -> guided empty state."""
+"""Warehouse down -> friendly state -> recovery; empty warehouse -> guided empty state; a query held
+up by publish -> "publishing, retry in a moment" -> recovery."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import replace
 
+import psycopg
 import pytest
 import seed
 from dashboard_helpers import start_warehouse, stop_warehouse
@@ -82,3 +84,52 @@ def test_empty_warehouse_guides_the_user(make_app, dataset, empty_databases, dat
     assert not at.exception and not at.error, [c.value for c in at.caption]
     assert "No published data yet" in at.info[0].value
     assert "make pipeline" in texts(at) and "make demo" in texts(at)
+
+
+# -- a query held up by publish (issue 15) -----------------------------------------------------------
+
+PUBLISH_WAITING = """
+select count(*) from pg_locks l join pg_stat_activity a on a.pid = l.pid
+where a.datname = 'republish' and a.application_name = 'datapipe-quality'
+  and l.locktype = 'relation' and l.mode = 'AccessExclusiveLock' and not l.granted
+"""
+
+
+def test_a_query_held_up_by_publish_says_publishing(make_app, republish) -> None:
+    """A long reader holds a published mart, so `quality publish` queues for its exclusive lock
+    (configured here to wait far longer than it should); the dashboard's query queues behind it.
+    The page must say "publishing, retry in a moment", not "warehouse unreachable", and show the
+    data by itself once publish is done."""
+    warehouse = republish.dataset.warehouse
+    blocker = psycopg.connect(seed.conninfo(warehouse.env, "republish"))  # a transaction, held open
+    blocker.execute("select count(*) from marts.mart_market_overview").fetchone()
+    publish = republish.publish(QUALITY_SWAP_TIMEOUT_S="120", QUALITY_LOCK_TIMEOUT_S="300")
+    try:
+        deadline = time.monotonic() + 120
+        with republish.dataset.admin("republish") as admin:
+            while admin.execute(PUBLISH_WAITING).fetchone()[0] == 0:  # type: ignore[index]
+                assert publish.poll() is None, publish.stdout.read() if publish.stdout else ""
+                assert time.monotonic() < deadline, "publish never queued for its exclusive lock"
+                time.sleep(0.1)
+        at = make_app("market", settings=republish.settings)
+        assert not at.exception
+        shown = texts(at) + "\n".join(str(w.value) for w in at.warning)
+        assert "publishing, retry in a moment" in shown.lower(), shown
+        assert "not reachable" not in shown
+        assert "Retrying in" in shown
+        assert not at.dataframe
+    finally:
+        blocker.rollback()
+        blocker.close()
+    output, _ = publish.communicate(timeout=300)
+    assert publish.returncode == 0, output
+    for _ in range(20):  # what the automatic retry does
+        import streamlit as st
+
+        st.cache_data.clear()
+        at.run()
+        if at.dataframe:
+            break
+        time.sleep(0.5)
+    assert not at.exception and not at.warning and not at.error
+    assert len(at.dataframe[0].value) == len(republish.dataset.symbols)

@@ -25,6 +25,8 @@ FAST = {
     "ALPHAVANTAGE_TIMEOUT_S": "5",
     "EXTRACT_WORKERS": "2",
     "EXTRACT_PARSE_PROCESSES": "0",  # inline validation: cheaper for tiny runs (a few cases turn helpers on)
+    # the history planner's clock agrees with the sandbox's pinned calendar (whatever today is)
+    "EXTRACT_NOW": f"{AS_OF}T18:00",
 }
 
 

@@ -257,5 +257,6 @@ def test_key_is_never_in_logs_run_log_or_tables(warehouse, sandbox):
     for table in ("raw.time_series_daily", "raw.company_overview", "ops.extract_runs", "ops.extract_run_symbols"):
         dump = warehouse.psql(f"select coalesce(string_agg(t::text, E'\\n'), '') from {table} t")
         assert TEST_KEY not in dump, table
-    sent = warehouse.psql("select count(*) from raw.time_series_daily where request_url like '%apikey%'")
+    sent = warehouse.psql(f"select count(*) from raw.time_series_daily where run_id = '{result.run_id}'"
+                          " and request_url like '%apikey%'")
     assert sent == "0"

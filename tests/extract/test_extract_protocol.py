@@ -10,7 +10,7 @@ import math
 import orjson
 import pytest
 from extract.errors import ExtractError, PermanentSymbolError, StopAllError, ThrottledError, TransientError
-from extract.protocol import DAILY, GLOBAL_QUOTE, OVERVIEW, interpret
+from extract.protocol import DAILY, ETF_PROFILE, GLOBAL_QUOTE, OVERVIEW, interpret
 from extract.sandbox import data
 from extract.sandbox import server as sandbox
 from hypothesis import HealthCheck, given, settings
@@ -72,6 +72,49 @@ def test_overview_and_global_quote():
     assert orjson.loads(quote.body)["Global Quote"]["10. change percent"].endswith("%")
 
 
+def test_a_premium_feature_refusal_is_permanent_for_the_request_not_throttling_nor_a_stop():
+    """A free key asking outputsize=full (FACTS.md's text): not retried, not a stop of the run."""
+    from extract.errors import PremiumFeatureError
+
+    text = ("Thank you for using Alpha Vantage! The outputsize=full parameter value is a premium feature for the "
+            "TIME_SERIES_DAILY endpoint. You may subscribe to any of the premium plans at "
+            "https://www.alphavantage.co/premium/ to instantly unlock all premium features")
+    with pytest.raises(PremiumFeatureError) as caught:
+        parse({"Information": text})
+    assert caught.value.reason_code == "premium_feature"
+    assert not isinstance(caught.value, StopAllError | TransientError)
+    # the premium *endpoint* notice still stops the run, the throttle text still retries
+    with pytest.raises(StopAllError):
+        parse({"Information": sandbox.TEXT_PREMIUM})
+    with pytest.raises(ThrottledError):
+        parse({"Information": sandbox.TEXT_THROTTLE_INFORMATION})
+
+
+def test_etf_profile_and_the_empty_answers_of_overview_and_etf_profile():
+    """An ETF's real ETF_PROFILE shape (no symbol, no name in it); `{}` from OVERVIEW or ETF_PROFILE is
+    the API saying it has nothing about the symbol: retried once by the client, then taken as is."""
+    from extract.errors import EmptyAnswerError
+
+    spy = data.generate("SPY", AS_OF)
+    profile = parse(data.etf_profile_answer(data.SandboxRequest("SPY", AS_OF, "", spy)), ETF_PROFILE, "SPY")
+    assert profile.bars == 1
+    real = {"net_assets": "1013000000000", "net_expense_ratio": "0.000945", "portfolio_turnover": "0.03",
+            "dividend_yield": "0.0118", "inception_date": "1993-01-22", "leveraged": "NO",
+            "sectors": [{"sector": "INFORMATION TECHNOLOGY", "weight": "0.339"}],
+            "holdings": [{"symbol": "NVDA", "description": "NVIDIA CORP", "weight": "0.0765"}]}
+    assert parse(real, ETF_PROFILE, "SPY").bars == 1
+    for function in (OVERVIEW, ETF_PROFILE):
+        with pytest.raises(EmptyAnswerError, match=r"answered \{\}"):
+            parse({}, function, "SPY")
+    with pytest.raises(PermanentSymbolError, match="net_assets"):
+        parse({**real, "net_assets": "lots"}, ETF_PROFILE, "SPY")
+    with pytest.raises(PermanentSymbolError, match="holdings"):
+        parse({**real, "holdings": "NVDA"}, ETF_PROFILE, "SPY")
+    with pytest.raises(ThrottledError):
+        parse({"Information": sandbox.TEXT_THROTTLE_INFORMATION}, ETF_PROFILE, "SPY")
+    assert data.overview_answer(data.SandboxRequest("SPY", AS_OF, "", spy)) == b"{}"
+
+
 def test_overview_missing_values_are_none_strings():
     doc = orjson.loads(data.overview_payload(data.generate("IBM", AS_OF)))
     doc.update({"PERatio": "None", "DividendYield": "-", "Beta": "None"})
@@ -118,7 +161,8 @@ def test_quota_text_embedding_the_key_is_masked():
 
 
 def test_overview_unknown_symbol_is_an_empty_object():
-    with pytest.raises(TransientError, match=r"empty JSON object"):
+    # a transient error first (the client asks once more), then the client takes it as "no overview"
+    with pytest.raises(TransientError, match=r"OVERVIEW answered {}: no company overview of IBM"):
         parse({}, OVERVIEW)
 
 
@@ -244,6 +288,7 @@ def outcome(raw: bytes, function=DAILY):
             "throttled",
             "daily_quota",
             "premium_endpoint",
+            "premium_feature",
             "demo_key",
             "invalid_payload",
             "http_error",
@@ -255,14 +300,14 @@ def outcome(raw: bytes, function=DAILY):
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=300))
 def test_random_bytes_end_in_a_typed_error(raw):
-    for function in (DAILY, OVERVIEW, GLOBAL_QUOTE):
+    for function in (DAILY, OVERVIEW, GLOBAL_QUOTE, ETF_PROFILE):
         assert isinstance(outcome(raw, function), ExtractError)
 
 
 @settings(max_examples=300, deadline=None)
 @given(json_values)
 def test_random_json_documents_end_in_a_typed_error(doc):
-    for function in (DAILY, OVERVIEW, GLOBAL_QUOTE):
+    for function in (DAILY, OVERVIEW, GLOBAL_QUOTE, ETF_PROFILE):
         result = outcome(body(doc), function)
         assert isinstance(result, ExtractError)
 

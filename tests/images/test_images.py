@@ -263,7 +263,7 @@ def test_airflow_image_parses_the_dag_with_the_chart_environment(base_image: str
     assert proc.returncode == 0, f"checks failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     found = sections(proc.stdout)
     assert json.loads(found["import-errors"]) == [], found["import-errors"]
-    assert [d["dag_id"] for d in json.loads(found["dags"])] == ["market_data_daily"]
+    assert sorted(d["dag_id"] for d in json.loads(found["dags"])) == ["datapipe_health", "market_data_daily"]
     manifest = json.loads(found["manifest"])
     assert manifest["path"] == "/opt/airflow/dbt/target/manifest.json"
     assert manifest["project"] == yaml.safe_load((ROOT / "dbt" / "dbt_project.yml").read_text())["name"]

@@ -67,6 +67,8 @@ class Chain:
             **self.pg_env,
             "DATAPIPE_SYMBOLS": ",".join(SYMBOLS),
             "QUALITY_TODAY": AS_OF.isoformat(),
+            # the extractor's history planner reads the clock: pinned, like the sandbox's calendar
+            "EXTRACT_NOW": f"{AS_OF.isoformat()}T18:00",
             "QUALITY_DATA_DOCS_DIR": str(self.workdir / "data_docs"),
             "DBT_TARGET_PATH": str(self.dbt_target or self.workdir / "dbt_target"),
             "DBT_LOG_PATH": str(self.workdir / "dbt_logs"),
@@ -81,6 +83,12 @@ class Chain:
             [str(RUN_STEP), name, *args], env=self.env(**env), capture_output=True, text=True, timeout=900
         )
         return StepResult(name, proc.returncode, proc.stdout + proc.stderr)
+
+    def extract_cli(self, *args: str, **env: str) -> StepResult:
+        """`extract ARGS` from the extract venv (an operator command that is not a pipeline step)."""
+        proc = subprocess.run([str(venv_bin("extract", "extract")), *args], env=self.env(**env),
+                              capture_output=True, text=True, timeout=300)
+        return StepResult(f"extract {' '.join(args)}", proc.returncode, proc.stdout + proc.stderr)
 
     def extract(self, sandbox: Sandbox, *args: str) -> None:
         api = {"ALPHAVANTAGE_BASE_URL": sandbox.base_url, "ALPHAVANTAGE_API_KEY": "sandbox",

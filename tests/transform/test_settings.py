@@ -14,6 +14,7 @@ def test_defaults() -> None:
     s = Settings.from_env(PG)
     assert s.symbols == DEFAULT_SYMBOLS and s.audit_schema == "audit" and s.marts_schema == "marts"
     assert s.dashboard_role == "dashboard" and s.row_count_tolerance == 0.05 and s.today is None
+    assert (s.lock_timeout_s, s.swap_timeout_s) == (60.0, 2.0)
     assert "password='p w\\'d'" in s.conninfo()
     tls = Settings.from_env({**PG, "PGSSLMODE": "verify-full", "PGSSLROOTCERT": "/etc/ca.pem"})
     assert tls.sqlalchemy_url().endswith("/warehouse?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem")
@@ -29,6 +30,8 @@ def test_defaults() -> None:
     ({"DASHBOARD_ROLE": "dash; drop table x"}, "DASHBOARD_ROLE"),
     ({"DATAPIPE_SYMBOLS": " , "}, "DATAPIPE_SYMBOLS"),
     ({"DATAPIPE_SYMBOLS": "IBM,X'); drop table y;--"}, "DATAPIPE_SYMBOLS has invalid symbols"),
+    ({"QUALITY_SWAP_TIMEOUT_S": "0"}, "QUALITY_SWAP_TIMEOUT_S"),
+    ({"QUALITY_SWAP_TIMEOUT_S": "30", "QUALITY_LOCK_TIMEOUT_S": "10"}, "must not exceed QUALITY_LOCK_TIMEOUT_S"),
 ])
 def test_bad_settings_are_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -104,6 +104,14 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "datapipe.secret.dashboardEnv" -}}
 {{- .Values.warehouse.existingSecret.dashboard | default (include "datapipe.componentName" (dict "root" . "component" "dashboard-env")) -}}
 {{- end -}}
+{{/* Secret with every libpq variable of the backup role (the backup CronJob envFrom it; in-cluster warehouse only). */}}
+{{- define "datapipe.secret.backupEnv" -}}
+{{- .Values.backup.existingSecret | default (include "datapipe.componentName" (dict "root" . "component" "backup-env")) -}}
+{{- end -}}
+{{/* True ("true") when the chart backs up the warehouse server: backups on and the in-cluster warehouse. */}}
+{{- define "datapipe.backupEnabled" -}}
+{{- if and .Values.backup.enabled (include "datapipe.warehouseInternal" .) -}}true{{- end -}}
+{{- end -}}
 {{/* Secret with ALPHAVANTAGE_API_KEY and ALPHAVANTAGE_BASE_URL (DATAPIPE_API_SECRET). */}}
 {{- define "datapipe.secret.api" -}}
 {{- .Values.api.existingSecret | default (include "datapipe.componentName" (dict "root" . "component" "api")) -}}

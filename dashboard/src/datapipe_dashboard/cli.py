@@ -1,10 +1,17 @@
 """`datapipe-dashboard`: serve the app with the production server settings.
 
-    datapipe-dashboard [--address ADDR] [--port PORT]
+    datapipe-dashboard [--address ADDR] [--port PORT] [--debug]
 
 Same as `streamlit run <package>/app.py` with: headless, no usage statistics, XSRF protection on,
-no file watcher, port 8501 and address 127.0.0.1 unless given (DASHBOARD_ADDRESS / DASHBOARD_PORT,
-0.0.0.0 in the container). The warehouse connection comes from the libpq variables.
+no file watcher, uploads refused above 1 MB by the server itself, port 8501 and address 127.0.0.1
+unless given (DASHBOARD_ADDRESS / DASHBOARD_PORT, 0.0.0.0 in the container). These flags are the
+one place the app's Streamlit configuration is set (the image and the chart run this command; flags
+win over STREAMLIT_* variables and config.toml files). The warehouse connection comes from the libpq
+variables.
+
+Before the server starts, the settings are read once: a bad setting (DASHBOARD_PORT, DASHBOARD_NOW,
+PGPORT, ...) stops start-up with one line naming it and exit code 2; any other start-up error is
+one line too (docs/common.md, "Exit codes"); `--debug` adds the traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +19,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+
+from datapipe_common import failures
+from datapipe_common.config import env_int
+
+from datapipe_dashboard.holdings import MAX_UPLOAD_MB
 
 APP = Path(__file__).with_name("app.py")
 
@@ -25,6 +38,7 @@ def streamlit_argv(address: str, port: int) -> list[str]:
         f"--server.port={port}",
         "--server.enableXsrfProtection=true",
         "--server.enableCORS=true",
+        f"--server.maxUploadSize={MAX_UPLOAD_MB}",
         "--server.fileWatcherType=none",
         "--server.runOnSave=false",
         "--browser.gatherUsageStats=false",
@@ -63,17 +77,31 @@ def preload() -> None:
     frame.style.map(lambda _: "")._compute()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="datapipe-dashboard", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--address", default=os.environ.get("DASHBOARD_ADDRESS", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("DASHBOARD_PORT", "8501")))
+    parser.add_argument("--address", default=None, help="listen address (default DASHBOARD_ADDRESS or 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="TCP port (default DASHBOARD_PORT or 8501)")
+    parser.add_argument("--debug", action="store_true",
+                        help="print the traceback of a start-up error (default: one line saying what to do)")
     args = parser.parse_args(argv)
-    preload()
-    from streamlit.web import cli as st_cli
+    env = os.environ if env is None else env
 
-    sys.argv = streamlit_argv(args.address, args.port)
-    return int(st_cli.main() or 0)
+    def start() -> int:
+        from datapipe_dashboard.settings import Settings
+
+        Settings.from_env(env)  # the app reads them again per process; a bad one stops start-up here
+        address = args.address or env.get("DASHBOARD_ADDRESS", "").strip() or "127.0.0.1"
+        port = args.port if args.port is not None else env_int(env, "DASHBOARD_PORT", 8501, minimum=1, maximum=65535)
+        preload()
+        from streamlit.web import cli as st_cli
+
+        sys.argv = streamlit_argv(address, port)
+        return int(st_cli.main() or 0)
+
+    return failures.run_cli("datapipe-dashboard", start, debug=args.debug, hints={
+        failures.CONFIG: "fix the variable (docs/dashboard.md, configuration) and start the dashboard again",
+    })
 
 
 if __name__ == "__main__":

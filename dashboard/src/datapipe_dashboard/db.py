@@ -30,6 +30,11 @@ class AccessDenied(DashboardDataError):
     """The reader role lacks a grant (run `quality grant-reader`)."""
 
 
+class Publishing(DashboardDataError):
+    """A query waited too long for a lock on a published mart: `quality publish` is swapping new
+    tables in (the only locks readers ever wait for). Retry in a moment."""
+
+
 class Connector:
     """A lazily opened, automatically re-opened connection shared by the app's sessions."""
 
@@ -70,6 +75,9 @@ class Connector:
                     raise NotPublished(_first_line(exc)) from None
                 except pg_errors.InsufficientPrivilege as exc:
                     raise AccessDenied(_first_line(exc)) from None
+                except (pg_errors.LockNotAvailable, pg_errors.DeadlockDetected) as exc:
+                    # lock_timeout (settings.LOCK_TIMEOUT_MS), or a deadlock with publish's swap
+                    raise Publishing(_first_line(exc)) from None
                 except psycopg.OperationalError as exc:
                     self._drop()
                     if attempt == 2:

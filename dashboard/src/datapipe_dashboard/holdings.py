@@ -4,6 +4,13 @@ valuation (no Streamlit here: pages/portfolio.py shows them).
 `cost_basis` is what was paid for the whole position (not per share), in the symbol's currency.
 Validation never stops at the first problem: each bad row gets one message naming the row and what
 is wrong, and every valid row is still valued.
+
+Numbers are plain decimals: digits with an optional dot (`1500`, `1.5`, a leading `$` allowed). A
+comma is refused whatever it means (`1,5` is 1.5 in much of Europe and 15 to Python's locale-free
+parsing, `1,500` is 1500 in the US): the message shows the accepted form. Exponents, `inf`, `nan`
+and hexadecimal are not numbers here. Bounds: 0 < shares <= MAX_SHARES, 0 <= cost_basis <=
+MAX_COST_BASIS. Text echoed in a message is cut to ECHO_CHARS and kept on one line; the page
+escapes it before Streamlit's markdown sees it.
 """
 
 from __future__ import annotations
@@ -11,13 +18,27 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import pandas as pd
 
 CSV_COLUMNS = ("symbol", "shares", "cost_basis")
-MAX_CSV_BYTES = 1_000_000
+# The upload limit, in Streamlit's megabytes (MiB): the server refuses bigger uploads before reading
+# them (`--server.maxUploadSize`, cli.py), the uploader announces it, and the parser checks it again.
+MAX_UPLOAD_MB = 1
+MAX_CSV_BYTES = MAX_UPLOAD_MB * 1024 * 1024
+# Documented bounds (docs/dashboard.md): a billion shares, a trillion of cost.
+MAX_SHARES = 1_000_000_000
+MAX_COST_BASIS = 1_000_000_000_000
+MAXIMUM = {"shares": MAX_SHARES, "cost_basis": MAX_COST_BASIS}
+# The page lists at most this many problems (then "... and N more").
+MAX_PROBLEMS_SHOWN = 20
+# User text quoted in a message is cut to this many characters.
+ECHO_CHARS = 24
+ACCEPTED_FORM = "write numbers like 1500 or 1.5"
+_DECIMAL = re.compile(r"[-+]?\$?(\d+(\.\d*)?|\.\d+)")
 
 
 @dataclass(frozen=True)
@@ -42,16 +63,36 @@ class Parsed:
     problems: list[Problem]
 
 
-def _number(raw: object) -> float | None:
-    if raw is None:
-        return None
-    if isinstance(raw, int | float):
+def echo(raw: object, limit: int = ECHO_CHARS) -> str:
+    """User text quoted in a message: on one line, at most `limit` characters."""
+    text = " ".join(str(raw).split())
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _value(raw: object, name: str) -> float | str:
+    """The field as a number within its bounds, or what is wrong with it."""
+    if raw is None or (isinstance(raw, float) and math.isnan(raw)):
+        return f"{name} is missing"
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
         value = float(raw)
+        if math.isinf(value):
+            return f"{name} {value} is not a finite number"
     else:
-        text = str(raw).strip().replace(",", "").replace("$", "")
+        text = str(raw).strip()
         if not text:
-            return None
-        value = float(text)  # ValueError propagates to the caller, which names the field
+            return f"{name} is missing"
+        if "," in text:
+            return (f"{name} '{echo(text)}' contains a comma: {ACCEPTED_FORM}"
+                    " (no thousands separator, a dot for decimals)")
+        if not _DECIMAL.fullmatch(text):
+            return f"{name} '{echo(text)}' is not a number: {ACCEPTED_FORM}"
+        value = float(text.replace("$", ""))
+        if math.isinf(value):  # digits beyond any float
+            return f"{name} '{echo(text)}' is above the maximum {MAXIMUM[name]}"
+    if value < 0:
+        return f"{name} {_fmt(value)} is negative"
+    if value > MAXIMUM[name]:
+        return f"{name} {_fmt(value)} is above the maximum {MAXIMUM[name]}"
     return value
 
 
@@ -60,22 +101,14 @@ def validate_record(record: Mapping[str, object], where: str, known: Iterable[st
     symbol = str(record.get("symbol") or "").strip().upper()
     if not symbol or symbol == "NAN" or symbol == "NONE":
         return Problem(where, "symbol is empty")
-    known_set = set(known)
+    known_set = known if isinstance(known, set | frozenset) else set(known)
     if symbol not in known_set:
-        return Problem(where, f"unknown symbol '{symbol}' (not in the published marts)")
+        return Problem(where, f"unknown symbol '{echo(symbol)}' (not in the published marts)")
     values: dict[str, float] = {}
     for name in ("shares", "cost_basis"):
-        raw = record.get(name)
-        try:
-            value = _number(raw)
-        except ValueError:
-            return Problem(where, f"{name} '{raw}' is not a number")
-        if value is None or math.isnan(value):
-            return Problem(where, f"{name} is missing")
-        if math.isinf(value):
-            return Problem(where, f"{name} '{raw}' is not a finite number")
-        if value < 0:
-            return Problem(where, f"{name} {_fmt(value)} is negative")
+        value = _value(record.get(name), name)
+        if isinstance(value, str):
+            return Problem(where, value)
         values[name] = value
     if values["shares"] == 0:
         return Problem(where, "shares is 0 (leave the row out instead)")
@@ -83,7 +116,10 @@ def validate_record(record: Mapping[str, object], where: str, known: Iterable[st
 
 
 def _fmt(value: float) -> str:
-    return str(int(value)) if value == int(value) else str(value)
+    """A number as typed: integers without a fraction, others in their shortest form."""
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:g}" if abs(value) >= 1e15 else repr(value)
 
 
 def parse_table(frame: pd.DataFrame, known: Iterable[str]) -> Parsed:
@@ -112,7 +148,7 @@ def parse_csv(data: bytes, known: Iterable[str]) -> Parsed:
     """A CSV file with the header `symbol,shares,cost_basis` (any order, case-insensitive)."""
     known_set = set(known)
     if len(data) > MAX_CSV_BYTES:
-        return Parsed([], [Problem("CSV file", f"larger than {MAX_CSV_BYTES // 1000} kB")])
+        return Parsed([], [Problem("CSV file", f"larger than {MAX_UPLOAD_MB} MB")])
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -122,7 +158,7 @@ def parse_csv(data: bytes, known: Iterable[str]) -> Parsed:
     try:
         rows = list(csv.reader(io.StringIO(text)))
     except csv.Error as exc:
-        return Parsed([], [Problem("CSV file", f"malformed CSV ({exc})")])
+        return Parsed([], [Problem("CSV file", f"malformed CSV ({echo(exc, 80)})")])
     numbered = [(n, r) for n, r in enumerate(rows, start=1) if any(cell.strip() for cell in r)]
     if not numbered:
         return Parsed([], [Problem("CSV file", "empty; expected the header symbol,shares,cost_basis")])
@@ -131,7 +167,8 @@ def parse_csv(data: bytes, known: Iterable[str]) -> Parsed:
     if sorted(names) != sorted(CSV_COLUMNS):
         return Parsed(
             [],
-            [Problem(f"CSV line {header_line}", f"header must be symbol,shares,cost_basis; got {','.join(header)}")],
+            [Problem(f"CSV line {header_line}",
+                     f"header must be symbol,shares,cost_basis; got {echo(','.join(header), 80)}")],
         )
     holdings: list[Holding] = []
     problems: list[Problem] = []

@@ -124,8 +124,21 @@ def bar_interval(start: date, end: date) -> str:
     return "week" if span <= WEEKLY_MAX_DAYS else "month"
 
 
+# How the symbol's daily history was loaded: a symbol never loaded with `outputsize=full` has only
+# what compact answers gave (the newest 100 sessions at its first load): a free key's history.
+HISTORY_LOADS_SQL = """
+select count(*) filter (where output_size = 'full') as full_loads, count(*) as loads
+from ops.extract_run_symbols
+where symbol = %s and function = 'TIME_SERIES_DAILY' and status in ('succeeded', 'unchanged')
+"""
+
+
 def company(q: Query, symbol: str) -> pd.DataFrame:
     return q(COMPANY_SQL, (symbol,))
+
+
+def history_loads(q: Query, symbol: str) -> pd.DataFrame:
+    return q(HISTORY_LOADS_SQL, (symbol,))
 
 
 def price_bounds(q: Query, symbol: str) -> pd.DataFrame:
@@ -162,6 +175,16 @@ select run_id, command, function, started_at, finished_at, status, symbols_reque
        symbols_succeeded, symbols_failed, requests, bars, base_url
 from ops.extract_runs
 order by started_at desc
+limit %s
+"""
+
+# One row per pipeline run (quality.runs; docs/warehouse.md): what an external monitor reads too.
+PIPELINE_RUNS_SQL = """
+select run_started_at, outcome, extract_s, transform_s, gate_s, publish_s, total_s, rows_loaded,
+       api_requests, symbols_failed, checks_total, checks_failed, rows_published, newest_trade_date,
+       freshness_lag_sessions
+from ops.pipeline_runs
+order by run_started_at desc nulls last
 limit %s
 """
 
@@ -225,8 +248,25 @@ order by failures desc, reason_code
 """
 
 
+# Published symbols without a company overview (an ETF, a delisted symbol): issue 14.
+WITHOUT_COMPANY_PROFILE_SQL = """
+select symbol, name, asset_type, profile_source, updated_at
+from marts.dim_company
+where profile_source <> 'company overview'
+order by symbol
+"""
+
+
+def without_company_profile(q: Query) -> pd.DataFrame:
+    return q(WITHOUT_COMPANY_PROFILE_SQL, ())
+
+
 def extract_runs(q: Query, limit: int = 20) -> pd.DataFrame:
     return q(EXTRACT_RUNS_SQL, (limit,))
+
+
+def pipeline_runs(q: Query, limit: int = 20) -> pd.DataFrame:
+    return q(PIPELINE_RUNS_SQL, (limit,))
 
 
 def last_gate_run(q: Query) -> pd.DataFrame:

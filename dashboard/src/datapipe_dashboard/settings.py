@@ -11,6 +11,11 @@ from datapipe_common.libpq import conninfo, describe, libpq_env
 
 DEFAULT_DAILY_QUOTA = 25
 DEFAULT_RETRY_SECONDS = 10
+# Every session: a statement is cancelled after 15 s, a lock wait after 5 s. Only `quality publish`
+# takes locks readers wait for (its swap, bounded by QUALITY_SWAP_TIMEOUT_S, 2 s by default): a
+# lock timeout means "publishing, retry in a moment" (db.Publishing), not an unreachable warehouse.
+STATEMENT_TIMEOUT_MS = 15_000
+LOCK_TIMEOUT_MS = 5_000
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,8 @@ class Settings:
             self.libpq,
             connect_timeout="3",
             application_name="datapipe-dashboard",
-            options="-c default_transaction_read_only=on -c statement_timeout=15000",
+            options=(f"-c default_transaction_read_only=on -c statement_timeout={STATEMENT_TIMEOUT_MS}"
+                     f" -c lock_timeout={LOCK_TIMEOUT_MS}"),
         )
 
     @property

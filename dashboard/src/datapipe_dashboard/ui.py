@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
+import time
 from collections.abc import Callable
 from datetime import date, datetime
 from functools import partial
@@ -14,7 +17,7 @@ from datapipe_common.calendar import nyse
 from datapipe_common.config import ConfigError
 
 from datapipe_dashboard import queries
-from datapipe_dashboard.db import AccessDenied, Connector, NotPublished, WarehouseUnavailable
+from datapipe_dashboard.db import AccessDenied, Connector, NotPublished, Publishing, WarehouseUnavailable
 from datapipe_dashboard.settings import Settings
 
 # Query results are cached this long: short enough that a new publish shows up within a minute.
@@ -22,6 +25,12 @@ CACHE_TTL_SECONDS = 60
 # Tests (AppTest) put a Settings object here instead of touching os.environ.
 SETTINGS_KEY = "datapipe_settings"
 BADGE_COLORS = {"fresh": "green", "amber": "orange", "red": "red"}
+# Every ASCII punctuation character: CommonMark lets each be backslash-escaped.
+_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+# Where GitHub-flavoured markdown would still make a link of plain text after parsing (URLs with a
+# scheme, `www.` hosts, e-mail addresses): an invisible WORD JOINER goes there.
+_AUTOLINK = re.compile(r"(?=://)|(?i:(?<=www))(?=\.)|(?=@)")
+WORD_JOINER = "\u2060"
 
 Page = Callable[[Settings, queries.Query], None]
 
@@ -59,8 +68,11 @@ def render(page: Page) -> None:
         return
     try:
         page(settings, runner(settings))
+        st.session_state.pop("_retry_at", None)  # a later failure counts down from the start again
     except WarehouseUnavailable as exc:
         unavailable(settings, str(exc))
+    except Publishing as exc:
+        publishing(settings, str(exc))
     except NotPublished as exc:
         empty_state(str(exc))
     except AccessDenied as exc:
@@ -68,6 +80,15 @@ def render(page: Page) -> None:
             f"The dashboard role `{settings.libpq.get('PGUSER', '?')}` may not read a table it needs ({exc}). "
             "Grant it with `quality grant-reader` (part of `make pipeline`)."
         )
+
+
+def plain(text: str) -> str:
+    """`text` shown literally inside Streamlit markdown, on one line: every ASCII punctuation
+    character is backslash-escaped, so user text makes no emphasis, link, image, HTML, heading or
+    list, and none of Streamlit's `:colour[...]`, `:emoji:`, `:material/icon:` or `$maths$`; and a
+    WORD JOINER (invisible) breaks what the renderer would link after parsing (`http://`, `www.`,
+    `name@host`)."""
+    return _PUNCTUATION.sub(r"\\\1", _AUTOLINK.sub(WORD_JOINER, " ".join(text.split())))
 
 
 def unavailable(settings: Settings, reason: str) -> None:
@@ -81,18 +102,33 @@ def unavailable(settings: Settings, reason: str) -> None:
         "Locally, start it with `make db-up`; on Kubernetes check the warehouse pod "
         "(`kubectl get pods -l app.kubernetes.io/component=warehouse`)."
     )
-    st.session_state.setdefault("_retry_left", settings.retry_seconds)
+    retry_countdown(settings, lambda: connector(settings.conninfo).ping())
+
+
+def publishing(settings: Settings, reason: str) -> None:
+    st.warning(
+        "**Publishing, retry in a moment.** New data is being swapped into the published marts; "
+        "this page reloads by itself.",
+        icon=":material/sync:",
+    )
+    st.caption(f"Detail: {reason}")
+    retry_countdown(settings, lambda: True)
+
+
+def retry_countdown(settings: Settings, ready: Callable[[], bool]) -> None:
+    """Count DASHBOARD_RETRY_SECONDS down on the clock; at zero rerun the page if `ready()`, else
+    count again. The first rendering never reruns (no loop when the page fails at once again)."""
+    st.session_state.setdefault("_retry_at", time.monotonic() + settings.retry_seconds)
 
     @st.fragment(run_every=1)
     def retry() -> None:
-        left = int(st.session_state.get("_retry_left", settings.retry_seconds)) - 1
+        left = math.ceil(float(st.session_state.get("_retry_at", 0.0)) - time.monotonic())
         if left <= 0:
-            st.session_state["_retry_left"] = settings.retry_seconds
-            if connector(settings.conninfo).ping():
-                st.session_state.pop("_retry_left", None)
+            st.session_state["_retry_at"] = time.monotonic() + settings.retry_seconds
+            if ready():
+                st.session_state.pop("_retry_at", None)
                 st.rerun(scope="app")
             left = settings.retry_seconds
-        st.session_state["_retry_left"] = left
         st.caption(f":material/autorenew: Retrying in {left} s …")
 
     retry()

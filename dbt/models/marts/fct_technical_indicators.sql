@@ -1,5 +1,7 @@
 {#- One row per symbol per trading day: technical indicators (null until enough bars exist).
-    Incremental: takes the rows the indicator model recomputed since this model's watermark. -#}
+    Incremental: takes the rows the indicator model recomputed since this model's watermark, and the whole
+    history of a tracked symbol it has no row of (new, or tracked again). Tracked symbols only
+    (DATAPIPE_SYMBOLS): the rows of a symbol no longer tracked are deleted (its raw history stays). -#}
 {{
     config(
         materialized='incremental',
@@ -8,6 +10,7 @@
         on_schema_change='fail',
         indexes=[{'columns': ['symbol', 'trade_date'], 'unique': True}],
         post_hook=[
+            "{{ datapipe_delete_untracked_symbols(this) }}",
             "{{ datapipe_set_watermark(this.identifier, watermark_at_sql='(select max(computed_at) from ' ~ ref('int_daily_prices__indicators') ~ ')') }}",
         ],
     )
@@ -15,11 +18,32 @@
 
 with
 
+tracked as (
+
+    select symbol from {{ ref('int_tracked_symbols') }}
+
+),
+
+{% if is_incremental() %}
+arriving as (
+
+    -- tracked symbols this model has no row of yet: new ones, and ones tracked again
+    select tracked.symbol
+    from tracked
+    where not exists (select from {{ this }} as stored where stored.symbol = tracked.symbol)
+
+),
+{% endif %}
+
 indicators as (
 
     select * from {{ ref('int_daily_prices__indicators') }}
+    where symbol in (select tracked.symbol from tracked)
     {% if is_incremental() %}
-    where computed_at > {{ datapipe_watermark_at(this.identifier) }}
+        and (
+            computed_at > {{ datapipe_watermark_at(this.identifier) }}
+            or symbol in (select arriving.symbol from arriving)
+        )
     {% endif %}
 
 ),

@@ -1,4 +1,6 @@
-{#- One row per symbol: the latest OVERVIEW payload, typed; "None"/"-"/"" become NULL. -#}
+{#- One row per symbol with a company overview: the latest OVERVIEW payload that is not `{}` (Alpha
+    Vantage's answer for a symbol it has none of: an ETF, a delisted symbol), typed;
+    "None"/"-"/"" become NULL. -#}
 with
 
 latest as (
@@ -10,6 +12,7 @@ latest as (
         received_at
     from {{ source('alphavantage', 'company_overview') }}
     where function = 'OVERVIEW'
+        and payload <> '{}'::jsonb
     order by symbol, received_at desc, payload_id desc
 
 ),

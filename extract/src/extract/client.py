@@ -20,7 +20,7 @@ from urllib3.exceptions import (
 )
 
 from extract import protocol
-from extract.errors import ExtractError, StopAllError, ThrottledError, TransientError
+from extract.errors import EmptyAnswerError, ExtractError, NoDataError, StopAllError, ThrottledError, TransientError
 from extract.masking import mask_secret
 from extract.parsing import Parser
 from extract.ratelimit import RateLimiter
@@ -70,16 +70,17 @@ class ApiClient:
         self.http = urllib3.PoolManager(num_pools=2, maxsize=max(1, settings.workers), retries=False, timeout=timeout)
 
     def urls(self, params: dict[str, str]) -> tuple[str, str]:
-        """(URL sent, URL stored): the stored one never carries the key."""
+        """(URL sent, URL stored): the stored one never carries the key nor the base URL's credentials."""
         base = self.settings.base_url
         sep = "&" if "?" in base else "?"
-        public = f"{base}{sep}{urlencode(params)}"
+        sent = f"{base}{sep}{urlencode(params)}"
+        public = f"{self.settings.public_base_url}{sep}{urlencode(params)}"
         if self.settings.api_key is None:
-            return public, public
-        return f"{public}&{urlencode({'apikey': self.settings.api_key})}", public
+            return sent, public
+        return f"{sent}&{urlencode({'apikey': self.settings.api_key})}", public
 
     def mask(self, text: str) -> str:
-        return mask_secret(text, self.settings.api_key)
+        return mask_secret(text, self.settings.secrets)
 
     def _delay(self, error: TransientError, attempt: int) -> float:
         s = self.settings
@@ -137,6 +138,10 @@ class ApiClient:
                 raise
             except TransientError as exc:
                 exc.args = (self.mask(str(exc)),)
+                if isinstance(exc, EmptyAnswerError) and retry >= min(exc.retries, self.settings.max_retries):
+                    # the same `{}` again: the API has nothing for this symbol (not a glitch)
+                    raise NoDataError(f"{exc} ({attempt.requests} request{'s' * (attempt.requests != 1)})",
+                                      body=resp.data) from None
                 if retry >= self.settings.max_retries:
                     raise type(exc)(
                         f"{exc} (gave up after {attempt.requests} request{'s' * (attempt.requests != 1)})",

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.resources import files
 
 import psycopg
+from datapipe_common import runs
 from datapipe_common.libpq import conninfo
 from psycopg import sql
 
 from extract import endpoints
+from extract.errors import REASON_CODES, STATUSES
 
 # Stable advisory-lock key for the schema migration ("extract" in ASCII).
 MIGRATION_LOCK = 0x65787472616374
@@ -29,8 +32,12 @@ RAW_COLUMNS = """
     requested_at    timestamptz not null,
     received_at     timestamptz not null,
     payload_sha256  text        not null,
-    payload         jsonb       not null
+    payload         jsonb       not null,
+    first_date      date        null,
+    last_date       date        null
 """
+# added after the first release: existing tables get them (null on older rows)
+RAW_ADDED_COLUMNS = ("first_date date null", "last_date date null")
 
 
 def connect(pg_env: Mapping[str, str], *, autocommit: bool = False) -> psycopg.Connection[tuple[object, ...]]:
@@ -51,6 +58,8 @@ def raw_table_sql(endpoint: endpoints.Endpoint) -> sql.Composed:
         sql.SQL("create table if not exists {} ({})").format(table, sql.SQL(RAW_COLUMNS)),
         sql.SQL("create index if not exists {} on {} (symbol, function, received_at desc, payload_id desc)").format(
             sql.Identifier(f"{endpoint.table}_symbol_latest_idx"), table),
+        *(sql.SQL("alter table {} add column if not exists {}").format(table, sql.SQL(column))
+          for column in RAW_ADDED_COLUMNS),
     ]
     if endpoint.store_uncompressed:
         statements.append(sql.SQL(
@@ -69,7 +78,27 @@ def migrate(conn: psycopg.Connection[tuple[object, ...]]) -> None:
         conn.execute(schema_sql().encode())
         for endpoint in endpoints.all_endpoints():
             conn.execute(raw_table_sql(endpoint))
+        ensure_values_check(conn, "extract_run_symbols", "status", STATUSES)
+        ensure_values_check(conn, "extract_run_symbols", "reason_code", REASON_CODES)
         sync_trading_sessions(conn)
+
+
+def ensure_values_check(conn: psycopg.Connection[tuple[object, ...]], table: str, column: str,
+                        values: tuple[str, ...]) -> None:
+    """ops.<table>.<column> in `values`: the check constraint is replaced when it lists other values
+    (a warehouse created by an older release). Call inside the migration transaction."""
+    name = f"{table}_{column}_check"
+    row = conn.execute(
+        "select pg_get_constraintdef(oid) from pg_constraint where conrelid = %s::regclass and conname = %s",
+        (f"ops.{table}", name),
+    ).fetchone()
+    listed = sorted(re.findall(r"'([^']*)'", str(row[0]))) if row else None
+    if listed == sorted(values):
+        return
+    relation, constraint = sql.Identifier("ops", table), sql.Identifier(name)
+    conn.execute(sql.SQL("alter table {} drop constraint if exists {}").format(relation, constraint))
+    conn.execute(sql.SQL("alter table {} add constraint {} check ({} in ({}))").format(
+        relation, constraint, sql.Identifier(column), sql.SQL(", ").join(map(sql.Literal, values))))
 
 
 def sync_trading_sessions(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
@@ -112,7 +141,7 @@ class SymbolOutcome:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("succeeded", "unchanged")
+        return self.status in ("succeeded", "unchanged", "no_data")
 
 
 def start_run(
@@ -137,37 +166,62 @@ def finish_run(
     outcomes: list[SymbolOutcome],
     *,
     failed: bool = False,
+    api_tier: str | None = None,
 ) -> None:
     ok = sum(o.ok for o in outcomes)
     with conn.transaction():
         conn.execute(
             "update ops.extract_runs set finished_at = now(), status = %s, symbols_succeeded = %s,"
-            " symbols_failed = %s, requests = %s, bars = %s where run_id = %s",
+            " symbols_failed = %s, requests = %s, bars = %s, api_tier = %s where run_id = %s",
             (
                 "succeeded" if ok == len(outcomes) and not failed else "failed",
                 ok,
                 len(outcomes) - ok,
                 sum(o.requests for o in outcomes),
                 sum(o.bars for o in outcomes),
+                api_tier,
                 run_id,
             ),
         )
 
 
-def has_payload(conn: psycopg.Connection[tuple[object, ...]], function: str, symbol: str) -> bool:
-    table = sql.Identifier("raw", endpoints.endpoint(function).table)
-    row = conn.execute(
-        sql.SQL("select exists (select 1 from {} where symbol = %s and function = %s)").format(table),
-        (symbol, function),
-    ).fetchone()
+def abort_abandoned(conn: psycopg.Connection[tuple[object, ...]], grace_s: float) -> int:
+    """Mark `aborted` the runs without a heartbeat for `grace_s` (killed, or lost the warehouse for
+    good); returns how many."""
+    with conn.transaction():
+        cur = conn.execute(runs.sweep_sql("ops.extract_runs"), (runs.ABANDONED.format(grace=grace_s), grace_s))
+        return cur.rowcount
+
+
+def abort_run(conn: psycopg.Connection[tuple[object, ...]], run_id: uuid.UUID, reason: str) -> None:
+    """This run ended early: `aborted`, with the reason (unless it already ended)."""
+    with conn.transaction():
+        conn.execute(runs.abort_sql("ops.extract_runs", "run_id"), (reason, run_id))
+
+
+def heartbeat(pg_env: Mapping[str, str], run_id: uuid.UUID) -> runs.Beat:
+    """The run's heartbeat (datapipe_common.runs), on its own connection."""
+    return runs.Beat(lambda: connect(pg_env, autocommit=True), "ops.extract_runs", "run_id", run_id)
+
+
+def symbols_without_payload(conn: psycopg.Connection[tuple[object, ...]], endpoint: endpoints.Endpoint,
+                            symbols: list[str]) -> list[str]:
+    """The symbols (in their order) with no answer of `endpoint` stored yet (`--missing`)."""
+    rows = conn.execute(
+        sql.SQL("select s.symbol from unnest(%s::text[]) with ordinality as s (symbol, n)"
+                " where not exists (select from {} as p where p.symbol = s.symbol and p.function = %s)"
+                " order by s.n").format(sql.Identifier("raw", endpoint.table)),
+        (symbols, endpoint.function),
+    ).fetchall()
     conn.commit()
-    return bool(row and row[0])
+    return [str(r[0]) for r in rows]
 
 
 _INSERT_SYMBOL = (
     "insert into ops.extract_run_symbols (run_id, symbol, function, output_size, status, bars, requests,"
     " reason_code, reason, started_at, finished_at) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-    " on conflict (run_id, symbol) do update set status = excluded.status, bars = excluded.bars,"
+    " on conflict (run_id, symbol) do update set function = excluded.function,"
+    " output_size = excluded.output_size, status = excluded.status, bars = excluded.bars,"
     " requests = excluded.requests, reason_code = excluded.reason_code, reason = excluded.reason,"
     " finished_at = excluded.finished_at"
 )
@@ -203,6 +257,8 @@ def store_payload(
     requested_at: dt.datetime,
     received_at: dt.datetime,
     body: bytes,
+    first_date: str | None = None,
+    last_date: str | None = None,
 ) -> bool:
     """One transaction: the payload (unless identical to the latest stored one for this symbol and
     function) and the symbol's run-log row. Returns True when a new payload row was written."""
@@ -221,8 +277,8 @@ def store_payload(
         if stored:
             conn.execute(
                 sql.SQL("insert into {} (run_id, symbol, function, output_size, request_url, requested_at,"
-                        " received_at, payload_sha256, payload) values (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
-                        ).format(table),
+                        " received_at, payload_sha256, payload, first_date, last_date)"
+                        " values (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)").format(table),
                 (
                     run_id,
                     outcome.symbol,
@@ -233,6 +289,8 @@ def store_payload(
                     received_at,
                     digest,
                     body.decode("utf-8"),
+                    first_date,
+                    last_date,
                 ),
             )
         outcome.status = "succeeded" if stored else "unchanged"
@@ -240,3 +298,97 @@ def store_payload(
             outcome.bars = 0  # `bars` counts what this run loaded
         conn.execute(_INSERT_SYMBOL, _symbol_row(run_id, outcome))
     return stored
+
+
+# -- the daily history: newest stored bar, the key's tier, accepted gaps (extract.history) ------------
+
+
+def newest_stored_day(conn: psycopg.Connection[tuple[object, ...]], endpoint: endpoints.Endpoint,
+                      symbol: str) -> dt.date | None:
+    """The newest day any stored payload of `symbol` holds (rows stored before `last_date` existed:
+    their `Meta Data`'s "3. Last Refreshed")."""
+    row = conn.execute(
+        sql.SQL("select max(coalesce(last_date, left(payload -> 'Meta Data' ->> '3. Last Refreshed', 10)::date))"
+                " from {} where symbol = %s and function = %s").format(sql.Identifier("raw", endpoint.table)),
+        (symbol, endpoint.function),
+    ).fetchone()
+    conn.commit()
+    return row[0] if row and isinstance(row[0], dt.date) else None
+
+
+def key_fingerprint(key: str | None) -> str:
+    """What ops.api_tiers keeps of a key: 12 hex digits of its sha256 (never the key)."""
+    return hashlib.sha256(key.encode()).hexdigest()[:12] if key else "no-key"
+
+
+def load_tier(conn: psycopg.Connection[tuple[object, ...]], base_url: str, fingerprint: str) -> str | None:
+    row = conn.execute("select tier from ops.api_tiers where base_url = %s and key_fingerprint = %s",
+                       (base_url, fingerprint)).fetchone()
+    conn.commit()
+    return str(row[0]) if row else None
+
+
+def save_tier(conn: psycopg.Connection[tuple[object, ...]], base_url: str, fingerprint: str, tier: str,
+              run_id: uuid.UUID, evidence: str | None) -> None:
+    with conn.transaction():
+        conn.execute(
+            "insert into ops.api_tiers (base_url, key_fingerprint, tier, learned_at, learned_run_id, evidence)"
+            " values (%s, %s, %s, now(), %s, %s) on conflict (base_url, key_fingerprint) do update set"
+            " tier = excluded.tier, learned_at = excluded.learned_at, learned_run_id = excluded.learned_run_id,"
+            " evidence = excluded.evidence",
+            (base_url, fingerprint, tier, run_id, evidence),
+        )
+
+
+@dataclass(frozen=True)
+class Gap:
+    gap_id: int
+    symbol: str
+    newest_stored: dt.date
+    missing_from: dt.date
+    missing_to: dt.date
+    missing_sessions: int
+    accepted_at: dt.datetime | None
+    restart_on: dt.date | None
+
+
+_GAP_COLUMNS = ("gap_id, symbol, newest_stored, missing_from, missing_to, missing_sessions, accepted_at,"
+                " restart_on")
+
+
+def pending_restart(conn: psycopg.Connection[tuple[object, ...]], symbol: str) -> Gap | None:
+    """An accepted gap of `symbol` whose restart day is not known yet (the next stored payload sets it)."""
+    row = conn.execute(
+        f"select {_GAP_COLUMNS} from ops.history_gaps where symbol = %s and accepted_at is not null"
+        " and restart_on is null order by gap_id desc limit 1", (symbol,)).fetchone()
+    conn.commit()
+    return Gap(*row) if row else None  # type: ignore[arg-type]
+
+
+def record_gap(conn: psycopg.Connection[tuple[object, ...]], run_id: uuid.UUID, symbol: str,
+               newest_stored: dt.date, missing: list[dt.date]) -> None:
+    """The symbol's open (unaccepted) gap, updated to what this run saw, or a new one."""
+    values = (newest_stored, missing[0], missing[-1], len(missing), run_id, symbol)
+    with conn.transaction():
+        cur = conn.execute(
+            "update ops.history_gaps set newest_stored = %s, missing_from = %s, missing_to = %s,"
+            " missing_sessions = %s, detected_at = now(), detected_run_id = %s"
+            " where symbol = %s and accepted_at is null", values)
+        if cur.rowcount == 0:
+            conn.execute(
+                "insert into ops.history_gaps (newest_stored, missing_from, missing_to, missing_sessions,"
+                " detected_at, detected_run_id, symbol) values (%s, %s, %s, %s, now(), %s, %s)", values)
+
+
+def accept_gap(conn: psycopg.Connection[tuple[object, ...]], symbol: str) -> Gap | None:
+    """Mark the symbol's open gap accepted; None when it has none."""
+    with conn.transaction():
+        row = conn.execute(
+            f"update ops.history_gaps set accepted_at = now() where symbol = %s and accepted_at is null"
+            f" returning {_GAP_COLUMNS}", (symbol,)).fetchone()
+    return Gap(*row) if row else None  # type: ignore[arg-type]
+
+
+def set_restart(conn: psycopg.Connection[tuple[object, ...]], gap_id: int, restart_on: dt.date) -> None:
+    with conn.transaction():
+        conn.execute("update ops.history_gaps set restart_on = %s where gap_id = %s", (restart_on, gap_id))

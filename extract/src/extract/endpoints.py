@@ -25,7 +25,7 @@ ParseFn = Callable[[Any, str, "str | None", bytes], protocol.Content]
 SandboxFn = Callable[[data.SandboxRequest], bytes]
 
 # `extract` commands that are not endpoints
-BUILTIN_COMMANDS = frozenset({"migrate", "sandbox"})
+BUILTIN_COMMANDS = frozenset({"migrate", "sandbox", "accept-gap"})
 _TABLE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _COMMAND = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 _FUNCTION = re.compile(r"^[A-Z][A-Z0-9_]{0,62}$")
@@ -49,6 +49,8 @@ class Endpoint:
     live: bool = False
     # store payloads uncompressed (TOAST `external`): large, parsed often (docs/extract.md, storage)
     store_uncompressed: bool = False
+    # the function asked instead for a symbol this one has nothing about (`{}` after a retry), same command
+    fallback: str | None = None
 
     @property
     def relation(self) -> str:
@@ -132,7 +134,18 @@ OVERVIEW = register(Endpoint(
     table="company_overview",
     parse=protocol.parse_overview,
     sandbox=data.overview_answer,
-    summary="OVERVIEW (company name, sector, industry, market cap, ...) per symbol into raw.company_overview",
+    summary="OVERVIEW (company name, sector, industry, market cap, ...) per symbol into raw.company_overview;"
+            " ETF_PROFILE for a symbol without one",
+    unknown_symbol=b"{}",
+    fallback=protocol.ETF_PROFILE,
+))
+ETF_PROFILE = register(Endpoint(
+    function=protocol.ETF_PROFILE,
+    command="etf-profiles",
+    table="etf_profile",
+    parse=protocol.parse_etf_profile,
+    sandbox=data.etf_profile_answer,
+    summary="ETF_PROFILE (net assets, expense ratio, sectors, holdings) per symbol into raw.etf_profile",
     unknown_symbol=b"{}",
 ))
 GLOBAL_QUOTE = register(Endpoint(
@@ -146,5 +159,5 @@ GLOBAL_QUOTE = register(Endpoint(
     live=True,
 ))
 
-__all__ = ["DAILY", "GLOBAL_QUOTE", "OVERVIEW", "Endpoint", "all_endpoints", "by_command", "commands", "endpoint",
-           "find", "register", "registered"]
+__all__ = ["DAILY", "ETF_PROFILE", "GLOBAL_QUOTE", "OVERVIEW", "Endpoint", "all_endpoints", "by_command",
+           "commands", "endpoint", "find", "register", "registered"]

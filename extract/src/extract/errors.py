@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+# Every reason_code of ops.extract_run_symbols (db.migrate keeps the table's check constraint equal to it).
+REASON_CODES = (
+    "invalid_symbol", "throttled", "daily_quota", "premium_endpoint", "premium_feature", "demo_key",
+    "invalid_payload", "http_error", "timeout", "connection_error", "not_attempted", "history_gap", "no_data",
+)
+# Every status of ops.extract_run_symbols; `no_data`: the API has nothing for the symbol (counted as ok).
+STATUSES = ("succeeded", "unchanged", "no_data", "failed", "skipped")
+
 
 class ExtractError(Exception):
     """Base class: `reason_code` (docs/warehouse.md) and a readable, key-free message."""
@@ -28,8 +36,40 @@ class ThrottledError(TransientError):
     reason_code = "throttled"
 
 
+class EmptyAnswerError(TransientError):
+    """`{}` where an endpoint answers `{}` for a symbol it has nothing about (OVERVIEW of an ETF): retried
+    `retries` times (a glitch), then the answer stands (NoDataError)."""
+
+    retries = 1
+
+
 class PermanentSymbolError(ExtractError):
     """This symbol cannot succeed in this run (invalid symbol, invalid payload); other symbols go on."""
+
+
+class PremiumFeatureError(PermanentSymbolError):
+    """A parameter value this key may not use (a free key asking `outputsize=full`): permanent for the
+    request, never retried; the caller may ask again without it."""
+
+    reason_code = "premium_feature"
+
+
+class HistoryGapError(PermanentSymbolError):
+    """Sessions are missing between the stored history and what the API can still give (a free key
+    after a long outage): the symbol fails, nothing is stored, until the gap is accepted."""
+
+    reason_code = "history_gap"
+
+
+class NoDataError(PermanentSymbolError):
+    """The API has nothing for this symbol (`{}` again after a retry): a permanent, legitimate answer,
+    stored as received so it is not asked again, and not a failure."""
+
+    reason_code = "no_data"
+
+    def __init__(self, message: str, *, body: bytes = b"{}") -> None:
+        super().__init__(message)
+        self.body = body
 
 
 class StopAllError(ExtractError):

@@ -23,9 +23,9 @@ log = logging.getLogger("extract.parsing")
 
 def _validate(
     parse: ParseFn, status: int, content_type: str | None, body: bytes, function: str, symbol: str, key: str | None
-) -> tuple[int, str | None]:
+) -> protocol.Content:
     parsed = protocol.interpret_with(parse, status, content_type, body, function=function, symbol=symbol, key=key)
-    return parsed.bars, parsed.last_refreshed
+    return protocol.Content(parsed.bars, parsed.last_refreshed, parsed.first_day, parsed.last_day)
 
 
 class Parser:
@@ -55,14 +55,14 @@ class Parser:
             # the parser travels by reference (module and name): the helper imports it
             future = self._get_pool().submit(_validate, parse, status, content_type, body, function, symbol, key)
             # typed errors raised in the helper come back as themselves
-            bars, last = future.result()
+            content = future.result()
         except (BrokenProcessPool, OSError) as exc:
             # No helpers here (no /dev/shm, an unguarded __main__, a killed helper): validate inline.
             log.warning("parse helper processes unavailable (%s): validating in the worker threads", exc)
             self.processes = 0
             return protocol.interpret_with(parse, status, content_type, body, function=function, symbol=symbol,
                                            key=key)
-        return protocol.Parsed(function, symbol, body, bars, last)
+        return protocol.Parsed(function, symbol, body, *content)
 
     def close(self) -> None:
         with self._lock:

@@ -17,12 +17,20 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from extract.errors import PermanentSymbolError, StopAllError, ThrottledError, TransientError
+from extract.errors import (
+    EmptyAnswerError,
+    PermanentSymbolError,
+    PremiumFeatureError,
+    StopAllError,
+    ThrottledError,
+    TransientError,
+)
 from extract.masking import mask_secret
 
 DAILY = "TIME_SERIES_DAILY"
 OVERVIEW = "OVERVIEW"
 GLOBAL_QUOTE = "GLOBAL_QUOTE"
+ETF_PROFILE = "ETF_PROFILE"
 SERIES_KEY = "Time Series (Daily)"
 BAR_FIELDS = ("1. open", "2. high", "3. low", "4. close", "5. volume")
 QUOTE_FIELDS = (
@@ -52,6 +60,8 @@ class Content(NamedTuple):
 
     items: int  # daily bars, or 1 for an overview / quote
     last_refreshed: str | None = None
+    first_day: str | None = None  # a time series: its oldest and newest day (YYYY-MM-DD)
+    last_day: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,8 @@ class Parsed:
     body: bytes
     bars: int  # daily bars, or 1 for an overview / quote
     last_refreshed: str | None = None
+    first_day: str | None = None  # a time series: the oldest and newest day it holds
+    last_day: str | None = None
 
 
 def _snippet(body: bytes) -> str:
@@ -86,6 +98,9 @@ def classify_message(doc: dict[str, Any], key: str | None) -> None:
         text = mask_secret(raw, key)
         if "is a premium endpoint" in low or "premium-only" in low:
             raise StopAllError(f"premium endpoint: {text}", reason_code="premium_endpoint")
+        if "premium feature" in low:
+            # a parameter value (outputsize=full on a free key): permanent for this request only
+            raise PremiumFeatureError(f"premium feature: {text}")
         if "demo" in low and "api key" in low:
             raise StopAllError(f"demo API key: {text}", reason_code="demo_key")
         if field == "Note" or any(h in low for h in _THROTTLE_HINTS):
@@ -224,13 +239,15 @@ def parse_daily(doc: Any, symbol: str, key: str | None, body: bytes = b"") -> Co
         raise PermanentSymbolError(f"{SERIES_KEY!r} is empty", reason_code="invalid_payload")
     bars = validate_series(series, body)
     last = meta.get("3. Last Refreshed")
-    return Content(bars, last if isinstance(last, str) else None)
+    return Content(bars, last if isinstance(last, str) else None, min(series), max(series))
 
 
 _MISSING = ("None", "-", "")
 
 
 def parse_overview(doc: Any, symbol: str, key: str | None, body: bytes = b"") -> Content:
+    if doc == {}:  # Alpha Vantage's answer for a symbol it has no overview of (an ETF, a delisted symbol)
+        raise EmptyAnswerError(f"OVERVIEW answered {{}}: no company overview of {symbol}")
     if isinstance(doc, dict) and "Symbol" not in doc:
         classify_message(doc, key)
     doc = _expect_dict(doc, OVERVIEW)
@@ -258,6 +275,44 @@ def parse_overview(doc: Any, symbol: str, key: str | None, body: bytes = b"") ->
             ) from None
         if not math.isfinite(number):
             raise PermanentSymbolError(f"OVERVIEW {name} = {value!r} is not finite", reason_code="invalid_payload")
+    return Content(1)
+
+
+ETF_FIELDS = ("net_assets", "net_expense_ratio", "portfolio_turnover", "dividend_yield", "inception_date",
+              "leveraged", "sectors", "holdings")
+
+
+def parse_etf_profile(doc: Any, symbol: str, key: str | None, body: bytes = b"") -> Content:
+    """ETF_PROFILE: a flat object of strings (no symbol in it) plus `sectors` and `holdings` lists of
+    objects of strings; `{}` for a symbol that is not a fund."""
+    if doc == {}:
+        raise EmptyAnswerError(f"ETF_PROFILE answered {{}}: {symbol} is not a fund Alpha Vantage knows")
+    if isinstance(doc, dict) and not any(f in doc for f in ETF_FIELDS):
+        classify_message(doc, key)
+    doc = _expect_dict(doc, ETF_PROFILE)
+    if not any(f in doc for f in ETF_FIELDS):
+        raise TransientError(f"no ETF_PROFILE field (keys: {', '.join(map(str, list(doc)[:5]))})",
+                             reason_code="invalid_payload")
+    for name, value in doc.items():
+        items = value if name in ("sectors", "holdings") else [{name: value}]
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise PermanentSymbolError(f"ETF_PROFILE {name!r} is not a list of objects", reason_code="invalid_payload")
+        for item in items:
+            for field, text in item.items():
+                if not isinstance(text, str) or "\x00" in text:
+                    raise PermanentSymbolError(f"ETF_PROFILE {name} {field!r} = {text!r}: expected a string",
+                                               reason_code="invalid_payload")
+    for name in ("net_assets", "net_expense_ratio", "dividend_yield"):
+        value = doc.get(name, "n/a")
+        if value in (*_MISSING, "n/a"):
+            continue
+        try:
+            number = float(value)
+        except ValueError:
+            raise PermanentSymbolError(f"ETF_PROFILE {name} = {value!r} is not a number",
+                                       reason_code="invalid_payload") from None
+        if not math.isfinite(number):
+            raise PermanentSymbolError(f"ETF_PROFILE {name} = {value!r} is not finite", reason_code="invalid_payload")
     return Content(1)
 
 
@@ -321,5 +376,5 @@ def interpret_with(
     doc = decode(status, content_type, body, key)
     if isinstance(doc, dict) and doc and "Error Message" in doc:
         classify_message(doc, key)
-    items, last = parse(doc, symbol, key, body)
-    return Parsed(function, symbol, body, items, last)
+    content = parse(doc, symbol, key, body)
+    return Parsed(function, symbol, body, *content)

@@ -13,7 +13,7 @@ create table if not exists ops.extract_runs (
     function           text        not null,
     started_at         timestamptz not null,
     finished_at        timestamptz null,
-    status             text        not null check (status in ('running', 'succeeded', 'failed')),
+    status             text        not null check (status in ('running', 'succeeded', 'failed', 'aborted')),
     symbols_requested  int         not null default 0,
     symbols_succeeded  int         not null default 0,
     symbols_failed     int         not null default 0,
@@ -21,6 +21,29 @@ create table if not exists ops.extract_runs (
     bars               int         not null default 0,
     base_url           text        not null
 );
+-- Run rows never stay `running` (datapipe_common.runs): a live run beats, a failing one records why it
+-- was aborted, the next run aborts rows without a beat for DATAPIPE_RUN_GRACE_S. Altered only when
+-- missing: an ALTER locks the table exclusively even when it changes nothing, and a run in progress
+-- (its workers' inserts check the foreign key on ops.extract_runs) would deadlock with it.
+do $$
+begin
+    if not exists (select from pg_attribute where attrelid = 'ops.extract_runs'::regclass
+                   and attname = 'heartbeat_at' and not attisdropped) then
+        alter table ops.extract_runs add column heartbeat_at timestamptz null;
+    end if;
+    if not exists (select from pg_attribute where attrelid = 'ops.extract_runs'::regclass
+                   and attname = 'reason' and not attisdropped) then
+        alter table ops.extract_runs add column reason text null;
+    end if;
+    if exists (select from pg_constraint where conrelid = 'ops.extract_runs'::regclass
+               and conname = 'extract_runs_status_check' and pg_get_constraintdef(oid) not like '%aborted%') then
+        alter table ops.extract_runs drop constraint extract_runs_status_check;
+        alter table ops.extract_runs add constraint extract_runs_status_check
+            check (status in ('running', 'succeeded', 'failed', 'aborted'));
+    end if;
+end $$;
+-- the key's tier this run worked with ('free' / 'premium'; null = not known, the run never asked `full`)
+alter table ops.extract_runs add column if not exists api_tier text null;
 
 -- One row per symbol of a run.
 create table if not exists ops.extract_run_symbols (
@@ -28,12 +51,12 @@ create table if not exists ops.extract_run_symbols (
     symbol       text        not null,
     function     text        not null,
     output_size  text        null,
-    status       text        not null check (status in ('succeeded', 'unchanged', 'failed', 'skipped')),
+    -- status and reason_code: check constraints kept equal to extract.errors.STATUSES / REASON_CODES
+    -- by db.migrate (so a new code reaches existing warehouses too)
+    status       text        not null,
     bars         int         not null default 0,
     requests     int         not null default 0,
-    reason_code  text        null check (reason_code in (
-        'invalid_symbol', 'throttled', 'daily_quota', 'premium_endpoint', 'demo_key', 'invalid_payload',
-        'http_error', 'timeout', 'connection_error', 'not_attempted')),
+    reason_code  text        null,
     reason       text        null,
     started_at   timestamptz null,
     finished_at  timestamptz null,
@@ -52,3 +75,34 @@ create table if not exists ops.trading_sessions (
     bar_due_at      timestamptz not null,
     is_early_close  boolean     not null
 );
+
+-- What the extractor learned about an API key: free keys may not ask `outputsize=full` (docs/extract.md,
+-- tiers). One row per API endpoint and key; the key itself is never stored, only the first 12 hex
+-- digits of its sha256, so a new key is asked afresh.
+create table if not exists ops.api_tiers (
+    base_url         text        not null,
+    key_fingerprint  text        not null,
+    tier             text        not null check (tier in ('free', 'premium')),
+    learned_at       timestamptz not null,
+    learned_run_id   uuid        null,
+    evidence         text        null,
+    primary key (base_url, key_fingerprint)
+);
+
+-- Holes in a symbol's daily history that the API can no longer fill (a free key after more than
+-- ~100 missed sessions). Detected by `extract prices` (the symbol fails until the hole is accepted),
+-- accepted by an operator with `extract accept-gap SYMBOL`; the next stored payload sets `restart_on`,
+-- and staging keeps only the symbol's bars from that day on (its history restarts after the hole).
+create table if not exists ops.history_gaps (
+    gap_id           bigint      generated always as identity primary key,
+    symbol           text        not null,
+    newest_stored    date        not null,
+    missing_from     date        not null,
+    missing_to       date        not null,
+    missing_sessions int         not null,
+    detected_at      timestamptz not null,
+    detected_run_id  uuid        null,
+    accepted_at      timestamptz null,
+    restart_on       date        null
+);
+create index if not exists history_gaps_symbol_idx on ops.history_gaps (symbol);

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from datapipe_common.calendar import NEW_YORK
 from datapipe_common.config import ConfigError, env_float, env_int
 from datapipe_common.libpq import libpq_env
+from datapipe_common.masking import mask_url, url_secrets
+from datapipe_common.runs import DEFAULT_GRACE_S, grace_s
 from datapipe_common.symbols import DEFAULT_SYMBOLS, symbols_from_env
 
 REAL_BASE_URL = "https://www.alphavantage.co/query"
@@ -27,25 +31,47 @@ class Settings:
     parse_processes: int = 0
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
     log_level: str = "INFO"
+    # how long a `running` run row may go without a heartbeat before a new run aborts it
+    run_grace_s: float = DEFAULT_GRACE_S
+    # the clock of the history planner (extract.history); None = the real clock. EXTRACT_NOW pins it.
+    now: dt.datetime | None = None
     # the libpq variables (datapipe_common.libpq), nothing else configures the warehouse
     pg_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def clock(self) -> dt.datetime:
+        return self.now or dt.datetime.now(dt.UTC)
 
     @property
     def is_real_api(self) -> bool:
         return self.base_url.rstrip("/") == REAL_BASE_URL
+
+    @property
+    def public_base_url(self) -> str:
+        """The base URL as printed and stored: userinfo and secret query values masked."""
+        return mask_url(self.base_url)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What every message is masked against: the key and the credentials inside the base URL."""
+        return tuple(s for s in (self.api_key, *url_secrets(self.base_url)) if s)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         key = env.get("ALPHAVANTAGE_API_KEY", "").strip() or None
         base_url = env.get("ALPHAVANTAGE_BASE_URL", "").strip() or REAL_BASE_URL
         if not base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"ALPHAVANTAGE_BASE_URL={base_url!r} must start with http:// or https://")
+            raise ConfigError(f"ALPHAVANTAGE_BASE_URL={mask_url(base_url)!r} must start with http:// or https://")
         if key is None and base_url.rstrip("/") == REAL_BASE_URL:
             raise ConfigError(
                 "ALPHAVANTAGE_API_KEY is not set. The real Alpha Vantage API needs a key "
                 "(free at https://www.alphavantage.co/support/#api-key); or point ALPHAVANTAGE_BASE_URL "
                 "at the sandbox API (`make sandbox-up` writes .local/sandbox.env)."
             )
+        now_raw = env.get("EXTRACT_NOW", "").strip()
+        try:
+            now = dt.datetime.fromisoformat(now_raw).replace(tzinfo=NEW_YORK) if now_raw else None
+        except ValueError:
+            raise ConfigError(f"EXTRACT_NOW={now_raw!r} is not a YYYY-MM-DDTHH:MM time (New York)") from None
         workers = env_int(env, "EXTRACT_WORKERS", 4, minimum=1)
         cpus = os.cpu_count() or 1
         default_parsers = min(workers, cpus) if cpus > 1 else 0
@@ -62,5 +88,7 @@ class Settings:
             parse_processes=env_int(env, "EXTRACT_PARSE_PROCESSES", default_parsers, minimum=0),
             symbols=symbols_from_env(env),
             log_level=env.get("EXTRACT_LOG_LEVEL", "INFO").strip() or "INFO",
+            run_grace_s=grace_s(env),
+            now=now,
             pg_env=libpq_env(env),
         )

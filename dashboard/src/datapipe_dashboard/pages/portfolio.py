@@ -9,7 +9,7 @@ import streamlit as st
 
 from datapipe_dashboard import charts, holdings, queries
 from datapipe_dashboard.settings import Settings
-from datapipe_dashboard.ui import as_date, overview, render, signed_color
+from datapipe_dashboard.ui import as_date, overview, plain, render, signed_color
 
 PERIODS = {"3 months": 92, "1 year": 365, "3 years": 3 * 365, "5 years": 5 * 365, "All": None}
 EXAMPLE_SHARES = (10, 25, 5)
@@ -22,6 +22,15 @@ def example_holdings(ov: pd.DataFrame) -> pd.DataFrame:
         rows.append({"symbol": r["symbol"], "shares": float(shares),
                      "cost_basis": round(float(r["close"]) * shares * 0.9, 2)})
     return pd.DataFrame(rows, columns=list(holdings.CSV_COLUMNS))
+
+
+def problem_list(problems: list[holdings.Problem], source: str) -> str:
+    """The warning's markdown: our emphasis, every piece of user text escaped, at most
+    MAX_PROBLEMS_SHOWN lines."""
+    lines = [f"- {plain(str(p))}" for p in problems[:holdings.MAX_PROBLEMS_SHOWN]]
+    if len(problems) > holdings.MAX_PROBLEMS_SHOWN:
+        lines.append(f"- … and {len(problems) - holdings.MAX_PROBLEMS_SHOWN} more not shown")
+    return f"**{len(problems)} row(s) of {plain(source)} ignored:**\n" + "\n".join(lines)
 
 
 def page(settings: Settings, q: queries.Query) -> None:
@@ -37,23 +46,25 @@ def page(settings: Settings, q: queries.Query) -> None:
             example_holdings(ov), key="holdings", num_rows="dynamic", hide_index=True, width="stretch",
             column_config={
                 "symbol": st.column_config.TextColumn("symbol", help="a published symbol, e.g. IBM"),
-                "shares": st.column_config.NumberColumn("shares", format="%.4g"),
-                "cost_basis": st.column_config.NumberColumn("cost_basis", format="%.2f"),
+                "shares": st.column_config.NumberColumn(
+                    "shares", format="%.4g", help=f"more than 0, at most {holdings.MAX_SHARES}"),
+                "cost_basis": st.column_config.NumberColumn(
+                    "cost_basis", format="%.2f", help=f"total paid, 0 to {holdings.MAX_COST_BASIS}"),
             },
         )
     with right:
         upload = st.file_uploader("Upload holdings CSV", type=["csv"], key="holdings_csv",
-                                  help="Replaces the table while a file is uploaded")
+                                  max_upload_size=holdings.MAX_UPLOAD_MB,
+                                  help=f"Replaces the table while uploaded (at most {holdings.MAX_UPLOAD_MB} MB)")
 
     if upload is not None:
         parsed = holdings.parse_csv(upload.getvalue(), known)
-        source = f"CSV {upload.name}"
+        source = f"CSV {holdings.echo(upload.name, 80)}"
     else:
         parsed = holdings.parse_table(edited, known)
         source = "the table"
     if parsed.problems:
-        lines = "\n".join(f"- {p}" for p in parsed.problems)
-        st.warning(f"**{len(parsed.problems)} row(s) of {source} ignored:**\n{lines}", icon=":material/error:")
+        st.warning(problem_list(parsed.problems, source), icon=":material/error:")
     if not parsed.holdings:
         st.info("No valid holdings to value yet.")
         return

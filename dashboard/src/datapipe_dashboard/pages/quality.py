@@ -1,4 +1,6 @@
-"""Data quality: freshness per symbol, API usage vs quota, pipeline runs, last gate, publish history."""
+"""Data quality: freshness per symbol, API usage vs quota, pipeline runs (ops.pipeline_runs, what an
+external monitor reads too), extraction runs, last gate, publish history, the symbols published
+without a company profile."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from datapipe_dashboard.settings import Settings
 from datapipe_dashboard.ui import as_date, freshness, freshness_badge, overview, render
 
 STATUS_LABELS = {"succeeded": "succeeded", "failed": "FAILED", "running": "running…",
-                 "unchanged": "unchanged", "skipped": "skipped"}
+                 "unchanged": "unchanged", "skipped": "skipped", "no_data": "no data"}
 
 
 def utc_day(now: datetime) -> tuple[datetime, datetime]:
@@ -41,17 +43,21 @@ def page(settings: Settings, q: queries.Query) -> None:
     latest = as_date(ov["trade_date"].max())
     freshness_badge(latest, settings)
 
+    section("Pipeline runs", lambda: pipeline_runs(q))
+
     usage, runs_col = st.columns([2, 3])
     with usage:
         api_usage(settings, q, now)
     with runs_col:
-        section("Recent pipeline runs", lambda: recent_runs(q))
+        section("Recent extraction runs", lambda: recent_runs(q))
 
     gate, publish = st.columns([3, 2])
     with gate:
         section("Last quality gate", lambda: last_gate(q))
     with publish:
         section("Publish history", lambda: publish_history(q))
+
+    section("Symbols without a company profile", lambda: without_profile(q))
 
     st.subheader("Freshness per symbol")
     try:
@@ -111,6 +117,30 @@ def api_usage(settings: Settings, q: queries.Query, now: datetime) -> None:
                                 "last_reason": "Last message"})
 
 
+def pipeline_runs(q: queries.Query) -> None:
+    runs = queries.pipeline_runs(q)
+    if runs.empty:
+        st.info("No pipeline run recorded yet.")
+        return
+    seconds = {c: st.column_config.NumberColumn(label, format="%.0f") for c, label in (
+        ("extract_s", "Extract (s)"), ("transform_s", "dbt (s)"), ("gate_s", "Gate (s)"), ("publish_s", "Publish (s)"),
+        ("total_s", "Total (s)"))}
+    st.dataframe(
+        runs, hide_index=True, width="stretch",
+        column_config={
+            "run_started_at": st.column_config.DatetimeColumn("Started", format="YYYY-MM-DD HH:mm"),
+            "outcome": "Outcome", **seconds, "rows_loaded": "Rows loaded", "api_requests": "Requests",
+            "symbols_failed": "Symbols failed", "checks_total": "Checks", "checks_failed": "Checks failed",
+            "rows_published": "Rows published",
+            "newest_trade_date": st.column_config.DateColumn("Newest bar"),
+            "freshness_lag_sessions": st.column_config.NumberColumn(
+                "Sessions behind", help="NYSE sessions missing after the newest bar, when the gate ran"),
+        },
+    )
+    st.caption("One row per run, from the view ops.pipeline_runs; dbt and publish times are the gaps"
+               " between the logged steps (docs/warehouse.md).")
+
+
 def recent_runs(q: queries.Query) -> None:
     runs = queries.extract_runs(q)
     if runs.empty:
@@ -150,6 +180,19 @@ def last_gate(q: queries.Query) -> None:
         column_config={"outcome": "Outcome", "mart": "Mart", "expectation_type": "Expectation",
                        "column_name": "Column", "observed_value": "Observed", "kwargs": "Arguments",
                        "details": "Details"},
+    )
+
+
+def without_profile(q: queries.Query) -> None:
+    """Published symbols Alpha Vantage has no company overview of: an ETF (its ETF_PROFILE) or none."""
+    rows = queries.without_company_profile(q)
+    if rows.empty:
+        st.success("Every published symbol has a company overview.")
+        return
+    st.dataframe(
+        rows, hide_index=True, width="stretch",
+        column_config={"symbol": "Symbol", "name": "Name", "asset_type": "Kind", "profile_source": "Profile",
+                       "updated_at": st.column_config.DatetimeColumn("Profile loaded", format="YYYY-MM-DD HH:mm")},
     )
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from datapipe_dashboard import charts, queries
+from datapipe_dashboard.db import NotPublished
 from datapipe_dashboard.settings import Settings
 from datapipe_dashboard.ui import as_date, overview, render
 
@@ -73,8 +74,20 @@ def page(settings: Settings, q: queries.Query) -> None:
         f"{len(history):,} {interval}ly bars (open of the first day, high, low, close of the last day, "
         "volume summed; indicators as of the last day)")
     st.caption(f"{symbol}: {start:%Y-%m-%d} → {end:%Y-%m-%d}, {shown}; "
-               f"Published history {first:%Y-%m-%d} → {last:%Y-%m-%d}.")
+               f"Published history {first:%Y-%m-%d} → {last:%Y-%m-%d}{history_note(q, symbol, first)}.")
     company_facts(queries.company(q, symbol), symbol)
+
+
+def history_note(q: queries.Query, symbol: str, first: date) -> str:
+    """'; history since <date> (free key)' when the symbol was never loaded with its full history:
+    a free key gets the newest 100 sessions only, so indicators needing more bars start later."""
+    try:
+        loads = queries.history_loads(q, symbol)
+    except NotPublished:  # no extraction log to read (an older warehouse): say nothing
+        return ""
+    if loads.empty or int(loads["loads"].iloc[0]) == 0 or int(loads["full_loads"].iloc[0]) > 0:
+        return ""
+    return f"; history since {first:%Y-%m-%d} (free key)"
 
 
 def _range(picked: Any, default_start: date, last: date) -> tuple[date, date]:

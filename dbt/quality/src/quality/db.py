@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import psycopg
+from datapipe_common import runs
 from psycopg import sql
 
 from quality.settings import Settings
@@ -48,6 +49,15 @@ alter table ops.publish_history add column if not exists mode text;
 alter table ops.publish_history add column if not exists source_watermark bigint;
 -- which rows the gate's row-level expectations covered (quality.scope)
 alter table ops.gate_runs add column if not exists scope text;
+-- run rows never stay running (datapipe_common.runs): running -> passed | failed | aborted (+ reason)
+alter table ops.gate_runs add column if not exists status text;
+alter table ops.gate_runs add column if not exists heartbeat_at timestamptz;
+alter table ops.gate_runs add column if not exists reason text;
+update ops.gate_runs set status = case when finished_at is null then 'running' when success then 'passed'
+    else 'failed' end where status is null;
+-- the pipeline run (DATAPIPE_RUN_ID) of the gate and of a publish attempt
+alter table ops.gate_runs add column if not exists run_id text;
+alter table ops.publish_history add column if not exists run_id text;
 """
 
 
@@ -58,10 +68,21 @@ def connect(settings: Settings, *, autocommit: bool = False) -> Iterator[psycopg
 
 
 def ensure_ops_tables(conn: psycopg.Connection) -> None:
-    """Create the gate/publish tables idempotently (advisory lock: safe when run in parallel)."""
+    """Create the gate/publish tables idempotently (advisory lock: safe when run in parallel), and the
+    view `ops.pipeline_runs` once extract's tables exist too (quality.runs)."""
+    from quality.runs import ensure_runs_view
+
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(hashtext('datapipe_quality_ops'))")
         conn.execute(OPS_DDL)
+        ensure_runs_view(conn)
+
+
+def heartbeat(settings: Settings, gate_run_id: object) -> runs.Beat:
+    """A gate run's heartbeat (datapipe_common.runs), on its own connection."""
+    return runs.Beat(lambda: psycopg.connect(settings.conninfo(), autocommit=True,
+                                             application_name="datapipe-quality"),
+                     "ops.gate_runs", "gate_run_id", gate_run_id)
 
 
 def table_exists(conn: psycopg.Connection, schema: str, table: str) -> bool:
@@ -72,6 +93,18 @@ def table_exists(conn: psycopg.Connection, schema: str, table: str) -> bool:
 def row_count(conn: psycopg.Connection, schema: str, table: str) -> int:
     query = sql.SQL("select count(*) from {}").format(sql.Identifier(schema, table))
     row = conn.execute(query).fetchone()
+    return int(row[0]) if row else 0
+
+
+def published_rows_kept(conn: psycopg.Connection, schema: str, table: str, symbols: Sequence[str]) -> int:
+    """The rows of a published mart its next audit is expected to keep (the gate's row-count floor):
+    those of the tracked symbols (a symbol removed from DATAPIPE_SYMBOLS leaves the marts), and for
+    the daily facts not a symbol's bars before an accepted history restart (ops.history_gaps)."""
+    query = sql.SQL("select count(*) from {} as f where f.symbol = any(%s)").format(sql.Identifier(schema, table))
+    if table in ("fct_daily_prices", "fct_technical_indicators") and table_exists(conn, "ops", "history_gaps"):
+        query += sql.SQL(" and not exists (select from ops.history_gaps as g"
+                         " where g.symbol = f.symbol and f.trade_date < g.restart_on)")
+    row = conn.execute(query, (list(symbols),)).fetchone()
     return int(row[0]) if row else 0
 
 

@@ -8,9 +8,11 @@ that `quality publish` checks), and Data Docs HTML is written to QUALITY_DATA_DO
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib
 import json
+import logging
 import math
 import uuid
 from collections.abc import Mapping
@@ -19,14 +21,68 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from datapipe_common import failures, runs
 from datapipe_common.calendar import nyse
 
 from quality import db
 from quality.scope import FACTS, Scope, current_scope
 from quality.settings import MARTS, Settings
 
+log = logging.getLogger("quality.gate")
 PRICE_COLUMNS = ("open", "high", "low", "close")
 SYMBOLS_PRESENT = "every configured symbol is present"
+NO_MISSING_SESSIONS = "no NYSE session is missing inside a symbol's history"
+FACT_SYMBOLS_IN_DIM = "every fact symbol is in dim_company"
+# The facts' symbols (a skip scan of the (symbol, trade_date) index: one probe per symbol) that have
+# no row in the audited dim_company. {{batch}} stays unaliased (see MISSING_SESSIONS_QUERY).
+FACT_SYMBOLS_IN_DIM_QUERY = """
+with recursive present (symbol) as (
+    (select symbol from {{batch}} order by symbol limit 1)
+    union all
+    select (select symbol from {{batch}} where symbol > present.symbol order by symbol limit 1)
+    from present
+    where present.symbol is not null
+)
+select present.symbol as symbol_without_company
+from present
+where present.symbol is not null
+    and not exists (select from {audit}.dim_company as company where company.symbol = present.symbol)
+"""
+# Per symbol, the NYSE sessions (ops.trading_sessions, kept equal to the shared calendar by `extract`)
+# between its first and last bar that have no bar, as ranges: (symbol, missing_from, missing_to, sessions).
+# Only symbols with fewer bars than sessions in their span are searched. {batch} stays unaliased:
+# the unqualified columns of the correlated subquery are the batch's.
+MISSING_SESSIONS_QUERY = """
+with bounds as (
+    select symbol, min(trade_date) as first_day, max(trade_date) as last_day, count(*) as bars
+    from {batch}
+    group by symbol
+),
+short as (
+    select bounds.symbol, bounds.first_day, bounds.last_day
+    from bounds
+    where bounds.bars < (
+        select count(*) from ops.trading_sessions
+        where session_date between bounds.first_day and bounds.last_day
+    )
+),
+sessions as (
+    select session_date, row_number() over (order by session_date) as ordinal
+    from ops.trading_sessions
+),
+missing as (
+    select short.symbol, sessions.session_date,
+           sessions.ordinal - row_number() over (partition by short.symbol order by sessions.session_date) as island
+    from short
+    inner join sessions
+        on sessions.session_date between short.first_day and short.last_day
+    where not exists (select from {batch} where symbol = short.symbol and trade_date = sessions.session_date)
+)
+select symbol, min(session_date) as missing_from, max(session_date) as missing_to, count(*) as missing_sessions
+from missing
+group by symbol, island
+order by symbol, missing_from
+"""
 
 
 @dataclass(frozen=True)
@@ -112,6 +168,13 @@ def suites_spec(
             gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="high", column_B="low", or_equal=True),
             gxe.ExpectColumnValuesToBeBetween(column="daily_return", min_value=-0.95, max_value=10),
             gxe.ExpectColumnMaxToBeBetween(column="trade_date", min_value=fresh),
+            # a hole inside a published history (e.g. a long outage on a free key) is never published
+            gxe.UnexpectedRowsExpectation(description=NO_MISSING_SESSIONS,
+                                          unexpected_rows_query=MISSING_SESSIONS_QUERY),
+            # dbt's relationships tests see the changed rows only; this sees the whole table
+            gxe.UnexpectedRowsExpectation(
+                description=FACT_SYMBOLS_IN_DIM,
+                unexpected_rows_query=FACT_SYMBOLS_IN_DIM_QUERY.format(audit=settings.audit_schema)),
         ],
         "fct_technical_indicators": [
             *common("fct_technical_indicators", ["symbol", "trade_date"]),
@@ -134,10 +197,12 @@ def suites_spec(
 # expectations about the whole table; all others are about rows and may be scoped to changed rows
 TABLE_LEVEL = ("expect_table_row_count_to_be_between", "expect_column_distinct_values_to_contain_set",
                "expect_column_max_to_be_between")
+WHOLE_TABLE_QUERIES = (SYMBOLS_PRESENT, NO_MISSING_SESSIONS, FACT_SYMBOLS_IN_DIM)
 
 
 def is_table_level(expectation: Any) -> bool:
-    return expectation.expectation_type in TABLE_LEVEL or getattr(expectation, "description", None) == SYMBOLS_PRESENT
+    return (expectation.expectation_type in TABLE_LEVEL
+            or getattr(expectation, "description", None) in WHOLE_TABLE_QUERIES)
 
 
 def _context(data_docs_dir: Path) -> Any:
@@ -271,7 +336,7 @@ def read_audit_state(conn: psycopg.Connection, settings: Settings) -> AuditState
     return AuditState(
         present=present,
         missing=[m for m in MARTS if m not in present],
-        published_counts={m: db.row_count(conn, settings.marts_schema, m) for m in MARTS
+        published_counts={m: db.published_rows_kept(conn, settings.marts_schema, m, settings.symbols) for m in MARTS
                           if db.table_exists(conn, settings.marts_schema, m)},
         fingerprint=db.fingerprint(conn, settings.audit_schema, MARTS),
         scope=scope,
@@ -359,26 +424,54 @@ def record(settings: Settings, outcome: GateOutcome, state: AuditState) -> None:
                   r.observed_value, r.details) for r in outcome.results],
             )
         conn.execute(
-            "update ops.gate_runs set finished_at = now(), success = %s, expectations_total = %s,"
+            "update ops.gate_runs set finished_at = now(), success = %s, status = %s, expectations_total = %s,"
             " expectations_failed = %s, data_docs_path = %s, audit_fingerprint = %s::jsonb, scope = %s"
             " where gate_run_id = %s",
-            (outcome.success, len(outcome.results), len(outcome.failures),
+            (outcome.success, "passed" if outcome.success else "failed", len(outcome.results), len(outcome.failures),
              str(outcome.data_docs_path) if outcome.data_docs_path else None, json.dumps(state.fingerprint),
              state.scope.describe(), outcome.gate_run_id),
         )
 
 
 def run_gate(settings: Settings, now: dt.datetime | None = None) -> GateOutcome:
-    """Validate every audited mart; record the run; never touches `marts`."""
+    """Validate every audited mart; record the run; never touches `marts`. Rows of gate runs that
+    were killed are aborted first; a run that fails marks its own row aborted with the reason
+    (datapipe_common.runs) and re-raises."""
     expected = expected_latest_session(settings, now or dt.datetime.now(dt.UTC))
     outcome = GateOutcome(gate_run_id=uuid.uuid4(), success=False, expected_latest_date=expected)
     with db.connect(settings, autocommit=True) as conn:
         db.ensure_ops_tables(conn)
-        conn.execute("insert into ops.gate_runs (gate_run_id, started_at, audit_schema) values (%s, now(), %s)",
-                     (outcome.gate_run_id, settings.audit_schema))
-        state = read_audit_state(conn, settings)
-    outcome.missing_marts, outcome.scope = state.missing, state.scope
-    outcome.results, outcome.data_docs_path = validate(settings, state, expected)
-    outcome.success = bool(outcome.results) and all(r.success for r in outcome.results)
-    record(settings, outcome, state)
+        abandoned = conn.execute(runs.sweep_sql("ops.gate_runs"),
+                                 (runs.ABANDONED.format(grace=settings.run_grace_s), settings.run_grace_s)).rowcount
+        if abandoned:
+            log.warning("marked %d abandoned gate run%s aborted (no heartbeat for %g s)", abandoned,
+                        "s" * (abandoned != 1), settings.run_grace_s)
+        # started_at: the wall clock (publish compares it with the last dbt result's recorded_at)
+        conn.execute("insert into ops.gate_runs (gate_run_id, started_at, audit_schema, status, run_id)"
+                     " values (%s, clock_timestamp(), %s, 'running', %s)",
+                     (outcome.gate_run_id, settings.audit_schema, settings.run_id))
+        try:
+            with runs.Heartbeat(db.heartbeat(settings, outcome.gate_run_id),
+                                runs.heartbeat_interval(settings.run_grace_s)):
+                state = read_audit_state(conn, settings)
+                outcome.missing_marts, outcome.scope = state.missing, state.scope
+                outcome.results, outcome.data_docs_path = validate(settings, state, expected)
+            outcome.success = bool(outcome.results) and all(r.success for r in outcome.results)
+            record(settings, outcome, state)
+        except BaseException as exc:
+            _record_abort(settings, conn, outcome.gate_run_id, exc)
+            raise
     return outcome
+
+
+def _record_abort(settings: Settings, conn: psycopg.Connection, gate_run_id: uuid.UUID, exc: BaseException) -> None:
+    """Best effort: the run's row `aborted` with the reason, on the run's connection or a fresh one;
+    nothing when the warehouse is gone (the next gate run's sweep aborts it after the grace period)."""
+    reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else failures.explain(exc).what
+    sql_text = runs.abort_sql("ops.gate_runs", "gate_run_id")
+    with contextlib.suppress(psycopg.Error):
+        if not conn.closed and not conn.broken:
+            conn.execute(sql_text, (reason, gate_run_id))
+            return
+    with contextlib.suppress(psycopg.Error), db.connect(settings, autocommit=True) as fresh:
+        fresh.execute(sql_text, (reason, gate_run_id))

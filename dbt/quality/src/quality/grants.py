@@ -8,7 +8,7 @@ from psycopg import sql
 from quality import db
 from quality.settings import Settings
 
-OPS_TABLES = ("extract_runs", "extract_run_symbols", "gate_runs", "gate_results", "publish_history")
+OPS_TABLES = ("extract_runs", "extract_run_symbols", "gate_runs", "gate_results", "publish_history", "pipeline_runs")
 PRIVATE_SCHEMAS = ("raw", "staging", "dbt_test_failures")
 
 

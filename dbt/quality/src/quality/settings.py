@@ -12,6 +12,7 @@ from urllib.parse import quote, urlencode
 from datapipe_common.calendar import DATA_DELAY
 from datapipe_common.config import ConfigError, env_float, env_int
 from datapipe_common.libpq import connection_keywords, conninfo, libpq_env
+from datapipe_common.runs import DEFAULT_GRACE_S, grace_s
 from datapipe_common.symbols import symbols_from_env
 
 __all__ = ["MARTS", "ConfigError", "Settings"]
@@ -42,6 +43,13 @@ class Settings:
     today: dt.date | None = None
     market_close_delay_minutes: int = int(DATA_DELAY.total_seconds() // 60)
     lock_timeout_s: float = 60.0
+    # the bound of publish's exclusive window (quality.swap); below the dashboard's 5 s lock timeout
+    swap_timeout_s: float = 2.0
+    # how long a running gate run may go without a heartbeat before the next gate run aborts it
+    run_grace_s: float = DEFAULT_GRACE_S
+    # the pipeline run (DATAPIPE_RUN_ID: the Airflow run id, one id per `make pipeline`); publish
+    # checks dbt's results of that run; unset: the run of the newest dbt result
+    run_id: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -54,6 +62,11 @@ class Settings:
             today = dt.date.fromisoformat(today_raw) if today_raw else None
         except ValueError:
             raise ConfigError(f"QUALITY_TODAY={today_raw!r} is not a YYYY-MM-DD date") from None
+        lock_timeout_s = env_float(env, "QUALITY_LOCK_TIMEOUT_S", 60.0, minimum=0.1, maximum=3600.0)
+        swap_timeout_s = env_float(env, "QUALITY_SWAP_TIMEOUT_S", 2.0, minimum=0.05, maximum=600.0)
+        if swap_timeout_s > lock_timeout_s:
+            raise ConfigError(f"QUALITY_SWAP_TIMEOUT_S={swap_timeout_s:g} must not exceed"
+                              f" QUALITY_LOCK_TIMEOUT_S={lock_timeout_s:g} (the whole time publish tries)")
         return cls(
             pg=pg,
             symbols=symbols_from_env(env),
@@ -66,7 +79,10 @@ class Settings:
             today=today,
             market_close_delay_minutes=env_int(env, "QUALITY_MARKET_CLOSE_DELAY_MINUTES",
                                                cls.market_close_delay_minutes, minimum=0, maximum=24 * 60),
-            lock_timeout_s=env_float(env, "QUALITY_LOCK_TIMEOUT_S", 60.0, minimum=0.1, maximum=3600.0),
+            lock_timeout_s=lock_timeout_s,
+            swap_timeout_s=swap_timeout_s,
+            run_grace_s=grace_s(env),
+            run_id=env.get("DATAPIPE_RUN_ID", "").strip() or None,
         )
 
     def conninfo(self) -> str:

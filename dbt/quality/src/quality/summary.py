@@ -1,6 +1,9 @@
-"""A short table of the published marts: rows, symbols, latest trading day, last publish."""
+"""A short table of the published marts: rows, symbols, latest trading day, last publish; and the
+latest run of ops.pipeline_runs in one line."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from psycopg import sql
 
@@ -48,3 +51,14 @@ def format_table(rows: list[tuple[str, int, int, str]]) -> str:
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in body]
     return "\n".join(lines)
+
+
+def format_run(run: dict[str, Any]) -> str:
+    """One line for a row of ops.pipeline_runs."""
+    def value(key: str, unit: str = "") -> str:
+        return "-" if run.get(key) is None else f"{run[key]}{unit}"
+
+    return (f"{run['run_started_at']} {run['outcome']}; steps extract {value('extract_s', 's')},"
+            f" dbt {value('transform_s', 's')}, gate {value('gate_s', 's')}, publish {value('publish_s', 's')};"
+            f" rows loaded {value('rows_loaded')}, checks failed {value('checks_failed')}"
+            f"/{value('checks_total')}, freshness lag {value('freshness_lag_sessions')} session(s)")

@@ -38,6 +38,16 @@ KNOWN_COMPANIES: dict[str, tuple[str, str, str, str]] = {
     "V": ("Visa Inc", "NYSE", "TRADE & SERVICES", "SERVICES-BUSINESS SERVICES, NEC"),
     "IBM": ("International Business Machines", "NYSE", "TECHNOLOGY", "COMPUTER & OFFICE EQUIPMENT"),
 }
+# Exchange-traded funds: like Alpha Vantage, OVERVIEW answers `{}` for them and ETF_PROFILE a profile
+# (which has no name in it); (inception date, net expense ratio, top holdings).
+KNOWN_ETFS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "SPY": ("1993-01-22", "0.000945", ("NVDA", "MSFT", "AAPL", "AMZN", "META")),
+    "QQQ": ("1999-03-10", "0.0020", ("NVDA", "MSFT", "AAPL", "AMZN", "GOOGL")),
+    "IWM": ("2000-05-22", "0.0019", ("SMCI", "MSTR", "FTAI", "INSM", "SFM")),
+    "DIA": ("1998-01-14", "0.0016", ("UNH", "GS", "MSFT", "HD", "CAT")),
+    "VOO": ("2010-09-07", "0.0003", ("NVDA", "MSFT", "AAPL", "AMZN", "META")),
+    "VTI": ("2001-05-24", "0.0003", ("NVDA", "MSFT", "AAPL", "AMZN", "META")),
+}
 SECTORS = (
     ("TECHNOLOGY", "SERVICES-PREPACKAGED SOFTWARE"),
     ("FINANCE", "STATE COMMERCIAL BANKS"),
@@ -296,7 +306,33 @@ def daily_answer(request: SandboxRequest) -> bytes:
 
 
 def overview_answer(request: SandboxRequest) -> bytes:
+    if request.symbol in KNOWN_ETFS:
+        return b"{}"
     return overview_payload(request.series)
+
+
+def etf_profile_answer(request: SandboxRequest) -> bytes:
+    """ETF_PROFILE body (strings; no symbol or name, like Alpha Vantage's); `{}` unless an ETF."""
+    if request.symbol not in KNOWN_ETFS:
+        return b"{}"
+    inception, expense, holdings = KNOWN_ETFS[request.symbol]
+    rng = random.Random(symbol_seed(request.symbol) ^ 0xE7F)  # noqa: S311 - deterministic data, not crypto
+    last = request.series.closes[-1] if request.series.closes else 0.0
+    weights = sorted((rng.uniform(0.02, 0.08) for _ in holdings), reverse=True)
+    sectors = [("INFORMATION TECHNOLOGY", 0.31), ("FINANCIALS", 0.13), ("HEALTH CARE", 0.10),
+               ("CONSUMER DISCRETIONARY", 0.10), ("COMMUNICATION SERVICES", 0.09)]
+    body = {
+        "net_assets": str(int(last * rng.uniform(1e8, 2e9))),
+        "net_expense_ratio": expense,
+        "portfolio_turnover": _money(rng.uniform(0.02, 0.3)),
+        "dividend_yield": _money(rng.uniform(0.004, 0.02)),
+        "inception_date": inception,
+        "leveraged": "NO",
+        "sectors": [{"sector": name, "weight": f"{weight:.3f}"} for name, weight in sectors],
+        "holdings": [{"symbol": s, "description": KNOWN_COMPANIES.get(s, (s,))[0].upper(), "weight": f"{w:.4f}"}
+                     for s, w in zip(holdings, weights, strict=True)],
+    }
+    return orjson.dumps(body)
 
 
 def global_quote_answer(request: SandboxRequest) -> bytes:

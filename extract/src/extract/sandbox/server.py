@@ -55,6 +55,13 @@ TEXT_PREMIUM = (
     "Thank you for using Alpha Vantage! This is a premium endpoint. You may subscribe to any of the premium plans "
     "at https://www.alphavantage.co/premium/ to instantly unlock all premium endpoints"
 )
+# a free key asking for a premium parameter value (real text, 2025-2026)
+TEXT_PREMIUM_FEATURE = (
+    "Thank you for using Alpha Vantage! The outputsize=full parameter value is a premium feature for the {function} "
+    "endpoint. You may subscribe to any of the premium plans at https://www.alphavantage.co/premium/ to instantly "
+    "unlock all premium features"
+)
+TIERS = ("premium", "free")
 TEXT_DEMO = (
     "The **demo** API key is for demo purposes only. Please claim your free API key at "
     "(https://www.alphavantage.co/support/#api-key) to explore our full API offerings. It takes fewer than 20 seconds."
@@ -84,6 +91,7 @@ class SandboxConfig:
     intraday: bool = False  # serve the session in progress as a partial bar
     now: dt.datetime | None = None  # pin the clock (US/Eastern); default: the real clock
     cache_bodies: int = 64
+    tier: str = "premium"  # the tier of every key: "free" refuses outputsize=full (docs/extract.md)
 
 
 @dataclass
@@ -209,6 +217,8 @@ class SandboxState:
                 return Answer(200, endpoint.unknown_symbol)
             return _json({"Error Message": TEXT_INVALID_CALL.format(function=function)})
         size = ("full" if output_size == "full" else "compact") if endpoint.output_sizes else ""
+        if size == "full" and self.config.tier == "free":
+            return _json({"Information": TEXT_PREMIUM_FEATURE.format(function=function)})
         live = self.session_in_progress() if endpoint.live else None
         if live is not None:
             day, fraction = live
@@ -315,9 +325,10 @@ def serve(config: SandboxConfig) -> None:
     server, state = make_server(config)
     faults = ", ".join(f.describe() for f in config.faults) or "none"
     log.info(
-        "sandbox Alpha Vantage API on http://%s:%d/query (last completed session %s%s, faults: %s)",
+        "sandbox Alpha Vantage API on http://%s:%d/query (%s keys, last completed session %s%s, faults: %s)",
         config.host,
         server.server_address[1],
+        config.tier,
         state.as_of(),
         ", intraday partial bars" if config.intraday else "",
         faults,
