@@ -11,8 +11,17 @@
    Cosmos' cache disabled so every parse pays it), and the ratio dbt_ls / manifest.
 3. `make run` end to end (local runtime, embedded warehouse, sandbox API, default 10 symbols):
    wall time, DAG run duration and where it goes (per task, from the run's log).
+4. `--vs-pipeline [REF]`: the DAG run against the bare pipeline (`scripts/run-step --pipeline`, what
+   `make pipeline` runs) in one run, on a private embedded warehouse and the sandbox: a first load
+   (each on a fresh warehouse), then, after a warm-up, daily increments alternating on the same
+   warehouse. The DAG's figure is its run's duration as Airflow records it (Airflow's process start
+   not counted); the pipeline's is its whole process. With REF (a git commit) the DAG of that
+   commit (its dags/ folder, the same venvs and manifest) runs alternately too: before/after side
+   by side. Also: the dbt processes each run started (from its log) and the pods a daily run starts
+   in the kubernetes runtime (the DAG built from the chart's ConfigMap).
 
     .local/venvs/airflow/bin/python bench/dag.py [--repeat N] [--skip-run] [--skip-parse]
+    .local/venvs/airflow/bin/python bench/dag.py --skip-parse --skip-run --vs-pipeline main --repeat 2
 """
 
 from __future__ import annotations
@@ -145,16 +154,139 @@ def bench_run() -> None:
         print(log[-4000:])
 
 
+DBT_COSMOS = re.compile(r"Running command: \['[^']*/dbt'")
+DBT_STEP = re.compile(r"running dbt \w+")
+
+
+def pods_per_daily_run() -> tuple[int, list[str]]:
+    """Pods a daily run starts in the kubernetes runtime: the DAG built from the chart's DAG ConfigMap
+    (default values); sensors (Cosmos' model tasks) start none unless retried; `extract_companies`
+    runs only on the week's first session (reported separately)."""
+    sys.path[:0] = [str(ROOT / "tests" / "chart"), str(DAGS)]
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from airflow.sdk import BaseSensorOperator
+    from chart_helpers import Renderer, ensure_helm, find
+    from datapipe_dags.config import Settings
+    from datapipe_dags.pipeline import build_market_data_daily
+
+    cm = find(Renderer(ensure_helm(), Path(tempfile.mkdtemp(prefix="bench-dag-helm-"))).template({}),
+              "ConfigMap", "datapipe-dag-config")
+    env = {**cm["data"], "DATAPIPE_DBT_MANIFEST": str(ROOT / "dbt" / "target" / "manifest.json"),
+           "DATAPIPE_DBT_PROJECT_DIR": "."}
+    dag = build_market_data_daily(Settings.from_env(env))
+    pods = [t.task_id for t in dag.tasks if isinstance(t, KubernetesPodOperator)
+            and not isinstance(t, BaseSensorOperator)]
+    return len([t for t in pods if t != "extract_companies"]), pods
+
+
+def timed(argv: list[str], env: dict[str, str], log: Path) -> tuple[float, str]:
+    started = time.monotonic()
+    proc = subprocess.run(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=3600)
+    wall = time.monotonic() - started
+    log.write_text(proc.stdout)
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(argv)} failed (exit {proc.returncode}); log: {log}\n{proc.stdout[-3000:]}")
+    return wall, proc.stdout
+
+
+def bench_vs_pipeline(ref: str | None, repeat: int) -> None:
+    sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "common" / "src")]
+    import warehouse as warehouse_mod
+    from datapipe_common.config import read_env_file
+
+    root = Path(tempfile.mkdtemp(prefix="bench-dag-", dir=ROOT / ".local"))
+    logs = root / "logs"
+    logs.mkdir()
+    if subprocess.run(["make", "-s", "sandbox-up"], cwd=ROOT, stdout=subprocess.DEVNULL).returncode != 0:
+        sys.exit("make sandbox-up failed")
+    sandbox = read_env_file(ROOT / ".local" / "sandbox.env")
+    variants: dict[str, Path] = {"dag": DAGS}
+    if ref:  # the DAG of REF: its dags/ folder, run with this checkout's venvs and manifest
+        old = root / "dags-ref"
+        old.mkdir()
+        archive = subprocess.run(["git", "archive", ref, "dags"], cwd=ROOT, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+        variants[f"dag@{ref}"] = old / "dags"
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "DATAPIPE_", "ALPHAVANTAGE_", "AIRFLOW"))}
+    base |= sandbox | {"DATAPIPE_REPO_DIR": str(ROOT),
+                       "DATAPIPE_DBT_MANIFEST": str(ROOT / "dbt" / "target" / "manifest.json")}
+    results: dict[tuple[str, str], list[float]] = {}
+    dbt_procs: dict[str, int] = {}
+
+    def one(name: str, phase: str, wh_env: dict[str, str], n: int) -> None:
+        env = {**base, **wh_env}
+        log = logs / f"{phase}-{name}-{n}.log"
+        if name == "pipeline":
+            wall, out = timed(["python3", str(ROOT / "scripts" / "run-step"), "--pipeline"], env, log)
+            value = wall
+            procs = len(re.findall(r"^==> dbt_", out, re.M))
+        else:
+            home = root / f"airflow-{name.replace('@', '-')}"
+            # what scripts/airflow-local sets, with this variant's DAGs folder
+            env |= {"AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(variants[name]),
+                    "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__COSMOS__CACHE_DIR": str(home / "cosmos-cache"),
+                    "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False", "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
+                    "DATAPIPE_RUNTIME": "local", "PATH": f"{PY.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+            airflow = str(PY.parent / "airflow")
+            if not (home / "airflow.db").exists():
+                timed([airflow, "db", "migrate"], env, logs / f"migrate-{home.name}.log")
+            wall, out = timed([airflow, "dags", "test", "market_data_daily"], env, log)
+            end = next((m for m in map(END_LINE.match, out.splitlines()) if m), None)
+            if end is None or end.group(3) != "success":
+                sys.exit(f"{name} {phase}: no successful DagRun in {log} (home {home})")
+            value = float(end.group(2))
+            procs = len(DBT_COSMOS.findall(out)) + len(DBT_STEP.findall(out))
+        results.setdefault((phase, name), []).append(value)
+        dbt_procs[name] = procs
+        print(f"   {phase:6} {name:14} {value:7.1f} s   (process wall {wall:.1f} s; dbt processes: {procs})",
+              flush=True)
+
+    names = ["pipeline", *variants]
+    print(f"== DAG run vs bare pipeline (sandbox, default symbols; load average {load_average()})")
+    for name in names:  # first load: each on a fresh warehouse
+        wh = warehouse_mod.Warehouse(root / f"wh-first-{name.replace('@', '-')}")
+        wh.start()
+        try:
+            one(name, "first", wh.env(), 0)
+        finally:
+            wh.stop()
+    wh = warehouse_mod.Warehouse(root / "wh-daily")
+    wh.start()
+    try:
+        for n in range(repeat + 1):  # round 0 is the warm-up (a first load, then caches warm)
+            for name in names:
+                one(name, "warmup" if n == 0 else "daily", wh.env(), n)
+    finally:
+        wh.stop()
+    print(f"   load average after: {load_average()}")
+    for phase in ("first", "daily"):
+        bare = statistics.median(results[(phase, "pipeline")])
+        for name in variants:
+            vals = results[(phase, name)]
+            print(f"   {phase:6} {name:14} median {statistics.median(vals):6.1f} s = "
+                  f"{statistics.median(vals) / bare:.2f} x bare pipeline (median {bare:.1f} s; n={len(vals)})")
+    print(f"   dbt processes per run: {dbt_procs}")
+    count, pods = pods_per_daily_run()
+    print(f"   pods per daily run (kubernetes runtime, chart ConfigMap): {count} "
+          f"(+ extract_companies on the week's first session): {pods}")
+    print(f"   logs: {logs}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--skip-run", action="store_true")
     parser.add_argument("--skip-parse", action="store_true")
+    parser.add_argument("--vs-pipeline", nargs="?", const="", default=None, metavar="REF",
+                        help="DAG run vs bare pipeline (and, with REF, the DAG of commit REF), side by side")
     args = parser.parse_args()
     if not args.skip_parse:
         bench_parse(args.repeat)
     if not args.skip_run:
         bench_run()
+    if args.vs_pipeline is not None:
+        bench_vs_pipeline(args.vs_pipeline or None, args.repeat)
     return 0
 
 

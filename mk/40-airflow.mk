@@ -21,7 +21,7 @@ test-dags: $(AIRFLOW_VENV) $(WAREHOUSE_VENV) $(EXTRACT_VENV) $(TRANSFORM_VENV) $
 	@$(VENVS)/airflow/bin/python -m pytest tests/dags --basetemp=$(LOCAL)/pytest-dags $(PYTEST_ARGS)
 
 .PHONY: bench-dag
-bench-dag: $(AIRFLOW_VENV) $(TRANSFORM_VENV) $(DBT_MANIFEST) ## Benchmark: DAG parse time (manifest vs dbt ls) and the local `make run` time
+bench-dag: $(AIRFLOW_VENV) $(TRANSFORM_VENV) $(DBT_MANIFEST) ## Benchmark: DAG parse time, `make run`; BENCH_ARGS="--vs-pipeline main": DAG run vs bare pipeline, before/after
 	@$(VENVS)/airflow/bin/python bench/dag.py $(BENCH_ARGS)
 
 ##@ Local

@@ -1,16 +1,22 @@
 """On-call alerts: email through the SMTP provider's notifier and Slack through an incoming webhook.
 
-One notifier, `PipelineAlert`, is attached as `on_failure_callback` to every task (and as Cosmos'
-`on_warning_callback` for source-freshness and dbt test warnings; Cosmos calls that callback after
-every freshness run, so a warning notifier alerts only when dbt reported warnings). It classifies
+One notifier, `PipelineAlert`, is attached as `on_failure_callback` to every task. It classifies
 what happened:
 
 - `quality_gate_failed` — the `quality_gate` task failed; the message lists the failing
   expectations, read from `ops.gate_results` (docs/warehouse.md) of the latest gate run;
-- `stale_source_data` — a dbt source-freshness task failed (error threshold) or warned; the
-  message names the source's table, its thresholds (from the dbt manifest) and its newest load;
-- `dbt_test_warnings` — a dbt test task finished with warnings (tests of severity `warn`);
+- `stale_source_data` — the source-freshness task (`dbt_source_freshness`) failed (error threshold)
+  or warned; the message names each source's table, its thresholds (from the dbt manifest) and its
+  newest load;
+- `dbt_test_warnings` — the run's dbt build finished with test warnings (tests of severity `warn`);
 - `task_failed` — any other task failed (after its retries).
+
+Warnings: Cosmos' watcher tasks do not call `on_warning_callback`, so the warnings come from dbt's
+own results, recorded per run in `ops.dbt_results` by the project's on-run-end hook
+(dbt/macros/run_results.sql). `PipelineAlert(settings, warning=True)` is the success callback of the
+freshness task (its sources that warned) and the success and skipped callback of the watcher
+producer (the build's tests whose latest result warned): one alert each per run, none without a
+warning.
 
 The message names the DAG, task, run id, logical date, try number and links to the task log in the
 Airflow UI (`DATAPIPE_AIRFLOW_BASE_URL`). Format and delivery are `datapipe_dags.notify`'s, shared
@@ -44,6 +50,7 @@ __all__ = ["GATE_TASK_ID", "AlertMessage", "PipelineAlert", "RunAlert", "build_m
            "stale_source_details", "task_log_url"]
 
 GATE_TASK_ID = "quality_gate"
+FRESHNESS_TASK_ID = "dbt_source_freshness"
 MAX_EXPECTATIONS = 25
 MAX_ERROR_CHARS = 600
 
@@ -63,11 +70,22 @@ where r.gate_run_id = (select g.gate_run_id from ops.gate_runs as g order by g.s
   and not r.success
 order by r.mart, r.expectation_type, r.column_name
 """
+# The latest result of each node of one kind ('test' or 'source') in one pipeline run, as dbt's
+# on-run-end hook recorded it (dbt/macros/run_results.sql): a node retried alone counts by its retry.
+DBT_LATEST_RESULTS_SQL = """
+select distinct on (r.unique_id) r.unique_id, r.status, r.failures
+from ops.dbt_results as r
+where r.run_id = %s and r.resource_type = %s
+order by r.unique_id, r.result_id desc
+"""
+WARN = "warn"
 
 
 def classify(task: Any, warning: bool = False) -> str:
     if task is not None and getattr(task, "task_id", "") == GATE_TASK_ID:
         return "quality_gate_failed"
+    if task is not None and getattr(task, "task_id", "") == FRESHNESS_TASK_ID:
+        return "stale_source_data"
     from cosmos.operators.base import DbtSourceMixin
 
     if isinstance(task, DbtSourceMixin) or (task is not None and str(getattr(task, "task_id", "")).endswith(
@@ -109,20 +127,21 @@ def format_expectation(row: tuple[Any, ...]) -> str:
     return text
 
 
-def query_warehouse(settings: Settings, query: str) -> tuple[list[tuple[Any, ...]] | None, str | None]:
+def query_warehouse(settings: Settings, query: str, params: Sequence[Any] | None = None,
+                    ) -> tuple[list[tuple[Any, ...]] | None, str | None]:
     """Rows of a read-only query, or (None, reason) when the warehouse cannot be read: an alert
     must still go out when it is unreachable."""
     try:
         if settings.warehouse_conn_id:
             from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-            rows = PostgresHook(postgres_conn_id=settings.warehouse_conn_id).get_records(query)
+            rows = PostgresHook(postgres_conn_id=settings.warehouse_conn_id).get_records(query, parameters=params)
         elif settings.is_local:
             # Local runtime: the steps use the libpq variables of this process; so does libpq here.
             import psycopg
 
             with psycopg.connect("", connect_timeout=10) as conn:
-                rows = conn.execute(query).fetchall()
+                rows = conn.execute(query, params).fetchall()
         else:
             return None, "set DATAPIPE_WAREHOUSE_CONN_ID to read the warehouse from alerts"
     except Exception as exc:
@@ -134,6 +153,26 @@ def fetch_failing_expectations(settings: Settings) -> tuple[list[str] | None, st
     """Failing expectations of the latest gate run, or (None, reason) when they cannot be read."""
     rows, error = query_warehouse(settings, GATE_RESULTS_SQL)
     return (None, error) if rows is None else ([format_expectation(r) for r in rows], None)
+
+
+def node_name(unique_id: str) -> str:
+    """dbt's name of a node: `test.datapipe.<name>.<hash>` -> name, `source.datapipe.<source>.<table>`
+    -> source.table."""
+    parts = unique_id.split(".")
+    if parts[0] == "source" and len(parts) >= 4:
+        return ".".join(parts[2:])
+    return parts[2] if len(parts) >= 3 else unique_id
+
+
+def fetch_dbt_warnings(settings: Settings, run_id: str, resource_type: str) -> tuple[list[str], str | None]:
+    """The nodes of `resource_type` whose latest result in `run_id` is a warning, by name (a test with
+    its number of failing rows), or ([], reason) when ops cannot be read."""
+    rows, error = query_warehouse(settings, DBT_LATEST_RESULTS_SQL, (run_id, resource_type))
+    if rows is None:
+        return [], error
+    warned = sorted((node_name(str(uid)), failures) for uid, status, failures in rows if status == WARN)
+    return [f"{name} ({failures} failing row{'s' * (failures != 1)})" if failures else name
+            for name, failures in warned], None
 
 
 def _threshold(rule: Any) -> str | None:
@@ -152,20 +191,35 @@ def _age(delta: dt.timedelta) -> str:
 
 
 def stale_source_details(task: Any, settings: Settings, now: dt.datetime | None = None) -> list[str]:
-    """What on-call needs about a stale source: its table, thresholds and newest load. The source is
-    the task's dbt selector (`source:<source>.<table>`), looked up in the dbt manifest."""
-    selectors = getattr(task, "select", None) or []
-    names = [s.removeprefix("source:") for s in ([selectors] if isinstance(selectors, str) else selectors)
-             if str(s).startswith("source:")]
-    if len(names) != 1:
-        return []
-    lines = [f"Source:       {names[0]}"]
+    """What on-call needs about stale sources: each source's table, thresholds and newest load, read
+    from the dbt manifest and the warehouse. The freshness task checks every source with a freshness
+    rule; a Cosmos source task (`select` = `source:<source>.<table>`) checks one."""
+    if getattr(task, "task_id", "") == FRESHNESS_TASK_ID:
+        names = None  # every source with a freshness rule
+    else:
+        selectors = getattr(task, "select", None) or []
+        names = [s.removeprefix("source:") for s in ([selectors] if isinstance(selectors, str) else selectors)
+                 if str(s).startswith("source:")]
+        if len(names) != 1:
+            return []
     try:
         with settings.dbt_manifest.open() as fh:
-            sources = json.load(fh).get("sources", {})
-        node = next(n for n in sources.values() if f"{n['source_name']}.{n['name']}" == names[0])
-    except (OSError, ValueError, StopIteration, KeyError, TypeError) as exc:
-        return [*lines, f"Freshness:    unavailable ({type(exc).__name__} reading {settings.dbt_manifest})"]
+            sources = list(json.load(fh).get("sources", {}).values())
+        if names is None:
+            nodes = sorted((n for n in sources if (n.get("freshness") or {}).get("error_after", {}).get("count")
+                            or (n.get("freshness") or {}).get("warn_after", {}).get("count")),
+                           key=lambda n: (n["source_name"], n["name"]))
+        else:
+            nodes = [next(n for n in sources if f"{n['source_name']}.{n['name']}" == names[0])]
+    except (OSError, ValueError, StopIteration, KeyError, TypeError, AttributeError) as exc:
+        first = f"Source:       {names[0]}" if names else "Sources:      unavailable"
+        return [first, f"Freshness:    unavailable ({type(exc).__name__} reading {settings.dbt_manifest})"]
+    return [line for node in nodes for line in source_lines(node, settings, now)]
+
+
+def source_lines(node: dict[str, Any], settings: Settings, now: dt.datetime | None = None) -> list[str]:
+    """One source's table, freshness thresholds and newest load (from the warehouse)."""
+    name = f"{node['source_name']}.{node['name']}"
     table = f"{node['schema']}.{node['identifier']}"
     # dbt/macros/freshness.sql: the source's age counts NYSE sessions, its load column is in meta
     on_sessions = "datapipe_sessions_since_load" in str(node.get("loaded_at_query") or "")
@@ -177,10 +231,10 @@ def stale_source_details(task: Any, settings: Settings, now: dt.datetime | None 
                  if isinstance(rule := freshness.get(key), dict) and rule.get("count") is not None]
         if rules:
             rules[-1] += " NYSE sessions without a newer load"
-        lines[0] += f" (table {table}, loads timed by {loaded_at}, age in NYSE sessions)"
+        lines = [f"Source:       {name} (table {table}, loads timed by {loaded_at}, age in NYSE sessions)"]
     else:
         rules = [f"{level} after {t}" for level, key in levels if (t := _threshold(freshness.get(key)))]
-        lines[0] += f" (table {table}, loaded_at_field {loaded_at})"
+        lines = [f"Source:       {name} (table {table}, loaded_at_field {loaded_at})"]
     if rules:
         lines.append(f"Freshness:    {', '.join(rules)}")
     if not loaded_at or not re.fullmatch(r"\w+", str(loaded_at)) or not re.fullmatch(r"\w+\.\w+", table):
@@ -220,10 +274,8 @@ class PipelineAlert(TaskAlert):
                              expectations=expectations, expectations_error=error, details=details)
 
     def notify(self, context: Any) -> None:
-        if self.warning and not context.get("test_names"):
-            # Cosmos calls the warning callback of a source-freshness task after every run, warnings
-            # or not; only a run that reported warnings (their names in `test_names`) is an alert.
-            self.log.info("no dbt warnings reported: no alert")
+        if self.warning:
+            self.notify_warnings(context)
             return
         if not self.enabled:
             self.log.info("alerts are not configured (DATAPIPE_ALERT_EMAIL_TO / DATAPIPE_SLACK_CONN_ID)")
@@ -236,3 +288,29 @@ class PipelineAlert(TaskAlert):
     def enabled(self) -> bool:
         return self.channels.enabled
 
+    def notify_warnings(self, context: Any) -> None:
+        """The warnings of this run's freshness check or build, from ops.dbt_results (nothing when
+        there are none, or alerts are off)."""
+        ti = context["ti"]
+        kind = classify(getattr(ti, "task", None) or ti, warning=True)
+        if kind == "dbt_test_warnings" and (getattr(ti, "try_number", 1) or 1) > 1:
+            # Cosmos' producer builds on its first try only (later tries skip): its warnings went out then
+            self.log.info("producer try %s ran no build: no warning alert", ti.try_number)
+            return
+        if not self.enabled:
+            self.log.info("alerts are not configured (DATAPIPE_ALERT_EMAIL_TO / DATAPIPE_SLACK_CONN_ID)")
+            return
+        run_id = str(context.get("run_id") or ti.run_id)
+        warned, error = fetch_dbt_warnings(self.settings, run_id,
+                                           "source" if kind == "stale_source_data" else "test")
+        if error:
+            self.log.warning("dbt's results of run %s could not be read (%s): no warning alert", run_id, error)
+            return
+        if not warned:
+            self.log.info("dbt reported no warnings for run %s: no alert", run_id)
+            return
+        details = (stale_source_details(getattr(ti, "task", None) or ti, self.settings)
+                   if kind == "stale_source_data" else [])
+        message = build_message(kind, {**context, "test_names": warned}, self.settings.airflow_base_url,
+                                details=details)
+        deliver(message, self.channels, context, self.log)

@@ -38,6 +38,11 @@ DEFAULT_RESOURCES: dict[str, dict[str, dict[str, str]]] = {
 
 Runtime = Literal["local", "kubernetes"]
 
+# dbt threads of the one `dbt build` per run (DATAPIPE_DBT_THREADS, given to dbt as DBT_THREADS): one
+# per CPU of the transform pod (limit: 2), which is also what the two indicator shards need to build
+# side by side (docs/transform.md).
+DEFAULT_DBT_THREADS = 2
+
 _K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$")
 
@@ -134,6 +139,7 @@ class Settings:
     dbt_project_dir: str = "."
     dbt_profile: str | None = None
     dbt_target: str | None = None
+    dbt_threads: int = DEFAULT_DBT_THREADS
     # Local runtime: repository checkout and its virtualenvs.
     repo_root: Path = REPO_ROOT
     venvs_dir: Path = REPO_ROOT / ".local" / "venvs"
@@ -218,6 +224,7 @@ class Settings:
             dbt_project_dir=get("DATAPIPE_DBT_PROJECT_DIR", default_project_dir),
             dbt_profile=env.get("DATAPIPE_DBT_PROFILE", "").strip() or None,
             dbt_target=env.get("DATAPIPE_DBT_TARGET", "").strip() or None,
+            dbt_threads=env_int(env, "DATAPIPE_DBT_THREADS", cls.dbt_threads, minimum=1),
             repo_root=repo_root,
             venvs_dir=venvs_dir,
             dbt_executable=Path(get("DATAPIPE_DBT_EXECUTABLE", str(venvs_dir / "transform" / "bin" / "dbt"))),

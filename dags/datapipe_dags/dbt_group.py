@@ -1,11 +1,25 @@
-"""The Cosmos task group: one Airflow task per dbt model (run, then its tests), source freshness as
-tasks, rendered from a dbt manifest built at image build / setup time (`LoadMode.DBT_MANIFEST`, never
-`dbt ls` at parse time, and no dbt in the Airflow environment).
+"""The Cosmos task group: one Airflow task per dbt model (and one for its tests), rendered from a dbt
+manifest built at image build / setup time (`LoadMode.DBT_MANIFEST`, never `dbt ls` at parse time,
+and no dbt in the Airflow environment), run by Cosmos' watcher execution: **one `dbt build` per run**.
 
-- kubernetes runtime: `ExecutionMode.KUBERNETES` in the transform image, every pod built from the
-  shared definition in `datapipe.pods` (no profile mapping: dbt reads its credentials from the
-  env the Secrets provide, through `profiles.yml`'s `env_var()`).
-- local runtime: `ExecutionMode.LOCAL` with the transform venv's dbt and `dbt/profiles.yml`.
+- `dbt_producer_watcher` runs that build (dbt threads: DATAPIPE_DBT_THREADS). Every model task and
+  test task reads its node's result from the producer (a sensor, no dbt process of its own) and
+  fails when its node failed, so the DAG still shows, fails and blocks per model. A retried (or
+  cleared) model or test task runs dbt for that node alone.
+- kubernetes runtime: `ExecutionMode.WATCHER_KUBERNETES`; the producer is one pod built from the
+  shared definition in `datapipe_dags.pods` (no profile mapping: dbt reads its credentials from the
+  env the Secrets provide, through `profiles.yml`'s `env_var()`), and so is the pod of a retried task.
+- local runtime: `ExecutionMode.WATCHER` with the transform venv's dbt and `dbt/profiles.yml`.
+
+Source freshness is not part of the group: it is one task before it (`dbt_source_freshness`,
+datapipe_dags.pipeline), so a stale source stops the build.
+
+Wiring the producer: Cosmos leaves a task group's producer beside its model tasks, which then
+watch it while it runs. Here the producer comes first and the root model tasks after it: they read
+finished results (the DAG also runs serially under `airflow dags test`), and the freshness task in
+front of the group gates the producer and, through it, every model task. dbt's exit code 1 (nodes
+failed; dbt ran to the end) *skips* the producer, so its failed nodes fail their own tasks only;
+any other failure of the producer (dbt could not run at all) fails it and everything after it.
 """
 
 from __future__ import annotations
@@ -15,12 +29,20 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from airflow.task.trigger_rule import TriggerRule
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
-from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, SourceRenderingBehavior, TestBehavior
+from cosmos.constants import (
+    PRODUCER_WATCHER_DONE_TASK_ID,
+    PRODUCER_WATCHER_TASK_ID,
+    ExecutionMode,
+    InvocationMode,
+    LoadMode,
+    SourceRenderingBehavior,
+    TestBehavior,
+)
 
-from datapipe_dags.alerts import PipelineAlert
 from datapipe_dags.config import ConfigError, Settings
-from datapipe_dags.pods import RUN_ENV, pod_kwargs
+from datapipe_dags.pods import RUN_ENV, plain_env, pod_kwargs
 from datapipe_dags.steps import Steps
 
 GROUP_ID = "dbt"
@@ -68,44 +90,52 @@ def local_profile(settings: Settings) -> ProfileConfig:
     return ProfileConfig(profile_name=profile, target_name=str(target), profiles_yml_filepath=profiles)
 
 
+# dbt exits 1 when nodes failed (the build ran to its end) and 2 when it could not run at all.
+DBT_NODES_FAILED_EXIT_CODE = 1
+
+
+def render_config(settings: Settings, load_method: LoadMode) -> RenderConfig:
+    return RenderConfig(
+        load_method=load_method,
+        test_behavior=TestBehavior.AFTER_EACH,
+        # freshness is one task before the group (datapipe_dags.pipeline), not one per source
+        source_rendering_behavior=SourceRenderingBehavior.NONE,
+        # A test with several parents (relationships to dim_company) gets its own task after all of them.
+        should_detach_multiple_parents_tests=True,
+        **({"dbt_executable_path": str(settings.dbt_executable), "invocation_mode": InvocationMode.SUBPROCESS}
+           if load_method != LoadMode.DBT_MANIFEST else {}),
+    )
+
+
 def dbt_task_group(settings: Settings, steps: Steps, default_args: dict[str, Any],
                    load_method: LoadMode = LoadMode.DBT_MANIFEST) -> DbtTaskGroup:
     """The dbt task group. `load_method` exists for bench/dag.py's comparison with `dbt ls`
     (local runtime only); the DAG always renders from the manifest."""
     transform = steps.components["transform"]
-    render = RenderConfig(
-        load_method=load_method,
-        test_behavior=TestBehavior.AFTER_EACH,
-        source_rendering_behavior=SourceRenderingBehavior.WITH_TESTS_OR_FRESHNESS,
-        # A test with several parents (relationships to dim_company) runs as its own task after all of
-        # them; run eagerly with one parent's tests it would query a model not built yet on a fresh warehouse.
-        should_detach_multiple_parents_tests=True,
-        **({"dbt_executable_path": str(settings.dbt_executable), "invocation_mode": InvocationMode.SUBPROCESS}
-           if load_method != LoadMode.DBT_MANIFEST else {}),
-    )
-    warning_alert = PipelineAlert(settings, warning=True)
+    render = render_config(settings, load_method)
     if settings.is_local:
         project = ProjectConfig(
             dbt_project_path=settings.dbt_project_dir,
             manifest_path=settings.dbt_manifest,
             install_dbt_deps=False,
-            env_vars={"DATAPIPE_SYMBOLS": ",".join(settings.symbols), **DBT_TASK_ENV},
+            env_vars={**plain_env(settings, transform, pod=False), **DBT_TASK_ENV},
         )
         manifest_project_name(settings.dbt_manifest)
-        return DbtTaskGroup(
+        group = DbtTaskGroup(
             group_id=GROUP_ID,
             project_config=project,
             profile_config=local_profile(settings),
             execution_config=ExecutionConfig(
-                execution_mode=ExecutionMode.LOCAL,
+                execution_mode=ExecutionMode.WATCHER,
                 invocation_mode=InvocationMode.SUBPROCESS,
                 dbt_executable_path=str(settings.dbt_executable),
+                setup_operator_args={"skip_exit_code": DBT_NODES_FAILED_EXIT_CODE},
             ),
             render_config=render,
             operator_args={"append_env": True},
-            on_warning_callback=warning_alert,
             default_args=default_args,
         )
+        return producer_first(group)
     project = ProjectConfig(
         manifest_path=settings.dbt_manifest,
         project_name=manifest_project_name(settings.dbt_manifest),
@@ -118,15 +148,35 @@ def dbt_task_group(settings: Settings, steps: Steps, default_args: dict[str, Any
         # The image's command is replaced by `dbt <args>`; Cosmos fills the args at execute time.
         "cmds": ["dbt"],
     }
-    return DbtTaskGroup(
+    group = DbtTaskGroup(
         group_id=GROUP_ID,
         project_config=project,
         execution_config=ExecutionConfig(
-            execution_mode=ExecutionMode.KUBERNETES,
+            execution_mode=ExecutionMode.WATCHER_KUBERNETES,
             dbt_project_path=settings.dbt_project_dir,
+            setup_operator_args={"skip_on_exit_code": DBT_NODES_FAILED_EXIT_CODE},
         ),
         render_config=render,
         operator_args=operator_args,
-        on_warning_callback=warning_alert,
         default_args=default_args,
     )
+    return producer_first(group)
+
+
+def producer_task(group: DbtTaskGroup) -> Any:
+    """The group's watcher producer: the run's one `dbt build`."""
+    return next(task for task in group.iter_tasks() if task.task_id == f"{GROUP_ID}.{PRODUCER_WATCHER_TASK_ID}")
+
+
+def producer_first(group: DbtTaskGroup) -> DbtTaskGroup:
+    """Put the producer before the group's root model tasks (see the module docstring); a root runs
+    when the producer succeeded or was skipped (nodes failed), not when it failed or never ran."""
+    tasks = {task.task_id: task for task in group.iter_tasks()}
+    producer = producer_task(group)
+    done = f"{GROUP_ID}.{PRODUCER_WATCHER_DONE_TASK_ID}"
+    for task_id, task in tasks.items():
+        if task is producer or task_id == done or set(task.upstream_task_ids) & set(tasks):
+            continue
+        producer >> task
+        task.trigger_rule = TriggerRule.NONE_FAILED
+    return group

@@ -2,9 +2,9 @@
 
     check_session ─┬─ check_company_refresh ─┬─ extract_companies ─────────┐
                    │                         └─ extract_missing_companies ─┤
-                   └─ extract_prices ──────────────────────────────────────┴─ extracted ─► dbt (Cosmos:
-        sources' freshness, one run + test task per model, in dependency order) ─► quality_gate ─►
-        publish_marts ─► grant_reader
+                   └─ extract_prices ──────────────────────────────────────┴─ extracted ─►
+        dbt_source_freshness ─► dbt (Cosmos watcher: one `dbt build`, then one run + test task per
+        model reading its results, in dependency order) ─► quality_gate ─► publish_marts ─► grant_reader
 
 `check_session` skips the whole run when a scheduled (or backfilled) run's day is not an NYSE
 session (a holiday or special closure, datapipe_common.calendar): no API request, no alert. A
@@ -13,8 +13,10 @@ week's first session, on the DAG's first successful run (an empty warehouse has 
 when the run is triggered with `{"refresh_companies": true}`; otherwise `extract_missing_companies`
 (`extract companies --missing`: only the tracked symbols with no overview answer yet, so a symbol
 added mid-week is published the same day) takes its place. One DAG, so the marts are always built
-from one consistent extraction. A run triggered with `{"full_refresh": true}` rebuilds the dbt
-models from scratch (after an accepted hole in a symbol's history, docs/extract.md).
+from one consistent extraction. `dbt_source_freshness` checks every source in one dbt process (one
+pod) before the build: a source past its error threshold fails it, and nothing after it runs. A run
+triggered with `{"full_refresh": true}` rebuilds the dbt models from scratch (after an accepted hole
+in a symbol's history, docs/extract.md).
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ import pendulum
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, BaseOperator, CronTriggerTimetable, Param, task
 
-from datapipe_dags.alerts import GATE_TASK_ID, PipelineAlert, RunAlert
+from datapipe_dags.alerts import FRESHNESS_TASK_ID, GATE_TASK_ID, PipelineAlert, RunAlert
 from datapipe_dags.config import Settings
-from datapipe_dags.dbt_group import dbt_task_group
+from datapipe_dags.dbt_group import dbt_task_group, producer_task
 from datapipe_dags.local import LocalStepOperator, local_step_kwargs
 from datapipe_dags.pods import RUN_ENV, pod_kwargs, retry_kwargs
 from datapipe_dags.steps import Steps, load_steps
@@ -157,7 +159,14 @@ def build_market_data_daily(settings: Settings, steps: Steps | None = None, doc_
         extract_companies = step_task(settings, steps, "extract_companies")
         extract_missing_companies = step_task(settings, steps, "extract_missing_companies")
         extracted = EmptyOperator(task_id="extracted", trigger_rule="none_failed_min_one_success")
+        # dbt's warnings (a source late but under its error threshold, tests of severity warn) alert
+        # once per run, from the results dbt recorded in ops (the watcher tasks have no warning callback)
+        warnings = PipelineAlert(settings, warning=True)
+        freshness = step_task(settings, steps, FRESHNESS_TASK_ID, on_success_callback=[warnings])
         dbt = dbt_task_group(settings, steps, default_args, **dbt_kwargs)
+        producer = producer_task(dbt)
+        producer.on_success_callback = [warnings]
+        producer.on_skipped_callback = [warnings]  # dbt exit 1 (nodes failed): warnings still alert
         gate = step_task(settings, steps, GATE_TASK_ID)
         publish = step_task(settings, steps, "publish_marts")
         grant = step_task(settings, steps, "grant_reader")
@@ -166,5 +175,5 @@ def build_market_data_daily(settings: Settings, steps: Steps | None = None, doc_
         check_session() >> [refresh, extract_prices]
         refresh >> [extract_companies, extract_missing_companies]
         [extract_prices, extract_companies, extract_missing_companies] >> extracted
-        extracted >> dbt >> gate >> publish >> grant
+        extracted >> freshness >> dbt >> gate >> publish >> grant
     return dag

@@ -61,12 +61,15 @@ def secrets_for(settings: Settings, component: str) -> list[Secret]:
 
 
 def plain_env(settings: Settings, component: Component, *, pod: bool = True) -> dict[str, str]:
-    """Non-secret environment of a step, the same for its pod and its local run.
+    """Non-secret environment of a step, the same for its pod and its local run (the transform
+    component's dbt also gets its thread count, DBT_THREADS, read by dbt/profiles.yml).
 
     A local run inherits the libpq variables (PGSSLMODE included) from the Airflow process, so only
     pods get PGSSLMODE (and PGSSLROOTCERT, to verify the server) here.
     """
     env = {"DATAPIPE_SYMBOLS": ",".join(settings.symbols), **dict(component.env)}
+    if component.name == "transform":
+        env["DBT_THREADS"] = str(settings.dbt_threads)  # dbt/profiles.yml reads it
     if pod:
         env["PGSSLMODE"] = settings.pgsslmode
         if settings.pgsslrootcert:

@@ -4,7 +4,9 @@
   records, for the pipeline run `DATAPIPE_RUN_ID` (the Airflow run id; one id per `make pipeline`;
   unset: dbt's invocation id):
   - ops.dbt_run_nodes: every model and test of the manifest dbt ran with (what the run must pass);
-  - ops.dbt_results: one row per model or test this invocation executed, with its status.
+  - ops.dbt_results: one row per model or test this invocation executed, with its status, and one per
+    source `dbt source freshness` checked (resource_type 'source': pass / warn / error; never in
+    ops.dbt_run_nodes, so publish's verdict does not count them). The DAG's warning alerts read them.
   `quality publish` refuses unless the latest result of every node of the run passed (docs/transform.md).
   The hook creates its tables itself (idempotent, under the support objects' advisory lock, so
   parallel invocations never race): the macro is the whole feature, one file.
@@ -60,7 +62,7 @@ $datapipe$;
   {%- do nodes.append(node) -%}
 {%- endfor -%}
 {%- set executed = [] -%}
-{%- for result in results if result.node.resource_type in ('model', 'test') -%}
+{%- for result in results if result.node.resource_type in ('model', 'test', 'source') -%}
   {%- do executed.append(result) -%}
 {%- endfor -%}
 {%- if nodes %}

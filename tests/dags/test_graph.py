@@ -1,5 +1,6 @@
-"""The task graph: one task per dbt model (plus its tests) in dependency order, between the
-extraction and the quality gate; publishing strictly after the gate."""
+"""The task graph: source freshness as one task, then Cosmos' watcher execution - one `dbt build`
+(the producer) and one task per dbt model (plus its tests) in dependency order, reading its node's
+result - between the extraction and the quality gate; publishing strictly after the gate."""
 
 from __future__ import annotations
 
@@ -34,21 +35,6 @@ def model_tasks(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
             out[uid] = {"name": name, "run": f"dbt.{name}.run", "test": f"dbt.{name}.test", "last": f"dbt.{name}.test"}
         else:
             out[uid] = {"name": name, "run": f"dbt.{name}_run", "test": None, "last": f"dbt.{name}_run"}
-    return out
-
-
-def source_tasks(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per source with freshness: its freshness task id (and its tests' task id, if it has tests)."""
-    tested = nodes_with_tests(manifest)
-    out = {}
-    for uid, src in manifest["sources"].items():
-        if not (src.get("freshness") or {}).get("error_after", {}).get("count"):
-            continue
-        base = f"dbt.{src['source_name']}_{src['name']}"
-        if uid in tested:
-            out[uid] = {"freshness": f"{base}.source", "test": f"{base}.test", "last": f"{base}.test"}
-        else:
-            out[uid] = {"freshness": f"{base}_source", "test": None, "last": f"{base}_source"}
     return out
 
 
@@ -87,6 +73,10 @@ def test_schedule_is_weekdays_after_the_us_close(k8s_dag: Any) -> None:
     assert [d.strftime("%a %H:%M") for d in fires] == ["Fri 17:30", "Mon 17:30", "Tue 17:30"]
 
 
+PRODUCER = "dbt.dbt_producer_watcher"
+PRODUCER_DONE = "dbt.dbt_producer_watcher_done"
+
+
 def test_one_task_per_model_and_its_tests(k8s_dag: Any, manifest: dict[str, Any]) -> None:
     expected = model_tasks(manifest)
     dbt_ids = {t for t in k8s_dag.task_ids if t.startswith("dbt.")}
@@ -94,13 +84,45 @@ def test_one_task_per_model_and_its_tests(k8s_dag: Any, manifest: dict[str, Any]
     assert wanted <= dbt_ids
     kinds = {t: type(k8s_dag.get_task(t)).__name__ for t in dbt_ids}
     for m in expected.values():
-        assert kinds[m["run"]] == "DbtRunKubernetesOperator"
+        assert kinds[m["run"]] == "DbtRunWatcherKubernetesOperator"
         if m["test"]:
-            assert kinds[m["test"]] == "DbtTestKubernetesOperator"
+            assert kinds[m["test"]] == "DbtTestWatcherKubernetesOperator"
             assert upstream_ids(k8s_dag, m["test"]) >= {m["run"]}
-    # nothing else than model run/test, source freshness (+ source test) and multi-parent test tasks
-    sources = {t for s in source_tasks(manifest).values() for t in (s["freshness"], s["test"]) if t}
-    assert sources and dbt_ids - wanted == sources | set(detached_tests(manifest))
+    # nothing else than model run/test tasks, multi-parent test tasks and the one producer (+ its gate)
+    assert dbt_ids - wanted == set(detached_tests(manifest)) | {PRODUCER, PRODUCER_DONE}
+    assert kinds[PRODUCER] == "DbtProducerWatcherKubernetesOperator"
+
+
+@pytest.mark.parametrize("runtime", ["kubernetes", "local"])
+def test_one_dbt_build_then_every_model_task_reads_its_result(build_dag: Any, runtime: str) -> None:
+    """The producer runs first; every model task comes after it (directly or through its parents),
+    so each reads a finished result. A root model task runs when the producer succeeded or was
+    skipped (dbt's exit code 1: nodes failed), never when it failed or did not run."""
+    overrides = {"DATAPIPE_RUNTIME": runtime}
+    if runtime == "local":
+        from dagtest import DBT_PROJECT
+
+        overrides["DATAPIPE_DBT_PROJECT_DIR"] = str(DBT_PROJECT)
+    dag = build_dag(**overrides)
+    producer = dag.get_task(PRODUCER)
+    expected_class = {"kubernetes": "DbtProducerWatcherKubernetesOperator", "local": "DbtProducerWatcherOperator"}
+    assert type(producer).__name__ == expected_class[runtime]
+    assert producer.upstream_task_ids == {"dbt_source_freshness"}
+    if runtime == "local":
+        assert producer.skip_exit_code == 1
+    else:
+        assert list(producer.skip_on_exit_code) == [1]
+    dbt_ids = {t for t in dag.task_ids if t.startswith("dbt.")} - {PRODUCER, PRODUCER_DONE}
+    roots = {t for t in dbt_ids if not dag.get_task(t).upstream_task_ids - {PRODUCER}}
+    assert roots and all(dag.get_task(t).upstream_task_ids == {PRODUCER} for t in roots)
+    assert all(str(dag.get_task(t).trigger_rule) in ("none_failed", "TriggerRule.NONE_FAILED") for t in roots)
+    for t in dbt_ids - roots:
+        assert PRODUCER in upstream_ids(dag, t), t
+        assert str(dag.get_task(t).trigger_rule) in ("all_success", "TriggerRule.ALL_SUCCESS"), t
+    # the only dbt processes of a run: the freshness task and the producer (model tasks are sensors)
+    from airflow.sdk import BaseSensorOperator
+
+    assert all(isinstance(dag.get_task(t), BaseSensorOperator) for t in dbt_ids)
 
 
 def detached_tests(manifest: dict[str, Any]) -> dict[str, list[str]]:
@@ -116,7 +138,7 @@ def test_multi_parent_tests_run_after_all_their_parents(k8s_dag: Any, manifest: 
     assert len(detached) >= 3
     for task_id, parents in detached.items():
         task = k8s_dag.get_task(task_id)
-        assert type(task).__name__ == "DbtTestKubernetesOperator"
+        assert type(task).__name__ == "DbtTestWatcherKubernetesOperator"
         ancestors = upstream_ids(k8s_dag, task_id)
         for parent in parents:
             assert models[parent]["last"] in ancestors, (task_id, parent)
@@ -139,21 +161,22 @@ def test_models_run_in_dependency_order(k8s_dag: Any, manifest: dict[str, Any]) 
     assert checked >= 5
 
 
-def test_source_freshness_tasks_gate_the_staging_models(k8s_dag: Any, manifest: dict[str, Any]) -> None:
-    sources = source_tasks(manifest)
-    models = model_tasks(manifest)
-    assert len(sources) == 2
-    for uid, ids in sources.items():
-        source = manifest["sources"][uid]
-        task = k8s_dag.get_task(ids["freshness"])
-        assert type(task).__name__ == "DbtSourceKubernetesOperator"
-        assert task.select == f"source:{source['source_name']}.{source['name']}"
-        if ids["test"]:
-            assert ids["freshness"] in upstream_ids(k8s_dag, ids["test"])
-        dependants = [m for m_uid, m in models.items() if uid in manifest["nodes"][m_uid]["depends_on"]["nodes"]]
-        assert dependants
-        for model in dependants:
-            assert ids["last"] in upstream_ids(k8s_dag, model["run"])
+def test_source_freshness_is_one_task_before_the_build(k8s_dag: Any, manifest: dict[str, Any]) -> None:
+    """One `dbt source freshness` for every source, after the extraction and before the producer: a
+    stale source (its error threshold) fails it, and the build and every model task never run."""
+    task = k8s_dag.get_task("dbt_source_freshness")
+    assert type(task).__name__ == "KubernetesPodOperator"
+    assert [*task.cmds, *task.arguments] == ["dbt", "source", "freshness"]
+    assert task.upstream_task_ids == {"extracted"}
+    assert task.downstream_task_ids == {PRODUCER}
+    assert str(task.trigger_rule) in ("all_success", "TriggerRule.ALL_SUCCESS")
+    assert str(k8s_dag.get_task(PRODUCER).trigger_rule) in ("all_success", "TriggerRule.ALL_SUCCESS")
+    dbt_ids = {t for t in k8s_dag.task_ids if t.startswith("dbt.")}
+    assert all("dbt_source_freshness" in upstream_ids(k8s_dag, t) for t in dbt_ids)
+    assert not any(t.endswith(("_source", ".source")) for t in k8s_dag.task_ids)
+    with_freshness = [s for s in manifest["sources"].values()
+                      if ((s.get("freshness") or {}).get("error_after") or {}).get("count")]
+    assert len(with_freshness) == 2
 
 
 def test_dbt_group_sits_between_extraction_and_gate_and_publish_follows_the_gate(k8s_dag: Any) -> None:
@@ -162,7 +185,7 @@ def test_dbt_group_sits_between_extraction_and_gate_and_publish_follows_the_gate
     gate_upstream = upstream_ids(dag, "quality_gate")
     assert dbt_ids <= gate_upstream
     for t in dbt_ids:
-        assert {"extract_prices", "extracted"} <= upstream_ids(dag, t)
+        assert {"extract_prices", "extracted", "dbt_source_freshness"} <= upstream_ids(dag, t)
     assert dag.get_task("publish_marts").upstream_task_ids == {"quality_gate"}
     assert dbt_ids | {"quality_gate", "extract_prices"} <= upstream_ids(dag, "publish_marts")
     assert dag.get_task("grant_reader").upstream_task_ids == {"publish_marts"}
@@ -258,3 +281,24 @@ def test_every_task_alerts_and_retries_with_backoff(k8s_dag: Any) -> None:
         assert task.retries == 3, task.task_id
         assert task.retry_exponential_backoff == 2.0, task.task_id
         assert task.max_retry_delay is not None, task.task_id
+
+
+@pytest.mark.parametrize("runtime", ["kubernetes", "local"])
+def test_dbt_warnings_alert_from_the_freshness_task_and_the_producer_only(build_dag: Any, runtime: str) -> None:
+    """Watcher tasks have no warning callback: the warnings of a run alert from dbt's recorded
+    results, after the freshness check (its sources) and after the build (its tests), nowhere else."""
+    from dagtest import DBT_PROJECT
+    from datapipe_dags.alerts import PipelineAlert
+
+    dag = build_dag(DATAPIPE_RUNTIME="local", DATAPIPE_DBT_PROJECT_DIR=str(DBT_PROJECT)) if runtime == "local" \
+        else build_dag()
+
+    def warning_alerts(callbacks: Any) -> list[Any]:
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        return [c for c in callbacks if isinstance(c, PipelineAlert) and c.warning]
+
+    senders = {(task.task_id, when) for task in dag.tasks
+               for when in ("on_success_callback", "on_skipped_callback", "on_failure_callback")
+               if warning_alerts(getattr(task, when, None))}
+    assert senders == {("dbt_source_freshness", "on_success_callback"), (PRODUCER, "on_success_callback"),
+                       (PRODUCER, "on_skipped_callback")}, senders

@@ -86,13 +86,13 @@ def test_local_run_publishes_marts_and_a_backfill_reruns_identically(
     assert published["dim_company"][0] == 3 and published["mart_market_overview"][0] == 3
     symbols = warehouse.psql("select string_agg(distinct symbol, ',' order by symbol) from marts.fct_daily_prices")
     assert symbols == "AAPL,IBM,MSFT"
-    # the steps ran their steps.toml commands in their venvs; Cosmos ran dbt per model from the transform venv
+    # the steps ran their steps.toml commands in their venvs (source freshness as one of them); Cosmos
+    # ran one `dbt build` from the transform venv, and no other dbt process
     assert "running extract prices in " + str(DAGS.parent / "extract") in log
     assert "running quality gate in " + str(DAGS.parent / "dbt") in log
+    assert "running dbt source freshness in " + str(DAGS.parent / "dbt") in log
     dbt = str(DAGS.parent / ".local" / "venvs" / "transform" / "bin" / "dbt")
-    assert f"Running command: ['{dbt}', 'run', '--select', 'fqn:datapipe.marts.dim_company'" in log
-    freshness = "'source', 'freshness', '--select', 'source:alphavantage.time_series_daily'"
-    assert f"Running command: ['{dbt}', {freshness}" in log
+    assert re.findall(r"Running command: \['([^']+)', '(\w+)'", log) == [(dbt, "build")]
     publishes = int(warehouse.psql("select count(*) from ops.publish_history"))
     gate = warehouse.psql("select success from ops.gate_runs order by started_at desc limit 1")
     assert gate == "t"
@@ -210,44 +210,45 @@ def test_stale_source_data_alerts_by_email_and_slack(airflow_home: dict[str, str
     assert "could not deliver alert" not in log
     assert warehouse.psql(loads) == before_rows, "the run stored new price payloads: the data were not stale"
 
-    prices = "dbt.alphavantage_time_series_daily.source"
-    companies = "dbt.alphavantage_company_overview.source"
-    subjects = {task: f"[datapipe] Stale source data: market_data_daily.{task} ({STALE_DATE})"
-                for task in (prices, companies)}
-    # exactly these two alerts, by both channels: the error (the task failed) and the warning (it passed)
-    assert sorted(m["message"]["Subject"] for m in smtp_server.messages) == sorted(subjects.values())
+    # one freshness task checks both sources: the prices are past their error threshold (the task
+    # fails), the overviews past their warning threshold; one alert, by both channels, names both
+    task = "dbt_source_freshness"
+    subject = f"[datapipe] Stale source data: market_data_daily.{task} ({STALE_DATE})"
+    assert [m["message"]["Subject"] for m in smtp_server.messages] == [subject]
     posts = [json.loads(p["body"])["text"] for p in webhook_server.posts]
-    assert len(posts) == 2, posts
-    for task, subject in subjects.items():
-        mail = next(m for m in smtp_server.messages if m["message"]["Subject"] == subject)
-        assert mail["to"] == ["oncall@datapipe.test"]
-        slack = [p for p in posts if f"*{subject}*" in p]
-        assert len(slack) == 1, posts
-        for text in (email_text(mail["message"]), slack[0]):
-            assert "Stale source data in DAG market_data_daily" in text
-            assert "DAG:          market_data_daily" in text
-            assert f"Task:         {task}" in text
-            assert "Run id:       manual__" in text
-            assert f"Logical date: {STALE_DATE}" in text
-            assert "Try number:   1" in text
-            run_id = re.search(r"Run id: +(manual__\S+)", text)
-            assert run_id, text
-            log_url = ("http://airflow.example:8080/dags/market_data_daily/runs/"
-                       f"{urllib.parse.quote(run_id[1], safe='')}/tasks/{task}?try_number=1")
-            assert f"Log:          {log_url}" in text
-            for secret in (API_KEY, warehouse.env["PGPASSWORD"]):
-                assert secret not in text
-            if task == prices:
-                assert "Error:" in text and "dbt command failed" in text, text
-                assert "Source:       alphavantage.time_series_daily (table raw.time_series_daily" in text, text
-                assert "Freshness:    warn after 1, error after 3 NYSE sessions without a newer load" in text, text
-            else:
-                assert "Warnings:     alphavantage.company_overview" in text, text
-                assert "Source:       alphavantage.company_overview (table raw.company_overview" in text, text
-                assert "Freshness:    warn after 6, error after 11 NYSE sessions without a newer load" in text, text
-            newest = (prices_load if task == prices else companies_load).astimezone(dt.UTC)
-            stamp = re.escape(newest.isoformat(timespec="seconds"))
-            assert re.search(rf"Newest load:  {stamp} \(\d+ days? \d+ hours? ago\)", text), text
+    assert len(posts) == 1 and f"*{subject}*" in posts[0], posts
+    mail = smtp_server.messages[0]
+    assert mail["to"] == ["oncall@datapipe.test"]
+    for text in (email_text(mail["message"]), posts[0]):
+        assert "Stale source data in DAG market_data_daily" in text
+        assert "DAG:          market_data_daily" in text
+        assert f"Task:         {task}" in text
+        assert f"Logical date: {STALE_DATE}" in text
+        assert "Try number:   1" in text
+        run_id = re.search(r"Run id: +(manual__\S+)", text)
+        assert run_id, text
+        log_url = ("http://airflow.example:8080/dags/market_data_daily/runs/"
+                   f"{urllib.parse.quote(run_id[1], safe='')}/tasks/{task}?try_number=1")
+        assert f"Log:          {log_url}" in text
+        for secret in (API_KEY, warehouse.env["PGPASSWORD"]):
+            assert secret not in text
+        assert "Error:" in text and f"step {task} (dbt source freshness) exited with code 1" in text, text
+        prices, companies = (text.index(f"Source:       alphavantage.{t} (table raw.{t}")
+                             for t in ("time_series_daily", "company_overview"))
+        for start, rule, load in ((prices, "warn after 1, error after 3", prices_load),
+                                  (companies, "warn after 6, error after 11", companies_load)):
+            block = text[start:start + 600]
+            assert f"Freshness:    {rule} NYSE sessions without a newer load" in block, block
+            stamp = re.escape(load.astimezone(dt.UTC).isoformat(timespec="seconds"))
+            assert re.search(rf"Newest load:  {stamp} \(\d+ days? \d+ hours? ago\)", block), block
+    # dbt recorded each source's freshness result for the run (its hooks run for freshness too):
+    # what the warning alert of a run that goes on reads
+    recorded = warehouse.psql("select string_agg(unique_id || '=' || status, ',' order by unique_id)"
+                              f" from ops.dbt_results where resource_type = 'source' and run_id = '{run_id[1]}'")
+    assert recorded == ("source.datapipe.alphavantage.company_overview=warn,"
+                        "source.datapipe.alphavantage.time_series_daily=error"), recorded
+    # nothing after the freshness check ran: no dbt build, no model task
+    assert "'build', '--log-format'" not in log
     # the stale prices stopped the run before the gate: the published marts did not move
     assert marts_checksums_or_empty(warehouse) == before_marts
 

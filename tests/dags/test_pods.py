@@ -1,4 +1,5 @@
-"""Every pod the DAG would create — our KubernetesPodOperator steps and Cosmos' dbt pods — rendered
+"""Every pod the DAG would create — our KubernetesPodOperator steps, Cosmos' producer (the run's one
+`dbt build`) and the pod a retried model or test task starts — rendered
 offline (`build_pod_request_obj`, after Cosmos fills the dbt command with `build_kube_args`),
 validated strictly against the Kubernetes schema, and checked against the one shared definition."""
 
@@ -23,7 +24,7 @@ K8S_VERSION = "1.33.0"
 POISON = {"PGPASSWORD": "pg-secret-must-not-leak", "ALPHAVANTAGE_API_KEY": "av-key-must-not-leak",
           "PGHOST": "db.secret.internal"}
 PLAIN_ENV_ALLOWED = {"DATAPIPE_SYMBOLS", "PGSSLMODE", "PGSSLROOTCERT", "DBT_PROFILES_DIR", "DBT_PROJECT_DIR",
-                     "DBT_FULL_REFRESH", "DATAPIPE_RUN_ID"}
+                     "DBT_THREADS", "DBT_FULL_REFRESH", "DATAPIPE_RUN_ID"}
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,8 @@ def rendered() -> dict[str, tuple[Any, dict[str, Any]]]:
 
 def test_every_pod_task_is_rendered(rendered: dict[str, Any]) -> None:
     ids = set(rendered)
-    assert {"extract_prices", "extract_companies", "quality_gate", "publish_marts", "grant_reader"} <= ids
+    assert {"extract_prices", "extract_companies", "dbt_source_freshness", "quality_gate", "publish_marts",
+            "grant_reader", "dbt.dbt_producer_watcher"} <= ids
     assert sum(1 for t in ids if t.startswith("dbt.")) >= 10
 
 
@@ -192,30 +194,39 @@ def test_step_pods_run_the_steps_toml_command(rendered: dict[str, Any]) -> None:
     from datapipe_dags.steps import load_steps
 
     steps = load_steps()
-    for name in ("extract_prices", "extract_companies", "quality_gate", "publish_marts", "grant_reader"):
+    for name in ("extract_prices", "extract_companies", "dbt_source_freshness", "quality_gate", "publish_marts",
+                 "grant_reader"):
         (container,) = rendered[name][1]["spec"]["containers"]
         assert [*container["command"], *container.get("args", [])] == list(steps[name].command)
 
 
-def test_cosmos_pods_run_the_dbt_command_for_their_node(rendered: dict[str, Any], manifest: dict[str, Any]) -> None:
+def test_the_producer_pod_runs_one_dbt_build_with_the_configured_threads(rendered: dict[str, Any]) -> None:
+    task, pod = rendered["dbt.dbt_producer_watcher"]
+    (container,) = pod["spec"]["containers"]
+    assert container["command"] == ["dbt"]
+    # the whole project (no --select): the same scope as `make pipeline`'s dbt build; JSON logs for Cosmos
+    assert container["args"] == ["build", "--log-format", "json", "--project-dir", "/opt/datapipe/dbt"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["DBT_THREADS"] == "2" and env["DBT_PROFILES_DIR"] == "."
+    # Cosmos reads the node results from the pod's log
+    assert task.get_logs is True and task.log_events_on_failure is True
+    threads = build_market_data_daily(Settings.from_env({**base_env(), "DATAPIPE_DBT_THREADS": "6"}))
+    assert {e.name: e.value for e in threads.get_task("dbt.dbt_producer_watcher").env_vars}["DBT_THREADS"] == "6"
+
+
+def test_retry_pods_run_the_dbt_command_for_their_node(rendered: dict[str, Any], manifest: dict[str, Any]) -> None:
+    """A model or test task starts a pod only when retried or cleared: then it runs dbt for its node."""
     models = {n["name"]: n for n in manifest["nodes"].values() if n["resource_type"] == "model"}
-    seen = {"run": 0, "test": 0, "source": 0}
+    seen = {"run": 0, "test": 0}
     for task_id, (_, pod) in rendered.items():
-        if not task_id.startswith("dbt."):
+        if not task_id.startswith("dbt.") or task_id == "dbt.dbt_producer_watcher":
             continue
         (container,) = pod["spec"]["containers"]
         assert container["command"] == ["dbt"], task_id
         args = container["args"]
         assert args[-2:] == ["--project-dir", "/opt/datapipe/dbt"], task_id
         select = args[args.index("--select") + 1]
-        if task_id.endswith(("_source", ".source")):
-            assert args[:2] == ["source", "freshness"], task_id
-            assert select.startswith("source:")
-            seen["source"] += 1
-            continue
-        if select.startswith("source:"):  # the tests of a source
-            assert args[0] == "test", task_id
-            continue
+        assert not task_id.endswith(("_source", ".source")) and not select.startswith("source:"), task_id
         if task_id.endswith("_test"):  # a test with several parents, run on its own
             assert args[0] == "test" and task_id == f"dbt.{select}_test", task_id
             seen["test"] += 1
@@ -229,7 +240,7 @@ def test_cosmos_pods_run_the_dbt_command_for_their_node(rendered: dict[str, Any]
         # dbt finds its credentials through profiles.yml's env_var() in the image's project dir
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["DBT_PROFILES_DIR"] == "."
-    assert seen["run"] == len(models) and seen["test"] >= 4 and seen["source"] >= 1
+    assert seen["run"] == len(models) and seen["test"] >= 4
 
 
 # -- the pods the deployed DAG submits: settings from the chart's own DAG ConfigMap ---------------------
