@@ -58,10 +58,13 @@ def dockerfile_image(component: str, ref: str) -> Image:
     return Image(ref, last("USER"), last("WORKDIR"), exec_form("ENTRYPOINT"), exec_form("CMD"))
 
 
-def dag_pods(env: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """task_id -> the pod each KubernetesPodOperator task of the DAG would submit (Cosmos' with
-    its dbt command filled in), built in this process from `env`."""
+def dag_pods(env: dict[str, str], *, retries: bool = False) -> dict[str, dict[str, Any]]:
+    """task_id -> the pod each task of the DAG submits on its first try (Cosmos' with its dbt command
+    filled in), built in this process from `env`. The watcher's model and test tasks submit none:
+    they read their node's result from the producer's pod (its dbt JSON log); with `retries`, their
+    pods are included too, the `dbt run`/`dbt test` of one node each submits when retried or cleared."""
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from cosmos.operators.watcher_kubernetes import DbtConsumerWatcherKubernetesSensor
     from datapipe_dags.config import Settings
     from datapipe_dags.pipeline import build_market_data_daily
     from kubernetes.client import ApiClient
@@ -72,11 +75,26 @@ def dag_pods(env: dict[str, str]) -> dict[str, dict[str, Any]]:
     for task in dag.tasks:
         if not isinstance(task, KubernetesPodOperator):
             continue
+        if isinstance(task, DbtConsumerWatcherKubernetesSensor) and not retries:
+            continue
         context = dagtest.fake_context(dag, task)
         if hasattr(task, "build_kube_args"):
             task.build_kube_args(context, task.add_cmd_flags())
         pods[task.task_id] = api.sanitize_for_serialization(task.build_pod_request_obj(context, dry_run=True))
     return pods
+
+
+def watcher_keys(env: dict[str, str]) -> dict[str, str]:
+    """task_id -> the XCom key of the producer's result each watcher model or test task reads."""
+    from cosmos.operators._watcher.aggregation import get_tests_status_xcom_key
+    from cosmos.operators._watcher.state import get_status_xcom_key
+    from cosmos.operators.watcher_kubernetes import DbtConsumerWatcherKubernetesSensor
+    from datapipe_dags.config import Settings
+    from datapipe_dags.pipeline import build_market_data_daily
+
+    dag = build_market_data_daily(Settings.from_env(env))
+    return {task.task_id: (get_tests_status_xcom_key if task.is_test_sensor else get_status_xcom_key)(
+        task.model_unique_id) for task in dag.tasks if isinstance(task, DbtConsumerWatcherKubernetesSensor)}
 
 
 def pod_for(pods: dict[str, dict[str, Any]], task_id: str) -> dict[str, Any]:

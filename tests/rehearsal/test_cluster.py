@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rehearsal_cluster import Cluster, PodRecord, _flag, _selector_matches
+from rehearsal_cluster import Cluster, PodRecord, _flag, _selector_matches, now
 from rehearsal_pods import Engine
 from rehearsal_release import Release
 from rehearsaltest import IMAGE_ENV, dag_pods, pod_for
@@ -34,7 +34,7 @@ def cluster(unit_release: Release, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture(scope="module")
 def pods(unit_release: Release) -> dict[str, dict[str, Any]]:
-    return dag_pods({**unit_release.dag_environment(), **IMAGE_ENV})
+    return dag_pods({**unit_release.dag_environment(), **IMAGE_ENV}, retries=True)
 
 
 @pytest.fixture
@@ -115,3 +115,63 @@ def test_the_kubeconfig_leads_to_the_stand_in(unit_release: Release, tmp_path: P
         assert cluster.unhandled == []
     finally:
         cluster.stop()
+
+
+class _XComs:
+    """The task instance the producer's log callback pushes each node's result to."""
+
+    def __init__(self) -> None:
+        self.pushed: dict[str, Any] = {}
+        self.try_number, self.task_id, self.map_index = 1, "dbt.dbt_producer_watcher", -1
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+    def xcom_pull(self, *args: Any, **kwargs: Any) -> Any:
+        return self.pushed.get(kwargs.get("key", ""))
+
+
+def test_the_producer_reads_each_nodes_result_from_the_pods_log_through_the_stand_in(
+        unit_release: Release, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watcher producer's own pod manager follows the pod's log (timestamps, chunked, as an API
+    server streams it) and its callback turns dbt's JSON events into each node's result; the
+    container's log is recorded dbt 1.11 output (fixtures/), served by a `docker logs` stand-in."""
+    from cosmos.operators._watcher.aggregation import get_tests_status_xcom_key
+    from cosmos.operators._watcher.state import get_status_xcom_key
+    from datapipe_dags.config import Settings
+    from datapipe_dags.pipeline import build_market_data_daily
+    from kubernetes import client
+    from kubernetes import config as kube_config
+
+    events = (Path(__file__).parent / "fixtures" / "producer-events.jsonl").read_text().splitlines()
+    log = tmp_path / "container.log"
+    log.write_text("".join(f"2026-12-02T22:31:{n:02d}.000000001Z {line}\n" for n, line in enumerate(events)))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(f'#!/bin/sh\n[ "$1" = logs ] && exec cat "{log}"\nexit 1\n')
+    (bin_dir / "docker").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{Path('/usr/bin')}:{Path('/bin')}")
+
+    dag = build_market_data_daily(Settings.from_env({**unit_release.dag_environment(), **IMAGE_ENV}))
+    producer = dag.get_task("dbt.dbt_producer_watcher")
+    pod_obj = dag_pods({**unit_release.dag_environment(), **IMAGE_ENV})["dbt.dbt_producer_watcher"]
+    cluster = Cluster(unit_release, [], tmp_path / "cluster", engine=Engine()).start()
+    try:
+        record = PodRecord(copy.deepcopy(pod_obj), "uid-p", "2026-12-02T22:30:00Z", phase="Succeeded",
+                           container_id="c0ffee", started_at="2026-12-02T22:30:01Z", exit_code=0,
+                           exit_reason="Completed", finished_at=now())
+        # (the client reads a finished container's log only within 120 s of its end, as from a kubelet)
+        record.done.set()
+        cluster.pods[(record.namespace, record.name)] = record
+        producer.__dict__["client"] = client.CoreV1Api(kube_config.new_client_from_config(str(cluster.kubeconfig)))
+        ti = _XComs()
+        producer._context_holder["context"] = {"ti": ti}
+        pod = producer.client.read_namespaced_pod(record.name, record.namespace)
+        status = producer.pod_manager.fetch_container_logs(pod, "base", follow=True)
+        assert status.running is False
+        assert cluster.unhandled == []
+    finally:
+        cluster.stop()
+    model = "model.datapipe.int_tracked_symbols"
+    assert ti.pushed[get_status_xcom_key(model)]["status"] == "success"
+    assert ti.pushed[get_tests_status_xcom_key(model)] == "pass"  # both of its tests reported

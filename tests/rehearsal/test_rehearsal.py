@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import shutil
 import subprocess
 import urllib.request
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagtest import failure_report
+from dagtest import failure_report, query_metadata
 from imagebuild import build_id, docker, ensure_base_image
 from rehearsal_cluster import Cluster, PodRecord, running_cluster
 from rehearsal_pods import LocalService
@@ -44,6 +45,7 @@ from rehearsaltest import (
     migrate,
     rehearsal_values,
     wait,
+    watcher_keys,
 )
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -56,7 +58,9 @@ LOAD_TIME_COLUMNS = {
 }
 RUN_TIMEOUT_S = 2400
 TASK_TIMEOUT_S = 600
-DBT_TASK = "dbt.stg_alphavantage__company_overview.run"
+# the broken variants run the task whose pod runs dbt's build: the watcher producer (Cosmos builds its pod)
+DBT_TASK = "dbt.dbt_producer_watcher"
+PRODUCER = "dbt.dbt_producer_watcher"
 YIELD = 10  # the nice value of the work beside the kubernetes-runtime run (its pods run at normal priority)
 
 
@@ -267,14 +271,41 @@ def test_the_kubernetes_runtime_run_succeeds_with_every_pod_run_from_its_object(
     assert rc == 0, "the kubernetes-runtime DAG run failed:\n" + rehearsal.cluster.report() + "\n" + failure_report(
         log, rehearsal.logs / "k8s-failure.log")
     assert rehearsal.cluster.failures() == []
-    expected = {pod["metadata"]["labels"]["task_id"]
-                for pod in dag_pods({**release.dag_environment(), **IMAGE_ENV}).values()}
+    pod_tasks = {pod["metadata"]["labels"]["task_id"]
+                 for pod in dag_pods({**release.dag_environment(), **IMAGE_ENV}).values()}
+    assert {"dbt_source_freshness", PRODUCER} <= pod_tasks
+    # a task its check skipped (extract_missing_companies when every overview is there) starts no pod
+    states = task_states(rehearsal.logs / "airflow-k8s" / "airflow.db")
+    expected = {t for t in pod_tasks if states.get(t) != ("skipped", 0)}
+    assert {t: states.get(t) for t in expected} == dict.fromkeys(expected, ("success", 1))
     task_pods = [r for r in rehearsal.cluster.history if "task_id" in (r.manifest["metadata"].get("labels") or {})]
+    # one pod per pod task, each once; no model or test task of the watcher started a pod of its own
+    # (it would, to run its node alone, had it not found the node's result the producer read back)
     assert sorted(r.task for r in task_pods) == sorted(expected), "one pod per pod task, each once"
     assert all(r.exit_code == 0 and r.deleted for r in task_pods), [(r.name, r.exit_code) for r in task_pods]
     # the pods' own output reached the task log through the log endpoint
-    assert "[base] " in log and "Done. PASS=" in log
-    assert "Deleting pod: datapipe-publish-marts-" in log
+    assert "[base] " in log and "Deleting pod: datapipe-publish-marts-" in log
+    assert "Done. PASS=" in log  # dbt's summary, in the producer's JSON log
+
+
+def test_every_model_and_test_task_reads_its_result_from_the_producers_pod_log(rehearsal: Rehearsal,
+                                                                              release: Release) -> None:
+    """The producer's pod log (dbt's JSON events, followed with timestamps through the stand-in) is
+    where Cosmos reads each node's result; every watcher task succeeded from it, none ran dbt."""
+    rc, log = rehearsal.k8s
+    assert rc == 0, "the kubernetes-runtime run failed (see the first test)"
+    keys = watcher_keys({**release.dag_environment(), **IMAGE_ENV})
+    assert len(keys) > 10, keys
+    states = task_states(rehearsal.logs / "airflow-k8s" / "airflow.db")
+    assert {t: states.get(t) for t in keys} == dict.fromkeys(keys, ("success", 1))
+    read = set(re.findall(rf"Pulling status from task_id '{re.escape(PRODUCER)}' via XCom key '([^']+)'", log))
+    assert read == set(keys.values())
+
+
+def task_states(db: Path) -> dict[str, tuple[str, int]]:
+    """task_id -> (state, try_number) of the one DAG run in an Airflow metadata database."""
+    rows = query_metadata(db, "select task_id, state, try_number from task_instance where dag_id = ?", (DAG_ID,))
+    return {r["task_id"]: (r["state"], r["try_number"]) for r in rows}
 
 
 def test_the_published_marts_equal_the_local_runtimes(rehearsal: Rehearsal) -> None:
@@ -320,7 +351,8 @@ def test_a_read_only_root_filesystem_without_dbts_emptydir_fails_naming_the_pod_
     assert failure.startswith(f"pod datapipe/{case.pod.name} (task {DBT_TASK}) failed: exit code 2"), failure
     assert ("/opt/datapipe/dbt/target/partial_parse.msgpack is on the read-only root filesystem "
             "(readOnlyRootFilesystem: true) and no emptyDir is mounted there") in failure, failure
-    assert "[base] OSError: [Errno 30] Read-only file system" in case.log  # dbt's own words, in the task log
+    # dbt's own words (its JSON error event, read back from the pod's log), in the task log
+    assert '[base] {"data": {"exc": "[Errno 30] Read-only file system' in case.log
     assert f"Pod Event: Rehearsal - {failure}" in case.log
 
 
@@ -329,6 +361,7 @@ def test_a_pod_with_an_init_container_is_refused_naming_the_field(rehearsal: Reh
     assert case.task_failed, "the task must fail"
     assert case.pod is None, "a refused pod never runs"
     assert len(case.failures) == 1, case.failures
-    assert case.failures[0].startswith("REFUSED the rehearsal cannot run pod datapipe/dbt-stg-"), case.failures
+    refused = "REFUSED the rehearsal cannot run pod datapipe/dbt-dbt-producer-watcher-"
+    assert case.failures[0].startswith(refused), case.failures
     assert "spec.initContainers: 1 initContainers: the rehearsal runs the main container only" in case.failures[0]
     assert "ApiException: (422)" in case.log and "spec.initContainers" in case.log  # the operator's error names it

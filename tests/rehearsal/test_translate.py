@@ -27,7 +27,7 @@ PASSWORDS = {"pipeline": "local-writer-password", "dashboard": "local-reader-pas
 
 @pytest.fixture(scope="module")
 def pods(unit_release: Release) -> dict[str, dict[str, Any]]:
-    return dag_pods({**unit_release.dag_environment(), **IMAGE_ENV})
+    return dag_pods({**unit_release.dag_environment(), **IMAGE_ENV}, retries=True)
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +91,25 @@ def test_an_extract_pod_runs_hardened_with_its_secrets_and_the_local_services(
     assert "emptyDir sizeLimit (/tmp: 256Mi): not enforced (a kubelet evicts a pod over it)" in notes
 
 
-def test_a_cosmos_dbt_pod_gets_emptydirs_where_dbt_writes(pods: dict[str, Any], unit_release: Release,
-                                                          images: dict[str, Any]) -> None:
+def test_the_watcher_producer_pod_runs_the_one_dbt_build_with_json_events(pods: dict[str, Any],
+                                                                          unit_release: Release,
+                                                                          images: dict[str, Any]) -> None:
+    run = run_of(pod_for(pods, "dbt.dbt_producer_watcher"), unit_release, images)
+    # dbt's JSON events on stdout: the pod's log is where the producer reads each node's result
+    assert run.argv == ["dbt", "build", "--log-format", "json", "--project-dir", "."]
+    assert run.working_dir == "/opt/datapipe/dbt"
+    assert set(run.empty_dirs) == {"/tmp", "/opt/datapipe/dbt/target", "/opt/datapipe/dbt/logs"}
+    assert run.writable("/opt/datapipe/dbt/target/partial_parse.msgpack") and not run.writable("/opt/datapipe/dbt")
+    assert run.env["DBT_THREADS"] == "2" and run.env["DATAPIPE_RUN_ID"]
+    assert "--read-only" in run.options and option_pairs(run.options, "--cap-drop") == ["ALL"]
+    freshness = run_of(pod_for(pods, "dbt_source_freshness"), unit_release, images)
+    assert freshness.argv == ["dbt", "source", "freshness"] and freshness.working_dir == run.working_dir
+    assert set(freshness.empty_dirs) == set(run.empty_dirs)
+
+
+def test_a_retried_watcher_tasks_pod_runs_its_node_alone_where_dbt_writes(pods: dict[str, Any],
+                                                                         unit_release: Release,
+                                                                         images: dict[str, Any]) -> None:
     run = run_of(pod_for(pods, "dbt.dim_company.run"), unit_release, images)
     assert run.argv[:4] == ["dbt", "run", "--select", "fqn:datapipe.marts.dim_company"]
     assert run.argv[-2:] == ["--project-dir", "."]
@@ -113,7 +130,6 @@ def test_the_dashboard_deployment_moves_its_port_and_probes_with_it(unit_release
     pod["spec"]["containers"][0]["image"] = image
     run = run_of(pod, unit_release, images, host_ports={8501: 38501})
     assert run.argv == ["datapipe-dashboard", "--address", "0.0.0.0", "--port", "38501"]
-    assert run.env["STREAMLIT_SERVER_PORT"] == "38501"
     assert run.env["PGUSER"] == "dashboard" and run.env["PGPASSWORD"] == PASSWORDS["dashboard"]  # envFrom
     assert {p.kind: (p.host_port, p.path) for p in run.probes} == {
         "startup": (38501, "/_stcore/health"), "readiness": (38501, "/_stcore/health"),
