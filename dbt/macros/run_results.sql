@@ -1,6 +1,7 @@
 {#-
-  dbt's results in the warehouse, whatever runs dbt (`make pipeline`'s one `dbt build`, Cosmos' one
-  invocation per model and per test, a watcher-mode build): the on-run-end hook of dbt_project.yml
+  dbt's results in the warehouse, whatever runs dbt (`make pipeline`'s one `dbt build`, the DAG's
+  `dbt source freshness` and its watcher producer's `dbt build`, a retried model or test task's
+  `dbt run` / `dbt test` of its node): the on-run-end hook of dbt_project.yml
   records, for the pipeline run `DATAPIPE_RUN_ID` (the Airflow run id; one id per `make pipeline`;
   unset: dbt's invocation id):
   - ops.dbt_run_nodes: every model and test of the manifest dbt ran with (what the run must pass);

@@ -307,8 +307,8 @@ def scheduler_env(env: dict[str, str]) -> dict[str, str]:
 @contextmanager
 def airflow_services(env: dict[str, str], log_dir: Path, startup_timeout_s: float = 300, apps: str = "execution",
                      dag_processor: bool = False) -> Iterator[AirflowServices]:
-    """Run the scheduler and the API server (`apps`: its execution API only, or `all` with the REST
-    API and the UI) of `env` (from `scheduler_env`), and with `dag_processor` the dag processor
+    """Run the scheduler, the triggerer and the API server (`apps`: its execution API only, or `all`
+    with the REST API and the UI) of `env` (from `scheduler_env`), and with `dag_processor` the dag processor
     (which parses the DAGs folder and runs DAG callbacks), until the block ends; every process they
     started is stopped on exit, even on failure."""
     import time
@@ -321,6 +321,9 @@ def airflow_services(env: dict[str, str], log_dir: Path, startup_timeout_s: floa
         "api-server": ["api-server", "--apps", apps, "--host", "127.0.0.1", "--port", str(port),
                        "--workers", "1"],
         "scheduler": ["scheduler", "--skip-serve-logs"],
+        # the dbt model and test tasks are deferrable sensors (Cosmos' watcher execution): without a
+        # triggerer a task that defers never finishes (the chart and `airflow standalone` run one)
+        "triggerer": ["triggerer", "--skip-serve-logs"],
     }
     if dag_processor:
         commands["dag-processor"] = ["dag-processor"]
