@@ -439,7 +439,7 @@ class Cluster:
     def _diagnose(self, record: PodRecord, code: int) -> str:
         run = record.run
         assert run is not None
-        lines = [line for line in _plain(record.output).splitlines() if line.strip()]
+        lines = [_readable(line) for line in _plain(record.output).splitlines() if line.strip()]
         origin = ("the image's WORKDIR; the pod sets no workingDir" if run.working_dir_from_image
                   else "the pod's workingDir")
         parts = [f"pod {record.namespace}/{record.name} (task {record.task}) failed: exit code {code}"
@@ -522,6 +522,16 @@ def _probe_once(probe: Probe) -> tuple[bool, str]:
 
 def _plain(output: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", output)
+
+
+def _readable(line: str) -> str:
+    """A line of output as a person reads it: a dbt JSON log event (`--log-format json`, what the
+    watcher producer runs) becomes its message (first and last line of a multi-line one)."""
+    if line.startswith("{"):
+        with suppress(ValueError, KeyError, TypeError):
+            msg = [part.strip() for part in str(json.loads(line)["info"]["msg"]).splitlines() if part.strip()]
+            return " ".join(dict.fromkeys([msg[0], msg[-1]])) if msg else ""
+    return line
 
 
 def _shell(argv: list[str]) -> str:

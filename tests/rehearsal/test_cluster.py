@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rehearsal_cluster import Cluster, PodRecord, _flag, _selector_matches, now
+from rehearsal_cluster import Cluster, PodRecord, _flag, _readable, _selector_matches, now
 from rehearsal_pods import Engine
 from rehearsal_release import Release
 from rehearsaltest import IMAGE_ENV, dag_pods, pod_for
@@ -175,3 +175,14 @@ def test_the_producer_reads_each_nodes_result_from_the_pods_log_through_the_stan
     model = "model.datapipe.int_tracked_symbols"
     assert ti.pushed[get_status_xcom_key(model)]["status"] == "success"
     assert ti.pushed[get_tests_status_xcom_key(model)] == "pass"  # both of its tests reported
+
+
+def test_a_failed_pods_diagnosis_reads_dbts_json_events_as_text() -> None:
+    error = json.dumps({"data": {}, "info": {"name": "MainEncounteredError", "level": "error", "msg":
+                        "Encountered an error:\n[Errno 30] Read-only file system: './target/partial_parse.msgpack'"}})
+    trace = json.dumps({"info": {"msg": "Traceback (most recent call last):\n  File \"x.py\"\nOSError: boom\n"}})
+    assert _readable(error) == ("Encountered an error: [Errno 30] Read-only file system: "
+                                "'./target/partial_parse.msgpack'")
+    assert _readable(trace) == "Traceback (most recent call last): OSError: boom"
+    assert _readable("OSError: plain text stays") == "OSError: plain text stays"
+    assert _readable("{not json") == "{not json"
