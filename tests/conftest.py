@@ -2,7 +2,7 @@
 
 - `warehouse`: a real, private embedded PostgreSQL for the test session (not the user's
   .local warehouse), with `.env` (pipeline writer), `.reader_env` (dashboard reader) and
-  `.admin_env` (superuser) libpq variables.
+  `.admin_env` (superuser) libpq variables; `warehouse_factory()` starts more of them.
 - `sandbox_server`: a factory that starts the sandbox Alpha Vantage API (`extract sandbox`) from
   the extract virtualenv as a real HTTP server on a free port, with optional fault settings.
 """
@@ -17,6 +17,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,8 +90,9 @@ def _port_is_free_like_postgres(port: int) -> bool:
         return True
 
 
-@pytest.fixture(scope="session")
-def warehouse() -> Iterator[TestWarehouse]:
+@contextmanager
+def private_warehouse() -> Iterator[TestWarehouse]:
+    """A real embedded PostgreSQL of its own, destroyed at the end of the block."""
     # Under .local, not pytest's /tmp/pytest-of-<user>: another pytest run resets that folder to
     # 0700, which would hide the data directory from the unprivileged postgres user.
     parent = ROOT / ".local" / "test-warehouses"
@@ -101,6 +103,19 @@ def warehouse() -> Iterator[TestWarehouse]:
         yield TestWarehouse(server, server.env(), server.env(reader=True), server.admin_env())
     finally:
         server.destroy()
+
+
+@pytest.fixture(scope="session")
+def warehouse() -> Iterator[TestWarehouse]:
+    with private_warehouse() as wh:
+        yield wh
+
+
+@pytest.fixture(scope="session")
+def warehouse_factory() -> Iterator[Callable[[], TestWarehouse]]:
+    """Starts more private warehouses on demand; each is destroyed at the end of the session."""
+    with ExitStack() as stack:
+        yield lambda: stack.enter_context(private_warehouse())
 
 
 def free_port() -> int:

@@ -30,38 +30,14 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-BASE_IMAGE = os.environ.get("DATAPIPE_BASE_IMAGE", "datapipe/python-base:local")
-AIRFLOW_BASE_IMAGE = "datapipe/airflow-base:local"
-TAG = "images-test"
 SYMBOLS = "IBM,AAPL,MSFT"
-COMPONENT_DIRS = {"extract": "extract", "transform": "dbt", "dashboard": "dashboard", "airflow": "dags"}
 # the DAG package and the shared package's stdlib-only modules (this suite runs in the tools venv)
 sys.path[:0] = [str(ROOT / "dags"), str(ROOT / "common" / "src")]
 from datapipe_dags.pods import IMAGE_UID, WRITABLE_DIRS  # noqa: E402  (the DAG pods' emptyDirs: one definition)
 from datapipe_dags.steps import load_steps  # noqa: E402  (the steps' commands: one definition)
+from imagebuild import build, docker, ensure_base_image  # noqa: E402  (the image builds: one definition)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
-
-
-def docker(
-    *args: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 1800
-) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        ["docker", *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
-    )
-    if check and proc.returncode != 0:
-        pytest.fail(
-            f"docker {' '.join(args[:6])} ... failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-        )
-    return proc
-
-
-def local_base_image_script() -> Path:
-    candidates = [os.environ.get("LOCAL_BASE_IMAGE", ""), str(ROOT.parent / "shared" / "tools" / "local-base-image")]
-    for c in candidates:
-        if c and Path(c).is_file():
-            return Path(c)
-    pytest.fail(f"local-base-image not found (looked at {candidates[1]}; set LOCAL_BASE_IMAGE)")
 
 
 @pytest.fixture(scope="session")
@@ -75,45 +51,7 @@ def engine() -> None:
 
 @pytest.fixture(scope="session")
 def base_image(engine: None) -> str:
-    if docker("image", "inspect", BASE_IMAGE, check=False).returncode != 0:
-        proc = subprocess.run([str(local_base_image_script()), BASE_IMAGE], capture_output=True, text=True)
-        if proc.returncode != 0:
-            pytest.fail(f"building {BASE_IMAGE} failed: {proc.stderr[-3000:]}")
-    return BASE_IMAGE
-
-
-_built: dict[str, str] = {}
-
-
-def build(name: str, base: str) -> str:
-    """Build images/<name>/Dockerfile once per session on the local stand-in base images."""
-    if name in _built:
-        return _built[name]
-    folder = ROOT / COMPONENT_DIRS[name]
-    lock = folder / "requirements.lock"
-    if not lock.exists():
-        pytest.fail(
-            f"cannot build datapipe-{name}: {lock.relative_to(ROOT)} is missing (is the {name} component merged?)"
-        )
-    image = f"datapipe-{name}:{TAG}"
-    extra = ["--build-arg", f"AIRFLOW_IMAGE={airflow_base(base)}"] if name == "airflow" else []
-    started = time.monotonic()
-    docker("build", "--network", "host", "--build-arg", f"BASE_IMAGE={base}", *extra,
-           "-f", f"images/{name}/Dockerfile", "-t", image, str(ROOT))
-    print(f"built {image} in {time.monotonic() - started:.0f}s")
-    _built[name] = image
-    return image
-
-
-def airflow_base(base: str) -> str:
-    """The local stand-in for apache/airflow (images/airflow-base-local), built once per session."""
-    if "airflow-base" not in _built:
-        started = time.monotonic()
-        docker("build", "--network", "host", "--build-arg", f"BASE_IMAGE={base}",
-               "-f", "images/airflow-base-local/Dockerfile", "-t", AIRFLOW_BASE_IMAGE, str(ROOT))
-        print(f"built {AIRFLOW_BASE_IMAGE} in {time.monotonic() - started:.0f}s")
-        _built["airflow-base"] = AIRFLOW_BASE_IMAGE
-    return _built["airflow-base"]
+    return ensure_base_image()
 
 
 HARDENED = ["--network", "host", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
