@@ -60,7 +60,8 @@ def test_premium_schedule_polls_sessions_only_early_close_and_holiday_respected(
     assert by_day[dt.date(2026, 11, 24)][0] == "09:30" and by_day[dt.date(2026, 11, 24)][-1] == "15:45"
     assert len(by_day[dt.date(2026, 11, 24)]) == 26
     assert by_day[dt.date(2026, 11, 27)][-1] == "12:45"  # early close
-    assert all(t.weekday() < 5 for t in fires)  # the cron never fires on weekends
+    # the cron fires Monday 23 to Friday 27 only, never on the weekend of the 28th and 29th
+    assert {t.date() for t in fires} <= {dt.date(2026, 11, 23) + dt.timedelta(days=n) for n in range(5)}
     # the Thanksgiving fires and the Friday afternoon ones are skipped, with the reason
     go, why = is_poll_run("scheduled", dt.datetime(2026, 11, 26, 10, 0, tzinfo=NEW_YORK), 15)
     assert not go and "not during an NYSE session" in why
