@@ -43,7 +43,14 @@ begin
     end if;
 end $$;
 -- the key's tier this run worked with ('free' / 'premium'; null = not known, the run never asked `full`)
-alter table ops.extract_runs add column if not exists api_tier text null;
+-- (altered only when missing, like the columns above: concurrent runs would deadlock on the lock)
+do $$
+begin
+    if not exists (select from pg_attribute where attrelid = 'ops.extract_runs'::regclass
+                   and attname = 'api_tier' and not attisdropped) then
+        alter table ops.extract_runs add column api_tier text null;
+    end if;
+end $$;
 
 -- One row per symbol of a run.
 create table if not exists ops.extract_run_symbols (
