@@ -5,7 +5,8 @@ raw.quotes -> `quality publish-quotes` (dbt build --select tag:quotes, then its 
 What it shows: the quotes mart holds, per symbol, the newest bar's price, its bar time, its delay and
 the change against the last published daily close; the intraday mart today's bars; a quotes build never
 enters the daily publish's dbt verdict (ops.dbt_results), and a failing quotes test publishes nothing
-and blocks nothing daily."""
+and blocks nothing daily; on a fresh deployment the quotes are published before the daily DAG ever
+published, without a change (no published close to compare against yet)."""
 
 from __future__ import annotations
 
@@ -78,6 +79,33 @@ def live(warehouse: TestWarehouse, sandbox: Sandbox, tmp_path_factory: pytest.Te
     chain.outputs["extract_quotes"] = chain.step("extract_quotes", **api(sandbox)).check().output
     chain.outputs["publish_quotes"] = chain.step("publish_quotes").check().output
     yield chain
+
+
+@pytest.fixture(scope="module")
+def before_daily(warehouse: TestWarehouse, sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Chain:
+    """A fresh deployment with the quotes DAG on: its first poll, before the daily DAG ever published."""
+    warehouse.psql("create database quotes_first owner pipeline", admin=True)
+    warehouse.psql("grant connect on database quotes_first to dashboard", admin=True)
+    chain = Chain(warehouse, "quotes_first", tmp_path_factory.mktemp("quotes_first"))
+    chain.step("extract_quotes", **api(sandbox)).check()
+    return chain
+
+
+def test_live_prices_are_published_before_the_first_daily_publish(before_daily: Chain) -> None:
+    assert before_daily.scalar("select to_regclass('marts.fct_daily_prices')") is None  # never published
+    result = before_daily.step("publish_quotes").check()
+    assert "published marts.fct_live_quotes" in result.output
+    rows = before_daily.query("select symbol, price_usd, bar_at, delay, last_close_date, last_close_usd, change_usd,"
+                              " change_pct from marts.fct_live_quotes order by 1")
+    assert [r[0] for r in rows] == sorted(SYMBOLS)
+    for symbol, price, bar_at, delay, *against_close in rows:
+        assert (bar_at, delay) == (DELAYED_BAR, "delayed"), symbol
+        assert price > 0  # type: ignore[operator]
+        assert against_close == [None, None, None, None], symbol  # no published close yet: no change
+    # the dashboard's role reads them although grant-reader (the daily DAG's last step) never ran
+    with before_daily.connect(reader=True) as conn:
+        assert conn.execute("select count(*) from marts.fct_live_quotes").fetchone() == (len(SYMBOLS),)
+        assert conn.execute("select count(distinct symbol) from marts.fct_intraday_bars").fetchone() == (len(SYMBOLS),)
 
 
 def test_the_quotes_mart_is_the_newest_bar_with_its_delay_and_the_change_since_the_last_close(live: Chain) -> None:

@@ -1,6 +1,7 @@
 {#- One row per symbol: its latest live price, its bar time and delay, and the change against the
     last published daily close before the price's session (not audited by the daily gate: labelled so
-    on the dashboard). -#}
+    on the dashboard). Before the daily DAG's first publish there is no close to compare against: the
+    price is published with last_close_* and change_* empty. -#}
 with
 
 quotes as (
@@ -11,7 +12,8 @@ quotes as (
 
 published_closes as (
 
-    select * from {{ source('published', 'fct_daily_prices') }}
+    {{ datapipe_relation_or_empty(source('published', 'fct_daily_prices'),
+                                  {'symbol': 'text', 'trade_date': 'date', 'close': 'numeric'}) }}
 
 ),
 

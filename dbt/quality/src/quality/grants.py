@@ -3,6 +3,10 @@ the ops tables the dashboard shows; nothing on raw, staging or audit. Idempotent
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
 from psycopg import sql
 
 from quality import db
@@ -14,6 +18,21 @@ PRIVATE_SCHEMAS = ("raw", "staging", "dbt_test_failures")
 
 class GrantError(RuntimeError):
     """The grants could not be applied; the message says why."""
+
+
+def grant_marts_tables(conn: psycopg.Connection[Any], settings: Settings, tables: Sequence[str]) -> bool:
+    """SELECT on `tables` of the marts schema for the dashboard role, with what reaching them takes
+    (CONNECT on the database, USAGE on the schema), in `conn`'s transaction; False when the role does
+    not exist. For a publish that can come before `grant-reader` ever ran: the live quotes are
+    published before the daily DAG's first publish (whose last step is grant-reader)."""
+    if not conn.execute("select 1 from pg_roles where rolname = %s", (settings.dashboard_role,)).fetchone():
+        return False
+    role, marts = sql.Identifier(settings.dashboard_role), sql.Identifier(settings.marts_schema)
+    conn.execute(sql.SQL("grant connect on database {} to {}").format(sql.Identifier(conn.info.dbname), role))
+    conn.execute(sql.SQL("grant usage on schema {} to {}").format(marts, role))
+    for table in tables:
+        conn.execute(sql.SQL("grant select on {}.{} to {}").format(marts, sql.Identifier(table), role))
+    return True
 
 
 def grant_reader(settings: Settings) -> list[str]:

@@ -4,8 +4,9 @@ One command, so market_quotes_intraday needs one transform pod: `dbt build --sel
 quotes' staging views, `fct_live_quotes` and `fct_intraday_bars` in the `quotes_staging` schema, and
 their tests), then, only when every model and test passed, each table is copied into the marts schema
 and swapped in one transaction (readers see the old or the new one, never none), readable by the
-dashboard role. The daily marts and their write-audit-publish (gate, ops.publish_runs) are untouched:
-these tables are labelled live and not audited on the dashboard.
+dashboard role. That works before the daily DAG's first publish too: the prices then carry no change
+(models/quotes/fct_live_quotes.sql). The daily marts and their write-audit-publish (gate,
+ops.publish_runs) are untouched: these tables are labelled live and not audited on the dashboard.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from psycopg import sql
 
 from quality.db import connect
+from quality.grants import grant_marts_tables
 from quality.settings import Settings
 
 log = logging.getLogger("quality.quotes")
@@ -36,7 +38,7 @@ def dbt_build(env: Mapping[str, str], extra: Sequence[str] = ()) -> int:
 
 def publish(settings: Settings) -> dict[str, int]:
     """Copy every quotes table into the marts schema and swap it in; returns the rows per table."""
-    marts, role = sql.Identifier(settings.marts_schema), sql.Identifier(settings.dashboard_role)
+    marts = sql.Identifier(settings.marts_schema)
     counts: dict[str, int] = {}
     with connect(settings) as conn, conn.transaction():
         conn.execute(sql.SQL("create schema if not exists {}").format(marts))
@@ -47,10 +49,10 @@ def publish(settings: Settings) -> dict[str, int]:
                 marts, new, sql.Identifier(BUILD_SCHEMA), final))
             conn.execute(sql.SQL("drop table if exists {}.{}").format(marts, final))
             conn.execute(sql.SQL("alter table {}.{} rename to {}").format(marts, new, final))
-            if conn.execute("select 1 from pg_roles where rolname = %s", (settings.dashboard_role,)).fetchone():
-                conn.execute(sql.SQL("grant select on {}.{} to {}").format(marts, final, role))
             row = conn.execute(sql.SQL("select count(*) from {}.{}").format(marts, final)).fetchone()
             counts[table] = int(row[0]) if row else 0
+        # readable by the dashboard even before the daily DAG's first publish and its grant-reader
+        grant_marts_tables(conn, settings, TABLES)
     return counts
 
 
