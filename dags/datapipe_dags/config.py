@@ -162,6 +162,8 @@ class Settings:
     quotes_daily_budget: int | None = None  # requests a day in all; None: no daily limit
     quotes_daily_reserve: int | None = None  # of that budget, what the daily DAG keeps; None: 2 per symbol
     quotes_min_interval_min: int = 5
+    # days of raw intraday payloads `extract quotes` keeps (EXTRACT_INTRADAY_RETENTION_DAYS); None: extract's default
+    quotes_intraday_retention_days: int | None = None
 
     @property
     def quotes_on(self) -> bool:
@@ -179,9 +181,12 @@ class Settings:
     @property
     def quotes_env(self) -> dict[str, str]:
         """The quotes extract step's non-secret environment (extract's settings, docs/extract.md)."""
-        return {"ALPHAVANTAGE_ENTITLEMENT": self.quotes_entitlement if self.api_tier == "premium" else "",
-                "ALPHAVANTAGE_BULK_QUOTES": "true" if self.quotes_bulk else "false",
-                "ALPHAVANTAGE_REQUESTS_PER_MINUTE": str(self.quotes_requests_per_minute)}
+        env = {"ALPHAVANTAGE_ENTITLEMENT": self.quotes_entitlement if self.api_tier == "premium" else "",
+               "ALPHAVANTAGE_BULK_QUOTES": "true" if self.quotes_bulk else "false",
+               "ALPHAVANTAGE_REQUESTS_PER_MINUTE": str(self.quotes_requests_per_minute)}
+        if self.quotes_intraday_retention_days is not None:
+            env["EXTRACT_INTRADAY_RETENTION_DAYS"] = str(self.quotes_intraday_retention_days)
+        return env
 
     @property
     def is_local(self) -> bool:
@@ -297,6 +302,7 @@ def _with_quotes(settings: Settings, env: Mapping[str, str]) -> Settings:
     budget = env_int(env, "DATAPIPE_QUOTES_DAILY_BUDGET", 0, minimum=0)
     reserve = env.get("DATAPIPE_QUOTES_DAILY_RESERVE", "").strip()
     minimum = env_int(env, "DATAPIPE_QUOTES_MIN_INTERVAL_MINUTES", 5, minimum=1, maximum=INTERVALS_MIN[-1])
+    retention = env.get("DATAPIPE_QUOTES_INTRADAY_RETENTION_DAYS", "").strip()
     return dataclasses.replace(
         settings,
         api_tier=tier,  # type: ignore[arg-type]
@@ -307,4 +313,6 @@ def _with_quotes(settings: Settings, env: Mapping[str, str]) -> Settings:
         quotes_daily_budget=budget or None,
         quotes_daily_reserve=env_int(env, "DATAPIPE_QUOTES_DAILY_RESERVE", 0, minimum=0) if reserve else None,
         quotes_min_interval_min=minimum,
+        quotes_intraday_retention_days=(env_int(env, "DATAPIPE_QUOTES_INTRADAY_RETENTION_DAYS", 0, minimum=0)
+                                        if retention else None),
     )

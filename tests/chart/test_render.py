@@ -240,6 +240,8 @@ def test_cloud_registry_prefixes_every_image(rendered: dict[str, list[dict[str, 
         ),
         ({"warehouse": {"mode": "elsewhere"}}, "at '/warehouse/mode': value must be one of"),
         ({"warehouse": {"databse": "typo"}}, "databse"),
+        ({"dashboard": {"liveRefreshSeconds": 0}}, "/dashboard/liveRefreshSeconds"),
+        ({"pipeline": {"quotes": {"intradayRetentionDays": -1}}}, "/pipeline/quotes/intradayRetentionDays"),
     ],
 )
 def test_contradictory_or_unknown_values_are_refused(renderer: Renderer, values: dict[str, Any], message: str) -> None:
@@ -335,6 +337,25 @@ def test_the_dashboard_runs_its_entry_point_on_the_configured_port(renderer: Ren
     assert container["args"] == ["--address", "0.0.0.0", "--port", "9000"]
     assert container["ports"][0]["containerPort"] == 9000
     assert not [e["name"] for e in container.get("env", []) if e["name"].startswith("STREAMLIT_")]
+
+
+def test_the_live_quote_settings_are_chart_values(renderer: Renderer) -> None:
+    """dashboard.liveRefreshSeconds is the dashboard container's DASHBOARD_LIVE_REFRESH_SECONDS;
+    pipeline.quotes.intradayRetentionDays reaches the DAG ConfigMap as DATAPIPE_QUOTES_INTRADAY_RETENTION_DAYS,
+    which the quotes DAG gives its extract pod as EXTRACT_INTRADAY_RETENTION_DAYS (tests/dags/test_pods.py).
+    The defaults are the components' own (60 s, 7 days)."""
+
+    def settings(values: dict[str, Any]) -> tuple[str | None, str | None]:
+        objects = renderer.template(values)
+        deployment = find(objects, "Deployment", "datapipe-dashboard")
+        cm = find(objects, "ConfigMap", "datapipe-dag-config")
+        assert deployment is not None and cm is not None
+        env = {e["name"]: e.get("value") for e in pod_spec(deployment)["containers"][0].get("env", [])}  # type: ignore[index]
+        return env.get("DASHBOARD_LIVE_REFRESH_SECONDS"), cm["data"].get("DATAPIPE_QUOTES_INTRADAY_RETENTION_DAYS")
+
+    assert settings({}) == ("60", "7")
+    assert settings({"dashboard": {"liveRefreshSeconds": 15},
+                     "pipeline": {"quotes": {"intradayRetentionDays": 0}}}) == ("15", "0")
 
 
 @pytest.mark.parametrize("airflow", [True, False], ids=["airflow-on", "airflow-off"])

@@ -335,3 +335,19 @@ def test_dag_pods_use_the_chart_account_and_images(chart_pods: dict[str, Any], t
         (container,) = pod["spec"]["containers"]
         assert container["image"] in (cloud["DATAPIPE_IMAGE_EXTRACT"], cloud["DATAPIPE_IMAGE_TRANSFORM"]), task_id
         assert container["image"].startswith("ghcr.io/acme/")
+
+
+def test_the_quotes_extract_pod_gets_the_charts_intraday_retention(tmp_path: Path) -> None:
+    """pipeline.quotes.intradayRetentionDays -> the DAG ConfigMap -> datapipe_dags.config -> the quotes
+    DAG's extract pod as EXTRACT_INTRADAY_RETENTION_DAYS (extract's own setting, docs/extract.md)."""
+    from datapipe_dags.quotes import build_market_quotes_intraday
+
+    def retention(values: dict[str, Any]) -> str | None:
+        env = chart_configmap(values, tmp_path / str(len(list(tmp_path.iterdir()))))
+        dag = build_market_quotes_intraday(Settings.from_env({**env, "DATAPIPE_DBT_MANIFEST": str(MANIFEST)}))
+        task = dag.get_task("extract_quotes")
+        env_vars = {e.name: e.value for e in task.env_vars}
+        return env_vars.get("EXTRACT_INTRADAY_RETENTION_DAYS")
+
+    assert retention({"pipeline": {"quotes": {"apiTier": "premium"}}}) == "7"
+    assert retention({"pipeline": {"quotes": {"apiTier": "premium", "intradayRetentionDays": 30}}}) == "30"
