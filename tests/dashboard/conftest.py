@@ -82,6 +82,20 @@ def live(warehouse) -> Dataset:
     return dataset
 
 
+@pytest.fixture(scope="session")
+def live_before_daily(warehouse) -> Dataset:
+    """Database `live_first`: only the live tables, published before the daily DAG's first publish
+    (seed.seed_live_before_daily); "now" pinned inside the session."""
+    warehouse.psql("create database live_first owner pipeline", admin=True)
+    warehouse.psql("grant connect on database live_first to dashboard", admin=True)
+    dataset = Dataset(warehouse, Settings(libpq={**warehouse.reader_env, "PGDATABASE": "live_first"},
+                                          now_override=seed.LIVE_NOW, retry_seconds=1, live_refresh_seconds=2),
+                      "live_first")
+    with dataset.admin() as conn:
+        seed.seed_live_before_daily(conn)
+    return dataset
+
+
 def pipeline_env(warehouse, dbname: str, as_of: date, workdir: Path, **extra: str) -> dict[str, str]:
     """The environment `make pipeline` gives every step, for database `dbname` of the test warehouse."""
     keep = {k: v for k, v in os.environ.items()

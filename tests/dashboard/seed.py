@@ -310,5 +310,20 @@ def seed_live(conn: psycopg.Connection[Any], *, bar_at: datetime = LIVE_BAR, fac
     grant_reader(conn)
 
 
+def seed_live_before_daily(conn: psycopg.Connection[Any], *, bar_at: datetime = LIVE_BAR) -> None:
+    """A fresh deployment with the quotes DAG on: marts holds only what `quality publish-quotes` wrote
+    before the daily DAG ever published (dbt/models/quotes/fct_live_quotes.sql): every symbol's price,
+    no last close, no change."""
+    conn.execute("create schema if not exists marts")
+    conn.execute(LIVE_DDL)
+    conn.execute(
+        "insert into marts.fct_live_quotes (symbol, price_usd, bar_at, delay, delay_minutes, is_end_of_day, source,"
+        " fetched_at, volume_shares) select symbol, 100 + 10 * n, %(bar)s, 'delayed', 15, false, 'intraday', %(bar)s,"
+        " 1000 from unnest(%(symbols)s::text[]) with ordinality as s(symbol, n)",
+        {"bar": bar_at, "symbols": [c[0] for c in COMPANIES]})
+    conn.execute("grant usage on schema marts to dashboard")
+    conn.execute("grant select on all tables in schema marts to dashboard")
+
+
 def conninfo(env: dict[str, str], dbname: str | None = None) -> str:
     return libpq.conninfo({**env, "PGDATABASE": dbname or env["PGDATABASE"]})

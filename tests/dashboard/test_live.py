@@ -1,7 +1,8 @@
 """Live prices on the dashboard (issue 20, item 4), AppTest: during the session the market page, the
 symbol page and the portfolio show the live price and its change next to the last close, labelled with
 the bar time, the delay and "not audited"; the symbol page draws today's intraday line; outside the
-session nothing live is shown; in a session without live quotes the page says why."""
+session nothing live is shown; in a session without live quotes the page says why; before the
+daily DAG's first publish the market page shows the live prices without a change."""
 
 from __future__ import annotations
 
@@ -99,3 +100,19 @@ def test_a_session_without_live_quotes_says_why(make_app, dataset) -> None:
     at = make_app("market", settings=settings)
     no_errors(at)
     assert any("off for free Alpha Vantage keys" in c for c in captions(at))
+
+
+def test_before_the_first_daily_publish_the_market_page_shows_live_prices_without_a_change(
+        make_app, live_before_daily) -> None:
+    at = make_app("market", settings=live_before_daily.settings)
+    no_errors(at)
+    # the daily marts are not there yet: the page says so, and still lists the live prices
+    assert any("No published data yet" in i.value for i in at.info)
+    assert "Live prices" in [h.value for h in at.subheader]
+    table = at.dataframe[0].value
+    prices = dict(live_before_daily.rows("select symbol, price_usd::float8 from marts.fct_live_quotes"))
+    assert list(table["symbol"]) == sorted(prices)
+    assert list(table["price_usd"]) == pytest.approx([prices[s] for s in sorted(prices)])
+    assert table[["change_usd", "change_pct", "last_close_usd"]].isna().all().all()
+    assert set(table["label"]) == {f"{LABEL}, no published close yet"}
+    assert f"Live: {LABEL} · refreshes every 2 s" in captions(at)

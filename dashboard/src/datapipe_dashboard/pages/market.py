@@ -10,8 +10,9 @@ import pandas as pd
 import streamlit as st
 
 from datapipe_dashboard import live, queries
+from datapipe_dashboard.db import NotPublished
 from datapipe_dashboard.settings import Settings
-from datapipe_dashboard.ui import as_date, freshness_badge, overview, render
+from datapipe_dashboard.ui import as_date, empty_state, freshness_badge, overview, render
 
 DAY_CHANGE_SCALE = 5.0  # +-% at the ends of the day-change bar
 
@@ -74,7 +75,13 @@ def market_table(ov: pd.DataFrame, spark: pd.DataFrame) -> pd.DataFrame:
 
 
 def page(settings: Settings, q: queries.Query) -> None:
-    ov = overview(q)
+    try:
+        ov = overview(q)
+    except NotPublished as exc:
+        # a fresh deployment: the quotes DAG can publish live prices before the daily DAG's first publish
+        empty_state(str(exc))
+        live.fragment(settings, lambda: live_prices(settings, when_none=None))
+        return
     latest = as_date(ov["trade_date"].max())
     head, badge = st.columns([3, 1], vertical_alignment="bottom")
     head.title("Market overview")
@@ -138,28 +145,10 @@ def page(settings: Settings, q: queries.Query) -> None:
                "day change: green bar up, red bar down")
 
 
-def live_prices(settings: Settings) -> None:
+def live_prices(settings: Settings, when_none: str | None = live.WHY_NONE) -> None:
     """During the session: the live price of every symbol next to its last close (refreshed in place)."""
-    frame = live.quotes(settings)
-    if frame is None:
-        return
-    st.subheader("Live prices")
-    if frame.empty:
-        st.caption(live.WHY_NONE)
-        return
-    st.dataframe(
-        frame[["symbol", "price_usd", "change_usd", "change_pct", "last_close_usd", "label"]],
-        hide_index=True, width="stretch", height=min(38 + 35 * len(frame), 400),
-        column_config={
-            "symbol": st.column_config.TextColumn("Symbol", width="small"),
-            "price_usd": st.column_config.NumberColumn("Live price", format="%.2f"),
-            "change_usd": st.column_config.NumberColumn("Change", format="%+.2f"),
-            "change_pct": st.column_config.NumberColumn("Change %", format="%+.2f %%"),
-            "last_close_usd": st.column_config.NumberColumn("Last close", format="%.2f"),
-            "label": st.column_config.TextColumn("As of", help="bar time, delay; live prices are not audited"),
-        },
-    )
-    st.caption(live.caption(frame, settings))
+    live.block(settings, ["symbol", "price_usd", "change_usd", "change_pct", "last_close_usd", "label"],
+               title="Live prices", when_none=when_none)
 
 
 if __name__ == "__main__":  # Streamlit runs each page as a script (st.navigation in app.py)

@@ -118,31 +118,22 @@ def page(settings: Settings, q: queries.Query) -> None:
 
 def live_value(settings: Settings, val: pd.DataFrame) -> None:
     """During the session: the holdings at their live prices next to their value at the last close."""
-    frame = live.quotes(settings)
-    if frame is None:
-        return
-    quoted = val.merge(frame, on="symbol", how="inner")
-    if quoted.empty:
-        st.caption(live.WHY_NONE)
-        return
-    now_value = float((quoted["shares"] * quoted["price_usd"]).sum())
-    close_value = float((quoted["shares"] * quoted["last_close_usd"]).sum())
-    m = st.columns(4)
-    m[0].metric("Live value", f"{now_value:,.2f}", f"{now_value - close_value:+,.2f} since the last close",
-                help=f"{len(quoted)} of {len(val)} positions with a live price")
-    m[1].metric("Value at the last close", f"{close_value:,.2f}")
-    st.dataframe(
-        quoted[["symbol", "shares", "price_usd", "change_pct", "last_close_usd", "label"]],
-        hide_index=True, width="stretch",
-        column_config={
-            "shares": st.column_config.NumberColumn("Shares", format="%.4g"),
-            "price_usd": st.column_config.NumberColumn("Live price", format="%.2f"),
-            "change_pct": st.column_config.NumberColumn("Change %", format="%+.2f %%"),
-            "last_close_usd": st.column_config.NumberColumn("Last close", format="%.2f"),
-            "label": st.column_config.TextColumn("As of"),
-        },
-    )
-    st.caption(live.caption(quoted, settings))
+
+    def metrics(quoted: pd.DataFrame) -> None:
+        now_value = float((quoted["shares"] * quoted["price_usd"]).sum())
+        closed = quoted[quoted["last_close_usd"].notna()]  # the change needs a published close
+        close_value = float((closed["shares"] * closed["last_close_usd"]).sum())
+        since = float((closed["shares"] * closed["price_usd"]).sum()) - close_value
+        m = st.columns(4)
+        m[0].metric("Live value", f"{now_value:,.2f}",
+                    f"{since:+,.2f} since the last close" if not closed.empty else None,
+                    help=f"{len(quoted)} of {len(val)} positions with a live price"
+                         + (f", {len(quoted) - len(closed)} of them with {live.NO_CLOSE}" if len(closed) < len(quoted)
+                            else ""))
+        m[1].metric("Value at the last close", f"{close_value:,.2f}" if not closed.empty else "-")
+
+    live.block(settings, ["symbol", "shares", "price_usd", "change_pct", "last_close_usd", "label"],
+               select=lambda frame: val.merge(frame, on="symbol", how="inner"), lead=metrics)
 
 
 if __name__ == "__main__":  # Streamlit runs each page as a script (st.navigation in app.py)

@@ -91,9 +91,10 @@ def live_price(settings: Settings, symbol: str) -> None:
         return
     quote = row.iloc[0]
     cols = st.columns([1, 3])
+    closed = pd.notna(quote["last_close_usd"])
     cols[0].metric("Live price", f"{quote['price_usd']:,.2f}",
                    f"{quote['change_usd']:+,.2f} ({quote['change_pct']:+.2f} %)" if pd.notna(quote["change_usd"])
-                   else None, help=f"vs the last close {quote['last_close_usd']:,.2f}")
+                   else None, help=f"vs the last close {quote['last_close_usd']:,.2f}" if closed else live.NO_CLOSE)
     cols[0].caption(quote["label"])
     bars = live.intraday(settings, symbol)
     if not bars.empty:
