@@ -44,7 +44,7 @@ pipeline: db-up $(TRANSFORM_VENV) $(EXTRACT_VENV) ## Run the whole pipeline loca
 QUOTES_ENTITLEMENT ?= realtime
 
 .PHONY: quotes
-quotes: db-up $(TRANSFORM_VENV) $(EXTRACT_VENV) ## One live-prices poll (the market_quotes_intraday DAG's steps): extract quotes + publish-quotes; after `make pipeline`
+quotes: db-up $(TRANSFORM_VENV) $(EXTRACT_VENV) ## One live-prices poll (the market_quotes_intraday DAG's steps): extract quotes + publish-quotes; the change needs `make pipeline` first
 	@if [ -z "$${ALPHAVANTAGE_BASE_URL:-}" ] && [ -z "$${ALPHAVANTAGE_API_KEY:-}" ]; then $(MAKE) sandbox-up; fi
 	@set -a; . $(WAREHOUSE_ENV); \
 	  if [ -z "$${ALPHAVANTAGE_BASE_URL:-}" ] && [ -z "$${ALPHAVANTAGE_API_KEY:-}" ] && [ -f $(LOCAL)/sandbox.env ]; then . $(LOCAL)/sandbox.env; fi; \
