@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
-import string
 import subprocess
 import sys
 import tempfile
@@ -30,50 +28,9 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-import warehouse as warehouse_mod  # noqa: E402
+from benchlib import EXTRACT, ROOT, get, start_sandbox, symbols, warehouse_mod
 
-EXTRACT = ROOT / ".local" / "venvs" / "extract" / "bin" / "extract"
 AS_OF = "2026-11-25"
-
-
-def symbols(n: int, seed: int = 2) -> list[str]:
-    rng = random.Random(seed)
-    out: set[str] = set()
-    while len(out) < n:
-        out.add("".join(rng.choices(string.ascii_uppercase, k=rng.randint(3, 5))))
-    return sorted(out)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def get(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=120) as resp:
-        return bytes(resp.read())
-
-
-def start_sandbox(cache: int) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(EXTRACT), "sandbox", "--port", str(port), "--as-of", AS_OF, "--cache-bodies", str(cache)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            get(f"{base}/healthz")
-            return proc, base
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("sandbox did not start")
 
 
 def tree_rss_kib(root: int) -> int:
@@ -149,14 +106,15 @@ def main() -> int:
         "--parse-processes", type=int, default=None, help="EXTRACT_PARSE_PROCESSES (default: the extractor's)"
     )
     opts = ap.parse_args()
-    syms = symbols(opts.symbols)
+    syms = symbols(opts.symbols, seed=2)
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-extract-", dir=ROOT / ".local"))
     wh = warehouse_mod.Warehouse(tmp / "warehouse")
     wh.start()
-    sandbox, base = start_sandbox(cache=opts.symbols * 2 + 16)
+    sandbox = start_sandbox("--as-of", AS_OF, "--cache-bodies", str(opts.symbols * 2 + 16))
+    base = sandbox.base
     try:
-        print(f"machine: {os.cpu_count()} cores; warehouse: embedded PostgreSQL; sandbox pid {sandbox.pid}")
+        print(f"machine: {os.cpu_count()} cores; warehouse: embedded PostgreSQL; sandbox pid {sandbox.process.pid}")
         env = {
             "PATH": "/usr/bin:/bin",
             **wh.env(),
@@ -187,9 +145,9 @@ def main() -> int:
 
             load = os.getloadavg()[0]
             postmaster = int((wh.pgdata / "postmaster.pid").read_text().split()[0])
-            pg0, sb0 = proc_cpu_s(postmaster, children=True), proc_cpu_s(sandbox.pid)
+            pg0, sb0 = proc_cpu_s(postmaster, children=True), proc_cpu_s(sandbox.process.pid)
             wall, rc, rss, err, cpu = run_extract(["prices", "--full", "--symbols", ",".join(syms)], env)
-            pg_cpu, sb_cpu = proc_cpu_s(postmaster, children=True) - pg0, proc_cpu_s(sandbox.pid) - sb0
+            pg_cpu, sb_cpu = proc_cpu_s(postmaster, children=True) - pg0, proc_cpu_s(sandbox.process.pid) - sb0
             out = wh.psql_admin(
                 "select requests, bars, symbols_succeeded from ops.extract_runs order by started_at desc limit 1",
                 database="warehouse",
@@ -237,8 +195,7 @@ def main() -> int:
             print(f"most in any 60 s   {worst_minute} (R = {opts.rpm:g})")
             print(f"most in any {window:.1f} s  {worst_window} (10 slots of 60/R)")
     finally:
-        sandbox.terminate()
-        sandbox.wait(timeout=30)
+        sandbox.stop()
         wh.destroy()
         import shutil
 

@@ -28,50 +28,29 @@ import argparse
 import datetime as dt
 import os
 import shutil
-import socket
 import string
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "dbt" / "quality" / "src"))
 
+import benchlib  # noqa: E402
 import warehouse as warehouse_mod  # noqa: E402
 from datapipe_common.calendar import nyse  # noqa: E402
 
-EXTRACT = ROOT / ".local" / "venvs" / "extract" / "bin" / "extract"
 TRANSFORM_BIN = ROOT / ".local" / "venvs" / "transform" / "bin"
 RUN_STEP = ROOT / "scripts" / "run-step"
 STEPS = ("dbt_build", "quality_gate", "publish_marts")
 INDICATOR_SHARDS = ("int_daily_prices__indicators_shard_0", "int_daily_prices__indicators_shard_1")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_sandbox(as_of: dt.date, symbols: int) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(EXTRACT), "sandbox", "--port", str(port), "--as-of", as_of.isoformat(), "--cache-symbols", "8"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit("sandbox did not start") from None
-            time.sleep(0.2)
-    return proc, f"http://127.0.0.1:{port}/query"
+    sandbox = benchlib.start_sandbox("--as-of", as_of.isoformat(), "--cache-symbols", "8")
+    return sandbox.process, sandbox.query_url
 
 
 def run(step: str, env: dict[str, str], *args: str) -> float:

@@ -42,6 +42,10 @@ test-dashboard: $(DASHBOARD_VENV) $(WAREHOUSE_VENV) $(EXTRACT_VENV) $(TRANSFORM_
 	@mkdir -p $(LOCAL)/pytest
 	$(VENVS)/dashboard/bin/python -m pytest tests/dashboard --basetemp=$(LOCAL)/pytest/dashboard $(PYTEST_ARGS)
 
+.PHONY: bench-quotes
+bench-quotes: $(DASHBOARD_VENV) $(WAREHOUSE_VENV) $(EXTRACT_VENV) $(TRANSFORM_VENV) chromium ## Benchmark the live quotes: a 500-symbol bulk poll; a bar at the sandbox to its price in Chromium (BENCH_ARGS)
+	@$(VENVS)/dashboard/bin/python bench/quotes.py $(BENCH_ARGS)
+
 .PHONY: bench-dashboard
 bench-dashboard: $(DASHBOARD_VENV) $(WAREHOUSE_VENV) chromium ## Benchmark: 500 symbols x 20 years, query p95 and first browser render per page
 	$(VENVS)/dashboard/bin/python bench/dashboard.py
