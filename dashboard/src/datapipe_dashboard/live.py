@@ -130,7 +130,7 @@ def block(settings: Settings, columns: Sequence[str], *, title: str | None = Non
     if title:
         st.subheader(title)
     if shown.empty:
-        st.caption(when_none)  # type: ignore[arg-type]
+        st.caption(when_none)
         return
     if lead is not None:
         lead(shown)
