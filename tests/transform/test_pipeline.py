@@ -25,6 +25,8 @@ from psycopg.types.json import Jsonb
 
 pytestmark = pytest.mark.slow
 
+BASELINE_RUN_ID = "manual__2025-06-13T22:30:00+00:00"  # the baseline chain's pipeline run (DATAPIPE_RUN_ID)
+
 INDICATORS = ("sma_20", "sma_50", "sma_200", "ema_12", "ema_26", "macd", "macd_signal", "macd_hist",
               "rsi_14", "bb_upper", "bb_middle", "bb_lower")
 
@@ -34,6 +36,8 @@ def baseline(warehouse: TestWarehouse, tmp_path_factory: pytest.TempPathFactory)
     """The whole chain once, as of AS_OF: extracted, built, gated, published, grants applied.
     Tests only read it; scenarios that change data use a clone (`scenario`)."""
     chain = Chain(warehouse, warehouse.env["PGDATABASE"], tmp_path_factory.mktemp("baseline"))
+    # one pipeline run id for the whole chain, as `make pipeline` gives every step (not the clones')
+    chain.extra_env["DATAPIPE_RUN_ID"] = BASELINE_RUN_ID
     # module-wide sandbox (the shared `sandbox_server` fixture is per test): same command and flags
     sandbox = start_sandbox("--as-of", AS_OF.isoformat())
     try:
@@ -45,6 +49,7 @@ def baseline(warehouse: TestWarehouse, tmp_path_factory: pytest.TempPathFactory)
     chain.outputs["quality_gate"] = chain.step("quality_gate").check().output
     chain.outputs["publish_marts"] = chain.step("publish_marts").check().output
     chain.outputs["grant_reader"] = chain.step("grant_reader").check().output
+    del chain.extra_env["DATAPIPE_RUN_ID"]
     yield chain
 
 
@@ -288,6 +293,7 @@ def test_the_run_is_in_ops_pipeline_runs_for_a_monitor(baseline: Chain) -> None:
     (run,) = json.loads(out.stdout)["runs"]
     gate_id, total = baseline.query("select gate_run_id, expectations_total from ops.gate_runs")[0]
     assert run["outcome"] == "published" and run["gate_run_id"] == str(gate_id)
+    assert run["pipeline_run_id"] == BASELINE_RUN_ID  # extract and the gate both logged the run's id
     assert run["extract_runs"] == 2 and run["extract_failed"] == 0  # prices and companies
     assert run["rows_loaded"] == baseline.scalar("select sum(bars) from ops.extract_runs") > 0
     assert run["checks_total"] == total and run["checks_failed"] == 0

@@ -53,20 +53,22 @@ class Log:
         self.conn = psycopg.connect(conninfo(env), autocommit=True)
 
     def extract(self, command: str, start: dt.datetime, seconds: float | None, status: str, bars: int = 0,
-                failed: int = 0) -> None:
+                failed: int = 0, run: str | None = None) -> None:
         self.conn.execute(
             "insert into ops.extract_runs (run_id, command, function, started_at, finished_at, status,"
-            " symbols_requested, symbols_succeeded, symbols_failed, requests, bars, base_url)"
-            " values (%s, %s, %s, %s, %s, %s, 3, %s, %s, 3, %s, 'http://sandbox')",
+            " symbols_requested, symbols_succeeded, symbols_failed, requests, bars, base_url, pipeline_run_id)"
+            " values (%s, %s, %s, %s, %s, %s, 3, %s, %s, 3, %s, 'http://sandbox', %s)",
             (uuid.uuid4(), command, "TIME_SERIES_DAILY" if command == "prices" else "OVERVIEW", start,
-             None if seconds is None else start + dt.timedelta(seconds=seconds), status, 3 - failed, failed, bars))
+             None if seconds is None else start + dt.timedelta(seconds=seconds), status, 3 - failed, failed, bars,
+             run))
 
-    def gate(self, start: dt.datetime, seconds: float, failed: int, newest: dt.date, expected: dt.date) -> uuid.UUID:
+    def gate(self, start: dt.datetime, seconds: float, failed: int, newest: dt.date, expected: dt.date,
+             run: str | None = None) -> uuid.UUID:
         gate_run_id = uuid.uuid4()
         self.conn.execute(
             "insert into ops.gate_runs (gate_run_id, started_at, finished_at, success, audit_schema,"
-            " expectations_total, expectations_failed) values (%s, %s, %s, %s, 'audit', 40, %s)",
-            (gate_run_id, start, start + dt.timedelta(seconds=seconds), failed == 0, failed))
+            " expectations_total, expectations_failed, run_id) values (%s, %s, %s, %s, 'audit', 40, %s, %s)",
+            (gate_run_id, start, start + dt.timedelta(seconds=seconds), failed == 0, failed, run))
         # the freshness expectation as the gate stores it (GX observed value, kwargs without batch_id)
         self.conn.execute(
             "insert into ops.gate_results values (%s, 'fct_daily_prices', 'expect_column_max_to_be_between',"
@@ -141,6 +143,34 @@ def test_runs_group_the_log_and_report_steps_rows_checks_and_lag(runs_db: dict[s
     assert summary["runs"][1]["freshness_lag_sessions"] == 2 and summary["runs"][1]["checks_failed"] == 3
     assert {m["mart"]: m["latest_trade_date"] for m in summary["marts"]} == dict.fromkeys(
         ("dim_company", "fct_daily_prices", "fct_technical_indicators", "mart_market_overview"))
+
+
+def test_runs_with_a_pipeline_run_id_are_grouped_by_it(runs_db: dict[str, str]) -> None:
+    """Backfill runs overlap in time: steps carrying DATAPIPE_RUN_ID (extract's pipeline_run_id, the
+    gate's run_id) are grouped by it, not by time; steps without one (an older release, a step run
+    by hand) are still grouped in time among themselves."""
+    log = Log(runs_db)
+    a, b = "backfill__2026-11-24T22:30:00+00:00", "backfill__2026-11-25T22:30:00+00:00"
+    # two backfill runs interleaved: their extractions, then their gates, one after the other
+    log.extract("prices", at(DAY1, 0), 60, "succeeded", bars=300, run=a)
+    log.extract("prices", at(DAY1, 0.5), 50, "failed", failed=1, run=b)
+    gate_a = log.gate(at(DAY1, 3), 30, 0, newest=dt.date(2026, 11, 24), expected=dt.date(2026, 11, 24), run=a)
+    gate_b = log.gate(at(DAY1, 3.25), 30, 2, newest=dt.date(2026, 11, 24), expected=dt.date(2026, 11, 25), run=b)
+    log.publish(gate_a, at(DAY1, 4), "published", {"fct_daily_prices": 100})
+    log.publish(gate_b, at(DAY1, 4.5), "refused: gate failed", {})
+    # a step run by hand the next day, with no run id: a run of its own, grouped in time
+    log.extract("prices", at(DAY2, 0), 20, "succeeded", bars=3)
+    log.extract("companies", at(DAY2, 0.1), 10, "succeeded")
+
+    runs = view(runs_db)
+    pick = ("pipeline_run_id", "outcome", "extract_runs", "extract_failed", "rows_loaded", "gate_runs",
+            "checks_failed", "gate_run_id", "freshness_lag_sessions")
+    assert [tuple(r[k] for k in pick) for r in runs] == [
+        (a, "published", 1, 0, 300, 1, 0, gate_a, 0),
+        (b, "publish refused: gate failed", 1, 1, 0, 1, 2, gate_b, 1),
+        (None, "stopped before the gate", 2, 0, 3, None, None, None, None),
+    ]
+    assert [r["run_number"] for r in runs] == [1, 2, 3]
 
 
 def test_the_view_replaces_an_older_definition(runs_db: dict[str, str]) -> None:

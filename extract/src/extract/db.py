@@ -156,12 +156,13 @@ def start_run(
     function: str,
     base_url: str,
     symbols: int,
+    pipeline_run_id: str | None = None,
 ) -> None:
     with conn.transaction():
         conn.execute(
-            "insert into ops.extract_runs (run_id, command, function, started_at, status, symbols_requested, base_url)"
-            " values (%s, %s, %s, now(), 'running', %s, %s)",
-            (run_id, command, function, symbols, base_url),
+            "insert into ops.extract_runs (run_id, command, function, started_at, status, symbols_requested, base_url,"
+            " pipeline_run_id) values (%s, %s, %s, now(), 'running', %s, %s, %s)",
+            (run_id, command, function, symbols, base_url, pipeline_run_id),
         )
 
 

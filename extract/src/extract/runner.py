@@ -276,7 +276,8 @@ class Run:
             base_url = self.base_url
             self.tier.value = db.load_tier(conn, base_url, self.key_fingerprint)
             self.prepare(conn)
-            db.start_run(conn, self.run_id, self.command, self.function, base_url, len(self.symbols))
+            db.start_run(conn, self.run_id, self.command, self.function, base_url, len(self.symbols),
+                         self.settings.pipeline_run_id)
             try:
                 outcomes = self._work(base_url)
                 if self.fatal is not None:

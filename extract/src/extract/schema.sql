@@ -51,6 +51,15 @@ begin
         alter table ops.extract_runs add column api_tier text null;
     end if;
 end $$;
+-- the pipeline run this extraction belongs to (DATAPIPE_RUN_ID: the Airflow run id, one id per
+-- `make pipeline`; null = run by hand): ops.pipeline_runs groups a run's steps by it
+do $$
+begin
+    if not exists (select from pg_attribute where attrelid = 'ops.extract_runs'::regclass
+                   and attname = 'pipeline_run_id' and not attisdropped) then
+        alter table ops.extract_runs add column pipeline_run_id text null;
+    end if;
+end $$;
 
 -- One row per symbol of a run.
 create table if not exists ops.extract_run_symbols (

@@ -45,6 +45,9 @@ class Settings:
     # raw.time_series_intraday keeps every poll's whole-session payload: `extract quotes` deletes those
     # received more than this many days ago (0 = keep everything); raw.quotes keeps every price
     intraday_retention_days: int = 7
+    # the pipeline run this invocation belongs to (DATAPIPE_RUN_ID: the Airflow run id, one id per
+    # `make pipeline`), stored with the run row for ops.pipeline_runs; None when run by hand
+    pipeline_run_id: str | None = None
     # the libpq variables (datapipe_common.libpq), nothing else configures the warehouse
     pg_env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
@@ -114,5 +117,6 @@ class Settings:
             bulk_quotes=bulk in ("1", "true", "yes"),
             intraday_interval=interval,
             intraday_retention_days=env_int(env, "EXTRACT_INTRADAY_RETENTION_DAYS", 7, minimum=0),
+            pipeline_run_id=env.get("DATAPIPE_RUN_ID", "").strip() or None,
             pg_env=libpq_env(env),
         )

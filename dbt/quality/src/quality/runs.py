@@ -5,14 +5,16 @@ requests, symbols that failed, checks failed, rows published and how far the dat
 NYSE calendar. The data-quality page of the dashboard and any external monitor read this one view
 (`quality summary --json` prints it too); docs/warehouse.md documents the columns.
 
-What a run is. The `ops` tables carry no common run id yet (extract, gate and publish each log
-their own invocation), so the view groups the log in time: a run starts with an extraction that
-follows a gate (the previous run got that far), or that starts more than an hour after the
-previous extraction or gate ended; everything after it (the other extractions, retried ones too,
-the gate runs, the publishes of those gate runs) belongs to it. A `make pipeline` or an Airflow run
-is therefore one row; so is a re-run started soon after a failed extraction (the retry shows as
-an extraction more). The dbt build and the publish are not logged with their own start, so their
-durations are the gaps around them: `transform_s` from the end of the extraction to the gate's
+What a run is. A step that carries the pipeline run's id (DATAPIPE_RUN_ID: the Airflow run id, one
+id per `make pipeline`; extract's `pipeline_run_id`, the gate's `run_id`) belongs to that run, so
+backfill runs that overlap in time stay apart, and `pipeline_run_id` names it. Steps without one (an
+older release, a step run by hand) are grouped in time among themselves: a run starts with an
+extraction that follows a gate (the previous run got that far), or that starts more than an hour
+after the previous extraction or gate ended; everything after it (the other extractions, retried
+ones too, the gate runs, the publishes of those gate runs) belongs to it. Either way a `make
+pipeline` or an Airflow run is one row, its retried steps counted in it. `run_number` counts the
+runs in order of their start. The dbt build and the publish are not logged with their own start,
+so their durations are the gaps around them: `transform_s` from the end of the extraction to the gate's
 start (dbt, plus the scheduling between tasks), `publish_s` from the gate's end to the publish.
 Freshness lag: the NYSE sessions (ops.trading_sessions) after the newest bar the run's last gate saw
 in the facts, up to the session that gate required (its freshness expectation: the latest completed
@@ -38,40 +40,53 @@ NEW_RUN_AFTER = "1 hour"
 RUNS_VIEW_SQL = f"""
 create or replace view ops.{VIEW} as
 with events as (
-    select 'extract' as kind, x.run_id::text as id, x.started_at, coalesce(x.finished_at, x.started_at) as ended_at
+    -- extract's pipeline_run_id read through to_jsonb: the view works on an ops.extract_runs an older
+    -- extractor created (the column is added by extract's schema.sql when it next runs)
+    select 'extract' as kind, x.run_id::text as id, x.started_at, coalesce(x.finished_at, x.started_at) as ended_at,
+        nullif(to_jsonb(x) ->> 'pipeline_run_id', '') as pipeline_run
     from ops.extract_runs as x
     union all
-    select 'gate' as kind, g.gate_run_id::text as id, g.started_at, coalesce(g.finished_at, g.started_at) as ended_at
+    select 'gate' as kind, g.gate_run_id::text as id, g.started_at, coalesce(g.finished_at, g.started_at) as ended_at,
+        nullif(g.run_id, '') as pipeline_run
     from ops.gate_runs as g
 ),
 
 ordered as (
+    -- the steps without a pipeline run id, grouped in time among themselves
     select
         e.*,
         lag(e.kind) over w as previous_kind,
         max(e.ended_at) over (w rows between unbounded preceding and 1 preceding) as previous_end
     from events as e
+    where e.pipeline_run is null
     window w as (order by e.started_at, e.kind, e.id)
 ),
 
 numbered as (
     select
+        e.kind,
+        e.id,
+        'run:' || e.pipeline_run as run_key
+    from events as e
+    where e.pipeline_run is not null
+    union all
+    select
         o.kind,
         o.id,
-        sum(
+        'time:' || sum(
             case
                 when o.previous_kind is null then 1
                 when o.kind = 'extract' and (o.previous_kind = 'gate'
                                              or o.started_at > o.previous_end + interval '{NEW_RUN_AFTER}') then 1
                 else 0
             end
-        ) over (order by o.started_at, o.kind, o.id) as run_number
+        ) over (order by o.started_at, o.kind, o.id) as run_key
     from ordered as o
 ),
 
 extracts as (
     select
-        n.run_number,
+        n.run_key,
         min(x.started_at) as started_at,
         max(x.finished_at) as finished_at,
         count(*) as extract_runs,
@@ -82,16 +97,16 @@ extracts as (
         sum(x.symbols_failed) as symbols_failed
     from numbered as n
     inner join ops.extract_runs as x on n.kind = 'extract' and x.run_id::text = n.id
-    group by n.run_number
+    group by n.run_key
 ),
 
 gates as (
     select
-        n.run_number,
+        n.run_key,
         g.*,
-        count(*) over (partition by n.run_number) as gate_runs,
-        min(g.started_at) over (partition by n.run_number) as first_started_at,
-        row_number() over (partition by n.run_number order by g.started_at desc) as newest_first
+        count(*) over (partition by n.run_key) as gate_runs,
+        min(g.started_at) over (partition by n.run_key) as first_started_at,
+        row_number() over (partition by n.run_key order by g.started_at desc) as newest_first
     from numbered as n
     inner join ops.gate_runs as g on n.kind = 'gate' and g.gate_run_id::text = n.id
 ),
@@ -121,26 +136,28 @@ last_gate as (
 ),
 
 publishes as (
-    select distinct on (g.run_number)
-        g.run_number,
+    select distinct on (g.run_key)
+        g.run_key,
         p.publish_id,
         p.published_at,
         p.status,
         (select sum(c.value::bigint) from jsonb_each_text(coalesce(p.row_counts, '{{}}'::jsonb)) as c) as rows_published
     from gates as g
     inner join ops.publish_history as p on p.gate_run_id = g.gate_run_id
-    order by g.run_number, p.published_at desc, p.publish_id desc
+    order by g.run_key, p.published_at desc, p.publish_id desc
 ),
 
 runs as (
-    select run_number from extracts
+    select run_key from extracts
     union
-    select run_number from gates
+    select run_key from gates
 ),
 
 final as (
     select
-        r.run_number,
+        row_number() over (
+            order by least(x.started_at, lg.first_started_at), r.run_key
+        ) as run_number,
         least(x.started_at, lg.first_started_at) as run_started_at,
         greatest(x.finished_at, lg.finished_at, p.published_at) as run_finished_at,
         case
@@ -178,11 +195,12 @@ final as (
             select count(*)
             from ops.trading_sessions as s
             where s.session_date > lg.newest_trade_date and s.session_date <= lg.expected_trade_date
-        ) end as freshness_lag_sessions
+        ) end as freshness_lag_sessions,
+        case when left(r.run_key, 4) = 'run:' then substr(r.run_key, 5) end as pipeline_run_id
     from runs as r
-    left join extracts as x on x.run_number = r.run_number
-    left join last_gate as lg on lg.run_number = r.run_number
-    left join publishes as p on p.run_number = r.run_number
+    left join extracts as x on x.run_key = r.run_key
+    left join last_gate as lg on lg.run_key = r.run_key
+    left join publishes as p on p.run_key = r.run_key
 )
 
 select * from final
@@ -192,7 +210,7 @@ COLUMNS = (
     "run_number", "run_started_at", "run_finished_at", "outcome", "extract_runs", "extract_failed", "extract_s",
     "transform_s", "gate_s", "publish_s", "total_s", "rows_loaded", "api_requests", "symbols_failed", "gate_runs",
     "gate_run_id", "gate_passed", "checks_total", "checks_failed", "publish_id", "rows_published",
-    "newest_trade_date", "expected_trade_date", "freshness_lag_sessions",
+    "newest_trade_date", "expected_trade_date", "freshness_lag_sessions", "pipeline_run_id",
 )
 
 
