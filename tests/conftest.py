@@ -4,7 +4,8 @@
   .local warehouse), with `.env` (pipeline writer), `.reader_env` (dashboard reader) and
   `.admin_env` (superuser) libpq variables; `warehouse_factory()` starts more of them.
 - `sandbox_server`: a factory that starts the sandbox Alpha Vantage API (`extract sandbox`) from
-  the extract virtualenv as a real HTTP server on a free port, with optional fault settings.
+  the extract virtualenv as a real HTTP server on a free port, with optional fault settings;
+  `module_sandbox_server`, the same with servers that live for the test module.
 """
 
 from __future__ import annotations
@@ -144,9 +145,9 @@ class Sandbox:
     process: subprocess.Popen[bytes]
 
 
-@pytest.fixture
-def sandbox_server() -> Iterator[Callable[..., Sandbox]]:
-    """Start `extract sandbox` with extra CLI args / env; every server is stopped at teardown."""
+@contextmanager
+def sandbox_servers() -> Iterator[Callable[..., Sandbox]]:
+    """Start `extract sandbox` with extra CLI args / env; every server is stopped at the end of the block."""
     started: list[Sandbox] = []
 
     def start(*args: str, env: dict[str, str] | None = None) -> Sandbox:
@@ -160,10 +161,26 @@ def sandbox_server() -> Iterator[Callable[..., Sandbox]]:
         wait_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
         return sandbox
 
-    yield start
-    for s in started:
-        s.process.terminate()
-        try:
-            s.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            s.process.kill()
+    try:
+        yield start
+    finally:
+        for s in started:
+            s.process.terminate()
+            try:
+                s.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                s.process.kill()
+
+
+@pytest.fixture
+def sandbox_server() -> Iterator[Callable[..., Sandbox]]:
+    """Start `extract sandbox` with extra CLI args / env; every server is stopped at teardown."""
+    with sandbox_servers() as start:
+        yield start
+
+
+@pytest.fixture(scope="module")
+def module_sandbox_server() -> Iterator[Callable[..., Sandbox]]:
+    """`sandbox_server` for servers shared by a test module (what a module-scoped fixture can use)."""
+    with sandbox_servers() as start:
+        yield start

@@ -42,3 +42,27 @@ where symbol in (
         and present.symbol not in (select tracked.symbol from {{ datapipe_tracked_symbols_values() }} as tracked (symbol))
 )
 {%- endmacro %}
+
+{#-
+  The first CTEs of an incremental fact over the tracked symbols (fct_daily_prices,
+  fct_technical_indicators): `tracked`, and in an incremental run `arriving`, whose whole history
+  the run takes. Both end with a comma, after `with`: the model's own CTEs follow.
+-#}
+{% macro datapipe_tracked_symbols_ctes() %}
+tracked as (
+
+    select symbol from {{ ref('int_tracked_symbols') }}
+
+),
+
+{% if is_incremental() %}
+arriving as (
+
+    -- tracked symbols this model has no row of yet: new ones, and ones tracked again
+    select tracked.symbol
+    from tracked
+    where not exists (select from {{ this }} as stored where stored.symbol = tracked.symbol)
+
+),
+{% endif %}
+{%- endmacro %}

@@ -96,3 +96,27 @@ def test_mask_text_hides_userinfo_secret_parameters_and_known_secrets() -> None:
     assert mask_text(text, ["ABCDEFGH", "ab"]) == (
         "GET https://***@api.example/q?function=F&token=***&apikey=***&monkey=1 failed for key *** ;"
         " password=***, api_key=***").replace(" ;", ";")
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        # what alert messages carry (datapipe_dags.notify.redact is mask_text): labels in prose and DSNs
+        ("Token: xoxb-123-456 refused", "Token: *** refused"),
+        ("connect: password = s3cr3t host=db", "connect: password = *** host=db"),
+        ("secret:abc, pwd=x", "secret:***, pwd=***"),
+        ("could not connect to postgresql://pipeline:hunter2pw@db:5432/warehouse",
+         "could not connect to postgresql://***@db:5432/warehouse"),
+        # a hand-written DSN's password may hold `?` or `#`; a value goes on past `#`, `<`, `>`
+        ("postgresql://u:pa?ss#1@db/w", "postgresql://***@db/w"),
+        ("password=ab#cd<e> next", "password=*** next"),
+        # `key` is a secret as a parameter only: after a colon it is prose (the extractor's messages)
+        ("the API refused the key: Thank you for using Alpha Vantage", None),
+        ("GET /q?key=K3Y&x=1", "GET /q?key=***&x=1"),
+        # no credentials, nothing changes
+        ("https://h/q?email=a@b.example", None),
+        ("duplicate key value violates unique constraint; Key (symbol)=(IBM) already exists", None),
+    ],
+)
+def test_mask_text_hides_secret_labels_in_prose(text: str, masked: str | None) -> None:
+    assert mask_text(text) == (text if masked is None else masked)

@@ -38,10 +38,8 @@ class Result:
     run_id: str | None
 
 
-def run_extract(
-    warehouse: Any, base_url: str, *args: str, key: str | None = TEST_KEY, timeout: float = 180, **env: str
-) -> Result:
-    """`extract ARGS` as a subprocess, with only the variables it documents (plus PATH/HOME)."""
+def extract_env(warehouse: Any, base_url: str, key: str | None = TEST_KEY, **env: str) -> dict[str, str]:
+    """The environment of an `extract` run: only the variables it documents (plus PATH/HOME)."""
     assert EXTRACT.exists(), f"{EXTRACT} is missing: run `make venvs`"
     full_env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -53,6 +51,14 @@ def run_extract(
     }
     if key is not None:
         full_env["ALPHAVANTAGE_API_KEY"] = key
+    return full_env
+
+
+def run_extract(
+    warehouse: Any, base_url: str, *args: str, key: str | None = TEST_KEY, timeout: float = 180, **env: str
+) -> Result:
+    """`extract ARGS` as a subprocess, to its end, with `extract_env`."""
+    full_env = extract_env(warehouse, base_url, key, **env)
     out = subprocess.run([str(EXTRACT), *args], env=full_env, capture_output=True, text=True, timeout=timeout)
     run_id = warehouse.psql("select run_id from ops.extract_runs order by started_at desc limit 1") or None
     return Result(out.returncode, out.stdout, out.stderr, run_id)

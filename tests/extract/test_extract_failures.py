@@ -3,45 +3,20 @@ its connections killed mid-run, a SIGKILLed run, credentials inside ALPHAVANTAGE
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
-from conftest import venv_bin
 from datapipe_common.masking import mask_url, url_secrets
-from extract_testlib import AS_OF, EXTRACT, FAST, TEST_KEY, query_json, run_extract, set_faults
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[str]:
-    from conftest import free_port, wait_http
-
-    port = free_port()
-    proc = subprocess.Popen([str(venv_bin("extract", "extract")), "sandbox", "--port", str(port), "--as-of", AS_OF])
-    try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
-        yield f"http://127.0.0.1:{port}/query"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+from extract_testlib import EXTRACT, TEST_KEY, extract_env, query_json, run_extract, set_faults
 
 
 def start_extract(warehouse: Any, base_url: str, *args: str, **env: str) -> subprocess.Popen[str]:
-    full_env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": os.environ.get("HOME", "/tmp"),
-        **warehouse.env,
-        **FAST,
-        "ALPHAVANTAGE_BASE_URL": base_url,
-        "ALPHAVANTAGE_API_KEY": TEST_KEY,
-        **env,
-    }
-    return subprocess.Popen([str(EXTRACT), *args], env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    """`extract ARGS` as a subprocess left running, with `extract_env`."""
+    return subprocess.Popen([str(EXTRACT), *args], env=extract_env(warehouse, base_url, **env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def wait_for(condition: Callable[[], Any], timeout_s: float = 60.0, what: str = "condition") -> Any:

@@ -4,12 +4,10 @@ run log rows, and nothing bad stored in raw."""
 
 from __future__ import annotations
 
-import subprocess
 import urllib.request
 from collections import Counter
 
 import pytest
-from conftest import free_port, venv_bin, wait_http
 from extract_testlib import (
     AS_OF,
     TEST_KEY,
@@ -19,19 +17,6 @@ from extract_testlib import (
     stored_symbols,
     symbol_rows,
 )
-
-
-@pytest.fixture(scope="module")
-def sandbox():
-    """One sandbox for the module, re-steered per test through POST /_sandbox/faults."""
-    port = free_port()
-    proc = subprocess.Popen([str(venv_bin("extract", "extract")), "sandbox", "--port", str(port), "--as-of", AS_OF])
-    try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
-        yield f"http://127.0.0.1:{port}/query"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def per_symbol_requests(base_url):

@@ -9,28 +9,12 @@ import threading
 from itertools import pairwise
 
 import pytest
-from conftest import venv_bin
 from datapipe_common.config import ConfigError
 from datapipe_common.symbols import DEFAULT_SYMBOLS, parse_symbols
 from extract.masking import MaskingFilter, mask_secret
 from extract.ratelimit import RateLimiter
 from extract.settings import REAL_BASE_URL, Settings
-from extract_testlib import AS_OF, EXTRACT, requests_seen, run_extract, set_faults, symbol_rows
-
-
-@pytest.fixture(scope="module")
-def sandbox():
-    from conftest import free_port, wait_http
-
-    port = free_port()
-    proc = subprocess.Popen([str(venv_bin("extract", "extract")), "sandbox", "--port", str(port), "--as-of", AS_OF])
-    try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
-        yield f"http://127.0.0.1:{port}/query"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
+from extract_testlib import EXTRACT, requests_seen, run_extract, set_faults, symbol_rows
 
 # -- rate limit, measured where it matters: at the server -----------------------------------------------
 

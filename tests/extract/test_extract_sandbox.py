@@ -12,9 +12,7 @@ import pytest
 from calendar_cases import CASE_IDS, CASES, CalendarCase
 from datapipe_common.calendar import nyse
 from extract.sandbox.faults import Fault, FaultSpecError, parse_faults
-from extract_testlib import admin_url, http, requests_seen, set_faults
-
-AS_OF = "2026-11-25"
+from extract_testlib import AS_OF, EXTRACT, admin_url, http, requests_seen, set_faults
 
 
 def get(base_url: str, **params: str) -> tuple[int, str, bytes]:
@@ -24,22 +22,6 @@ def get(base_url: str, **params: str) -> tuple[int, str, bytes]:
             return resp.status, resp.headers.get("Content-Type", ""), resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.headers.get("Content-Type", ""), exc.read()
-
-
-@pytest.fixture(scope="module")
-def sb():
-    import subprocess
-
-    from conftest import free_port, venv_bin, wait_http
-
-    port = free_port()
-    proc = subprocess.Popen([str(venv_bin("extract", "extract")), "sandbox", "--port", str(port), "--as-of", AS_OF])
-    try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
-        yield f"http://127.0.0.1:{port}/query"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 # -- calendar: the shared NYSE calendar decides the sandbox's dates -----------------------------------
@@ -77,8 +59,8 @@ def test_early_close_ends_the_partial_bar_at_one(sandbox_server) -> None:
 # -- shapes over HTTP ---------------------------------------------------------------------------------
 
 
-def test_daily_shape(sb):
-    status, ctype, raw = get(sb, function="TIME_SERIES_DAILY", symbol="IBM", apikey="k")
+def test_daily_shape(sandbox):
+    status, ctype, raw = get(sandbox, function="TIME_SERIES_DAILY", symbol="IBM", apikey="k")
     assert status == 200 and ctype == "application/json"
     doc = json.loads(raw)
     assert list(doc) == ["Meta Data", "Time Series (Daily)"]
@@ -102,9 +84,9 @@ def test_daily_shape(sb):
         assert low <= min(o, c) <= max(o, c) <= h and int(b["5. volume"]) > 0
 
 
-def test_full_history_is_about_twenty_years_and_extends_compact(sb):
-    full = json.loads(get(sb, function="TIME_SERIES_DAILY", symbol="MSFT", outputsize="full")[2])
-    compact = json.loads(get(sb, function="TIME_SERIES_DAILY", symbol="MSFT")[2])
+def test_full_history_is_about_twenty_years_and_extends_compact(sandbox):
+    full = json.loads(get(sandbox, function="TIME_SERIES_DAILY", symbol="MSFT", outputsize="full")[2])
+    compact = json.loads(get(sandbox, function="TIME_SERIES_DAILY", symbol="MSFT")[2])
     days = list(full["Time Series (Daily)"])
     assert full["Meta Data"]["4. Output Size"] == "Full size"
     assert "2006-11-27" <= days[-1] <= "2006-12-01" and days[0] == "2026-11-25"
@@ -113,9 +95,11 @@ def test_full_history_is_about_twenty_years_and_extends_compact(sb):
         assert full["Time Series (Daily)"][day] == bar
 
 
-def test_same_symbol_same_bars_across_servers_and_calendar_moves(sb, sandbox_server):
+def test_same_symbol_same_bars_across_servers_and_calendar_moves(sandbox, sandbox_server):
     other = sandbox_server("--as-of", "2026-12-04")
-    a = json.loads(get(sb, function="TIME_SERIES_DAILY", symbol="NVDA", outputsize="full")[2])["Time Series (Daily)"]
+    a = json.loads(get(sandbox, function="TIME_SERIES_DAILY", symbol="NVDA", outputsize="full")[2])[
+        "Time Series (Daily)"
+    ]
     b = json.loads(get(other.base_url, function="TIME_SERIES_DAILY", symbol="NVDA", outputsize="full")[2])[
         "Time Series (Daily)"
     ]
@@ -123,17 +107,19 @@ def test_same_symbol_same_bars_across_servers_and_calendar_moves(sb, sandbox_ser
     common = sorted(set(a) & set(b))
     assert len(common) > 4900
     assert all(a[d] == b[d] for d in common)  # moving the calendar only appends bars
-    again = get(sb, function="TIME_SERIES_DAILY", symbol="NVDA", outputsize="full")[2]
-    first = get(sb, function="TIME_SERIES_DAILY", symbol="NVDA", outputsize="full")[2]
+    again = get(sandbox, function="TIME_SERIES_DAILY", symbol="NVDA", outputsize="full")[2]
+    first = get(sandbox, function="TIME_SERIES_DAILY", symbol="NVDA", outputsize="full")[2]
     assert hashlib.sha256(again).digest() == hashlib.sha256(first).digest()
     assert (
         a
-        != json.loads(get(sb, function="TIME_SERIES_DAILY", symbol="AMD", outputsize="full")[2])["Time Series (Daily)"]
+        != json.loads(get(sandbox, function="TIME_SERIES_DAILY", symbol="AMD", outputsize="full")[2])[
+            "Time Series (Daily)"
+        ]
     )
 
 
-def test_overview_and_quote_shapes(sb):
-    ov = json.loads(get(sb, function="OVERVIEW", symbol="AAPL")[2])
+def test_overview_and_quote_shapes(sandbox):
+    ov = json.loads(get(sandbox, function="OVERVIEW", symbol="AAPL")[2])
     assert ov["Symbol"] == "AAPL" and ov["Name"] == "Apple Inc" and ov["Sector"] == "TECHNOLOGY"
     assert all(isinstance(v, str) for v in ov.values())
     for key in (
@@ -150,7 +136,7 @@ def test_overview_and_quote_shapes(sb):
         "52WeekLow",
     ):
         assert key in ov
-    q = json.loads(get(sb, function="GLOBAL_QUOTE", symbol="AAPL")[2])["Global Quote"]
+    q = json.loads(get(sandbox, function="GLOBAL_QUOTE", symbol="AAPL")[2])["Global Quote"]
     assert list(q) == [
         "01. symbol",
         "02. open",
@@ -166,36 +152,37 @@ def test_overview_and_quote_shapes(sb):
     assert q["07. latest trading day"] == "2026-11-25" and q["10. change percent"].endswith("%")
 
 
-def test_unknown_symbols_and_functions(sb):
-    set_faults(sb, [], unknown=["NOPE"])
-    assert "Error Message" in json.loads(get(sb, function="TIME_SERIES_DAILY", symbol="NOPE")[2])
-    assert "Error Message" in json.loads(get(sb, function="TIME_SERIES_DAILY", symbol="BAD-1")[2])
-    assert json.loads(get(sb, function="OVERVIEW", symbol="NOPE")[2]) == {}
-    assert json.loads(get(sb, function="GLOBAL_QUOTE", symbol="NOPE")[2]) == {"Global Quote": {}}
-    assert "does not exist" in json.loads(get(sb, function="NO_SUCH_FUNCTION", symbol="IBM")[2])["Error Message"]
+def test_unknown_symbols_and_functions(sandbox):
+    set_faults(sandbox, [], unknown=["NOPE"])
+    assert "Error Message" in json.loads(get(sandbox, function="TIME_SERIES_DAILY", symbol="NOPE")[2])
+    assert "Error Message" in json.loads(get(sandbox, function="TIME_SERIES_DAILY", symbol="BAD-1")[2])
+    assert json.loads(get(sandbox, function="OVERVIEW", symbol="NOPE")[2]) == {}
+    assert json.loads(get(sandbox, function="GLOBAL_QUOTE", symbol="NOPE")[2]) == {"Global Quote": {}}
+    assert "does not exist" in json.loads(get(sandbox, function="NO_SUCH_FUNCTION", symbol="IBM")[2])["Error Message"]
     assert (
-        "premium endpoint" in json.loads(get(sb, function="TIME_SERIES_DAILY_ADJUSTED", symbol="IBM")[2])["Information"]
+        "premium endpoint"
+        in json.loads(get(sandbox, function="TIME_SERIES_DAILY_ADJUSTED", symbol="IBM")[2])["Information"]
     )
-    set_faults(sb, [], unknown=[])
+    set_faults(sandbox, [], unknown=[])
 
 
-def test_runtime_faults_and_request_log(sb):
-    set_faults(sb, ["html503?every=2", "quota?after=3"])
-    answers = [get(sb, function="TIME_SERIES_DAILY", symbol="IBM", apikey="MYKEY123") for _ in range(5)]
+def test_runtime_faults_and_request_log(sandbox):
+    set_faults(sandbox, ["html503?every=2", "quota?after=3"])
+    answers = [get(sandbox, function="TIME_SERIES_DAILY", symbol="IBM", apikey="MYKEY123") for _ in range(5)]
     assert [a[0] for a in answers] == [200, 503, 200, 503, 200]  # the first matching fault wins
     assert b"<html>" in answers[1][2]
     assert answers[4][2].startswith(b'{"Information":"We have detected your API key as MYKEY123')
-    seen = requests_seen(sb)
+    seen = requests_seen(sandbox)
     assert [r["n"] for r in seen] == [1, 2, 3, 4, 5]
     assert [r["fault"] for r in seen] == [None, "html503?every=2", None, "html503?every=2", "quota?after=3"]
     assert all(r["has_key"] and "apikey" not in json.dumps(r) for r in seen)
     assert seen == sorted(seen, key=lambda r: r["t"])
-    faults = http("GET", admin_url(sb, "/_sandbox/faults"))
+    faults = http("GET", admin_url(sandbox, "/_sandbox/faults"))
     assert faults["faults"] == ["html503?every=2", "quota?after=3"]
     with pytest.raises(urllib.error.HTTPError) as info:
-        http("POST", admin_url(sb, "/_sandbox/faults"), {"faults": ["explode"]})
+        http("POST", admin_url(sandbox, "/_sandbox/faults"), {"faults": ["explode"]})
     assert info.value.code == 400
-    set_faults(sb, [])
+    set_faults(sandbox, [])
 
 
 def test_require_key_and_demo_key(sandbox_server):
@@ -224,17 +211,15 @@ def test_fault_specs():
 def test_bad_cli_arguments_fail_clearly(tmp_path):
     import subprocess
 
-    from conftest import venv_bin
-
     out = subprocess.run(
-        [str(venv_bin("extract", "extract")), "sandbox", "--port", "0", "--fault", "explode"],
+        [str(EXTRACT), "sandbox", "--port", "0", "--fault", "explode"],
         capture_output=True,
         text=True,
         timeout=30,
     )
     assert out.returncode == 2 and "unknown fault kind 'explode'" in out.stderr
     out = subprocess.run(
-        [str(venv_bin("extract", "extract")), "sandbox", "--port", "0", "--as-of", "26/11/2026"],
+        [str(EXTRACT), "sandbox", "--port", "0", "--as-of", "26/11/2026"],
         capture_output=True,
         text=True,
         timeout=30,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 
-from conftest import venv_bin
+from extract_testlib import EXTRACT
 
 
 def test_prices_and_companies_land_in_raw_with_a_run_log(warehouse, sandbox_server):
@@ -19,9 +19,7 @@ def test_prices_and_companies_land_in_raw_with_a_run_log(warehouse, sandbox_serv
         "DATAPIPE_SYMBOLS": "IBM,AAPL",
         "PATH": "/usr/bin:/bin",
     }
-    out = subprocess.run(
-        [str(venv_bin("extract", "extract")), "prices"], env=env, capture_output=True, text=True, timeout=120
-    )
+    out = subprocess.run([str(EXTRACT), "prices"], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert re.match(r"symbol\s+status\s+bars\s+req\s+reason", lines[0])
@@ -29,9 +27,7 @@ def test_prices_and_companies_land_in_raw_with_a_run_log(warehouse, sandbox_serv
     assert lines[-1] == "2 symbols: 2 succeeded; 10062 bars, 2 requests"
     assert re.search(r"\[2/2\] \w+ succeeded \| .* ETA 0:00", out.stderr)  # progress with ETA on stderr
 
-    out = subprocess.run(
-        [str(venv_bin("extract", "extract")), "companies"], env=env, capture_output=True, text=True, timeout=120
-    )
+    out = subprocess.run([str(EXTRACT), "companies"], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert warehouse.psql("select count(*) from raw.time_series_daily where symbol in ('IBM', 'AAPL')") == "2"
     assert (

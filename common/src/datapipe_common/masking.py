@@ -19,12 +19,18 @@ SECRET_PARAMS = ("apikey", "api_key", "key", "token", "access_token", "password"
 # replacing a very short string everywhere would mangle ordinary text without protecting anything.
 MIN_SUBSTRING_LEN = 4
 
+# The same names whose value is a secret in prose too, after a colon or spaces (`Token: x`,
+# `password = x` in error messages and DSNs); not `key`, an everyday word there ("refused the key: ...").
+SECRET_LABELS = tuple(name for name in SECRET_PARAMS if name != "key")
+# A secret value: up to the next white space, `&`, quote, comma or semicolon.
+_VALUE = r"([^\s&'\",;]+)"
 # `name=value` of a secret parameter anywhere in a text (a URL, a log line, an exception message).
-_PARAM = re.compile(
-    r"(?i)(?<![A-Za-z0-9_])(" + "|".join(SECRET_PARAMS) + r")(=)([^&\s\"'#<>;,]+)"
-)
-# `scheme://userinfo@`: everything between `//` and `@` (user, or user:password) is a credential.
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^/\s@?#]+)@")
+_PARAM = re.compile(r"(?i)(?<![A-Za-z0-9_])(" + "|".join(SECRET_PARAMS) + r")(=)" + _VALUE)
+# `name: value`, `name = value` of a secret label in a text.
+_LABEL = re.compile(r"(?i)(?<![A-Za-z0-9_])(" + "|".join(SECRET_LABELS) + r")(\s*[=:]\s*)" + _VALUE)
+# `scheme://userinfo@`: everything between `//` and `@` (user, or user:password) is a credential;
+# a password may hold `?` or `#` (a DSN written by hand), a user-only userinfo may not.
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^/\s@?#]+|[^/\s:@]+:[^/\s@]+)@")
 
 
 def mask_url(url: str) -> str:
@@ -56,7 +62,8 @@ def mask_text(text: str, secrets: Iterable[str | None] = ()) -> str:
         if secret and len(secret) >= MIN_SUBSTRING_LEN and secret in text:
             text = text.replace(secret, MASK)
     text = _USERINFO.sub(rf"\g<1>{MASK}@", text)
-    return _PARAM.sub(rf"\g<1>\g<2>{MASK}", text)
+    text = _PARAM.sub(rf"\g<1>\g<2>{MASK}", text)
+    return _LABEL.sub(rf"\g<1>\g<2>{MASK}", text)
 
 
 def url_secrets(url: str) -> tuple[str, ...]:

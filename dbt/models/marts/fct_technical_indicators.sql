@@ -18,22 +18,7 @@
 
 with
 
-tracked as (
-
-    select symbol from {{ ref('int_tracked_symbols') }}
-
-),
-
-{% if is_incremental() %}
-arriving as (
-
-    -- tracked symbols this model has no row of yet: new ones, and ones tracked again
-    select tracked.symbol
-    from tracked
-    where not exists (select from {{ this }} as stored where stored.symbol = tracked.symbol)
-
-),
-{% endif %}
+{{ datapipe_tracked_symbols_ctes() }}
 
 indicators as (
 
