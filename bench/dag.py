@@ -240,6 +240,12 @@ def timed(argv: list[str], env: dict[str, str], log: Path) -> tuple[float, str]:
     return wall, proc.stdout
 
 
+def dir_name(variant: str) -> str:
+    """A short directory name for a variant: the embedded PostgreSQL's Unix socket lives in its
+    warehouse's directory, and a socket path is limited to 107 bytes (a full commit hash overflows it)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", variant)[:16]
+
+
 def prime_dbt_parse(dags_dir: Path, env: dict[str, str], log: Path) -> None:
     """Leave dbt/target's saved parse (partial_parse.msgpack) as this variant's own previous run would:
     an untimed `dbt parse` with the dbt arguments of its steps.toml (the transform component's DBT_*
@@ -290,7 +296,7 @@ def bench_vs_pipeline(ref: str | None, repeat: int) -> None:
             procs = len(re.findall(r"^==> dbt_", out, re.M))
             parts = None
         else:
-            home = root / f"airflow-{name.replace('@', '-')}"
+            home = root / f"airflow-{dir_name(name)}"
             # what scripts/airflow-local sets, with this variant's DAGs folder
             env |= {"AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(variants[name]),
                     "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__COSMOS__CACHE_DIR": str(home / "cosmos-cache"),
@@ -317,7 +323,7 @@ def bench_vs_pipeline(ref: str | None, repeat: int) -> None:
     names = ["pipeline", *variants]
     print(f"== DAG run vs bare pipeline (sandbox, default symbols; load average {load_average()})")
     for name in names:  # first load: each on a fresh warehouse
-        wh = warehouse_mod.Warehouse(root / f"wh-first-{name.replace('@', '-')}")
+        wh = warehouse_mod.Warehouse(root / f"wh-first-{dir_name(name)}")
         wh.start()
         try:
             one(name, "first", wh.env(), 0)
