@@ -15,11 +15,12 @@
    `make pipeline` runs) in one run, on a private embedded warehouse and the sandbox: a first load
    (each on a fresh warehouse), then, after a warm-up, daily increments alternating on the same
    warehouse. The DAG's figure is its run's duration as Airflow records it (Airflow's process start
-   not counted), with where it goes (from the run's log); the pipeline's is its whole process. Before
-   each run an untimed `dbt parse` leaves dbt's saved parse as that variant's own previous run would. With REF (a git commit) the DAG of that
-   commit (its dags/ folder, the same venvs and manifest) runs alternately too: before/after side
-   by side. Also: the dbt processes each run started (from its log) and the pods a daily run starts
-   in the kubernetes runtime (the DAG built from the chart's ConfigMap).
+   not counted), with where it goes (from the run's log); the pipeline's is its whole process.
+   Before each run an untimed `dbt parse` leaves dbt's saved parse as that variant's own previous
+   run would. With REF (a git commit) the DAG of that commit (its dags/ folder, the same venvs and
+   manifest) runs alternately too: before/after side by side. Also: the dbt processes each run
+   started (from its log) and the pods a daily run starts in the kubernetes runtime (the DAG built
+   from the chart's ConfigMap).
 
     .local/venvs/airflow/bin/python bench/dag.py [--repeat N] [--skip-run] [--skip-parse]
     .local/venvs/airflow/bin/python bench/dag.py --skip-parse --skip-run --vs-pipeline main --repeat 2
