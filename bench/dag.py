@@ -37,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from datetime import datetime
 from pathlib import Path
 
@@ -252,10 +251,14 @@ def prime_dbt_parse(dags_dir: Path, env: dict[str, str], log: Path) -> None:
     an untimed `dbt parse` with the dbt arguments of its steps.toml (the transform component's DBT_*
     env). The variants share dbt/target; dbt reuses a saved parse only for the same profile and
     target arguments, so without this one variant would pay for the parse another one left."""
-    transform = tomllib.loads((dags_dir / "datapipe_dags" / "steps.toml").read_text())["components"]["transform"]
-    dbt_env = {k: v for k, v in env.items() if not k.startswith("DBT_")} | dict(transform.get("env", {}))
+    if str(DAGS) not in sys.path:
+        sys.path.insert(0, str(DAGS))
+    from datapipe_dags.steps import load_steps  # the one reader of steps.toml, given the variant's file
+
+    transform = load_steps(dags_dir / "datapipe_dags" / "steps.toml").components["transform"]
+    dbt_env = {k: v for k, v in env.items() if not k.startswith("DBT_")} | dict(transform.env)
     proc = subprocess.run([str(ROOT / ".local" / "venvs" / "transform" / "bin" / "dbt"), "parse"],
-                          cwd=ROOT / transform["local_dir"], env=dbt_env, stdout=subprocess.PIPE,
+                          cwd=ROOT / transform.local_dir, env=dbt_env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=600)
     log.write_text(proc.stdout)
     if proc.returncode != 0:
