@@ -15,10 +15,12 @@
    `make pipeline` runs) in one run, on a private embedded warehouse and the sandbox: a first load
    (each on a fresh warehouse), then, after a warm-up, daily increments alternating on the same
    warehouse. The DAG's figure is its run's duration as Airflow records it (Airflow's process start
-   not counted); the pipeline's is its whole process. With REF (a git commit) the DAG of that
-   commit (its dags/ folder, the same venvs and manifest) runs alternately too: before/after side
-   by side. Also: the dbt processes each run started (from its log) and the pods a daily run starts
-   in the kubernetes runtime (the DAG built from the chart's ConfigMap).
+   not counted), with where it goes (from the run's log); the pipeline's is its whole process.
+   Before each run an untimed `dbt parse` leaves dbt's saved parse as that variant's own previous
+   run would. With REF (a git commit) the DAG of that commit (its dags/ folder, the same venvs and
+   manifest) runs alternately too: before/after side by side. Also: the dbt processes each run
+   started (from its log) and the pods a daily run starts in the kubernetes runtime (the DAG built
+   from the chart's ConfigMap).
 
     .local/venvs/airflow/bin/python bench/dag.py [--repeat N] [--skip-run] [--skip-parse]
     .local/venvs/airflow/bin/python bench/dag.py --skip-parse --skip-run --vs-pipeline main --repeat 2
@@ -154,6 +156,54 @@ def bench_run() -> None:
         print(log[-4000:])
 
 
+STARTED_LINE = re.compile(r"^(\S+Z) .*Task started .*execution_api")
+
+
+def stamp(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def run_breakdown(log: str) -> dict[str, float] | None:
+    """Where a DAG run's recorded duration goes, from its log's stamps (seconds):
+    `before`: from the run's start as Airflow records it to its first task (under `airflow dags test`
+    the CLI's DAG parse, the bundle's re-parse and sync, creating the run); `api`: the first task's
+    wait for the in-process execution API's first answer (Airflow building the API: paid once per
+    `dags test` process, inside the first task); `sensors`: the model and test tasks reading the
+    producer's results (n = `sensor_tasks`); `producer`, `freshness`: the two dbt tasks; `other`:
+    every other task, less `api`."""
+    lines = log.splitlines()
+    end = next((m for m in map(END_LINE.match, lines) if m), None)
+    starts = [(stamp(m.group(1)), m.group(2)) for m in map(TASK_LINE.match, lines) if m]
+    first_answer = next((stamp(m.group(1)) for m in map(STARTED_LINE.match, lines) if m), None)
+    if end is None or not starts or first_answer is None:
+        return None
+    finish = stamp(end.group(1))
+    run_start = finish.timestamp() - float(end.group(2))
+    out = {"before": starts[0][0].timestamp() - run_start, "api": (first_answer - starts[0][0]).total_seconds(),
+           "sensors": 0.0, "sensor_tasks": 0, "producer": 0.0, "freshness": 0.0, "other": 0.0}
+    bounds = [*(s for s, _ in starts[1:]), finish]
+    for (started, name), nxt in zip(starts, bounds, strict=True):
+        took = (nxt - started).total_seconds()
+        if name == "dbt.dbt_producer_watcher":
+            out["producer"] += took
+        elif name == "dbt_source_freshness":
+            out["freshness"] += took
+        elif name.startswith("dbt.") and name != "dbt.dbt_producer_watcher_done":
+            out["sensors"] += took
+            out["sensor_tasks"] += 1
+        else:
+            out["other"] += took
+    out["other"] -= out["api"]
+    return out
+
+
+def breakdown_text(b: dict[str, float]) -> str:
+    n = int(b["sensor_tasks"])
+    return (f"before 1st task {b['before']:.1f} s | API start-up {b['api']:.1f} s | {n} sensor tasks "
+            f"{b['sensors']:.1f} s ({b['sensors'] / max(1, n):.2f} s each) | producer {b['producer']:.1f} s | "
+            f"freshness {b['freshness']:.1f} s | other tasks {b['other']:.1f} s")
+
+
 DBT_COSMOS = re.compile(r"Running command: \['[^']*/dbt'")
 DBT_STEP = re.compile(r"running dbt \w+")
 
@@ -190,6 +240,31 @@ def timed(argv: list[str], env: dict[str, str], log: Path) -> tuple[float, str]:
     return wall, proc.stdout
 
 
+def dir_name(variant: str) -> str:
+    """A short directory name for a variant: the embedded PostgreSQL's Unix socket lives in its
+    warehouse's directory, and a socket path is limited to 107 bytes (a full commit hash overflows it)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", variant)[:16]
+
+
+def prime_dbt_parse(dags_dir: Path, env: dict[str, str], log: Path) -> None:
+    """Leave dbt/target's saved parse (partial_parse.msgpack) as this variant's own previous run would:
+    an untimed `dbt parse` with the dbt arguments of its steps.toml (the transform component's DBT_*
+    env). The variants share dbt/target; dbt reuses a saved parse only for the same profile and
+    target arguments, so without this one variant would pay for the parse another one left."""
+    if str(DAGS) not in sys.path:
+        sys.path.insert(0, str(DAGS))
+    from datapipe_dags.steps import load_steps  # the one reader of steps.toml, given the variant's file
+
+    transform = load_steps(dags_dir / "datapipe_dags" / "steps.toml").components["transform"]
+    dbt_env = {k: v for k, v in env.items() if not k.startswith("DBT_")} | dict(transform.env)
+    proc = subprocess.run([str(ROOT / ".local" / "venvs" / "transform" / "bin" / "dbt"), "parse"],
+                          cwd=ROOT / transform.local_dir, env=dbt_env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=600)
+    log.write_text(proc.stdout)
+    if proc.returncode != 0:
+        sys.exit(f"dbt parse failed (exit {proc.returncode}); log: {log}")
+
+
 def bench_vs_pipeline(ref: str | None, repeat: int) -> None:
     sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "common" / "src")]
     import warehouse as warehouse_mod
@@ -212,17 +287,20 @@ def bench_vs_pipeline(ref: str | None, repeat: int) -> None:
     base |= sandbox | {"DATAPIPE_REPO_DIR": str(ROOT),
                        "DATAPIPE_DBT_MANIFEST": str(ROOT / "dbt" / "target" / "manifest.json")}
     results: dict[tuple[str, str], list[float]] = {}
+    walls: dict[tuple[str, str], list[float]] = {}
     dbt_procs: dict[str, int] = {}
 
     def one(name: str, phase: str, wh_env: dict[str, str], n: int) -> None:
         env = {**base, **wh_env}
         log = logs / f"{phase}-{name}-{n}.log"
+        prime_dbt_parse(variants.get(name, DAGS), env, logs / f"parse-{phase}-{name}-{n}.log")
         if name == "pipeline":
             wall, out = timed(["python3", str(ROOT / "scripts" / "run-step"), "--pipeline"], env, log)
             value = wall
             procs = len(re.findall(r"^==> dbt_", out, re.M))
+            parts = None
         else:
-            home = root / f"airflow-{name.replace('@', '-')}"
+            home = root / f"airflow-{dir_name(name)}"
             # what scripts/airflow-local sets, with this variant's DAGs folder
             env |= {"AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(variants[name]),
                     "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__COSMOS__CACHE_DIR": str(home / "cosmos-cache"),
@@ -237,15 +315,19 @@ def bench_vs_pipeline(ref: str | None, repeat: int) -> None:
                 sys.exit(f"{name} {phase}: no successful DagRun in {log} (home {home})")
             value = float(end.group(2))
             procs = len(DBT_COSMOS.findall(out)) + len(DBT_STEP.findall(out))
+            parts = run_breakdown(out)
         results.setdefault((phase, name), []).append(value)
+        walls.setdefault((phase, name), []).append(wall)
         dbt_procs[name] = procs
         print(f"   {phase:6} {name:14} {value:7.1f} s   (process wall {wall:.1f} s; dbt processes: {procs})",
               flush=True)
+        if name != "pipeline" and parts:
+            print(f"          {'':14} {breakdown_text(parts)}", flush=True)
 
     names = ["pipeline", *variants]
     print(f"== DAG run vs bare pipeline (sandbox, default symbols; load average {load_average()})")
     for name in names:  # first load: each on a fresh warehouse
-        wh = warehouse_mod.Warehouse(root / f"wh-first-{name.replace('@', '-')}")
+        wh = warehouse_mod.Warehouse(root / f"wh-first-{dir_name(name)}")
         wh.start()
         try:
             one(name, "first", wh.env(), 0)
@@ -262,10 +344,13 @@ def bench_vs_pipeline(ref: str | None, repeat: int) -> None:
     print(f"   load average after: {load_average()}")
     for phase in ("first", "daily"):
         bare = statistics.median(results[(phase, "pipeline")])
+        bare_wall = statistics.median(walls[(phase, "pipeline")])
         for name in variants:
             vals = results[(phase, name)]
+            wall = statistics.median(walls[(phase, name)])
             print(f"   {phase:6} {name:14} median {statistics.median(vals):6.1f} s = "
-                  f"{statistics.median(vals) / bare:.2f} x bare pipeline (median {bare:.1f} s; n={len(vals)})")
+                  f"{statistics.median(vals) / bare:.2f} x bare pipeline (median {bare:.1f} s; n={len(vals)}); "
+                  f"whole processes: {wall:.1f} s = {wall / bare_wall:.2f} x")
     print(f"   dbt processes per run: {dbt_procs}")
     count, pods = pods_per_daily_run()
     print(f"   pods per daily run (kubernetes runtime, chart ConfigMap): {count} "

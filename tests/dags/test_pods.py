@@ -24,7 +24,7 @@ K8S_VERSION = "1.33.0"
 POISON = {"PGPASSWORD": "pg-secret-must-not-leak", "ALPHAVANTAGE_API_KEY": "av-key-must-not-leak",
           "PGHOST": "db.secret.internal"}
 PLAIN_ENV_ALLOWED = {"DATAPIPE_SYMBOLS", "PGSSLMODE", "PGSSLROOTCERT", "DBT_PROFILES_DIR", "DBT_PROJECT_DIR",
-                     "DBT_THREADS", "DBT_FULL_REFRESH", "DATAPIPE_RUN_ID"}
+                     "DBT_PROFILE", "DBT_TARGET", "DBT_THREADS", "DBT_FULL_REFRESH", "DATAPIPE_RUN_ID"}
 
 
 @pytest.fixture(scope="module")

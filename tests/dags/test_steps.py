@@ -61,6 +61,25 @@ def test_dag_commands_come_from_steps_toml(k8s_dag, build_dag) -> None:
         assert run.env["DATAPIPE_SYMBOLS"] and all(run.env[k] == v for k, v in component.env.items())
 
 
+def test_transform_steps_name_the_profile_and_target_of_the_producer(build_dag) -> None:
+    """Every transform command runs with the dbt profile and target the DAG's Cosmos producer passes as
+    --profile/--target (dbt keeps its saved parse only across invocations naming the same ones), and
+    they are dbt_project.yml's profile and profiles.yml's default target."""
+    import yaml
+    from dagtest import DBT_PROJECT
+
+    env = load_steps().components["transform"].env
+    project = yaml.safe_load((DBT_PROJECT / "dbt_project.yml").read_text())
+    profiles = yaml.safe_load((DBT_PROJECT / "profiles.yml").read_text())
+    assert env["DBT_PROFILE"] == project["profile"]
+    assert env["DBT_TARGET"] == profiles[project["profile"]]["target"]
+    producer = build_dag(DATAPIPE_RUNTIME="local", DATAPIPE_DBT_PROJECT_DIR=str(DBT_PROJECT)).get_task(
+        "dbt.dbt_producer_watcher")
+    assert (producer.profile_config.profile_name, producer.profile_config.target_name) == (
+        env["DBT_PROFILE"], env["DBT_TARGET"])
+    assert producer.env["DBT_PROFILE"] == env["DBT_PROFILE"] and producer.env["DBT_TARGET"] == env["DBT_TARGET"]
+
+
 def test_local_run_layers_the_environment() -> None:
     """The caller's environment (a pod's Secrets), then the DAG's plain env, then the component's."""
     steps = load_steps()
