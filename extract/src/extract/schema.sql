@@ -21,43 +21,32 @@ create table if not exists ops.extract_runs (
     bars               int         not null default 0,
     base_url           text        not null
 );
--- Run rows never stay `running` (datapipe_common.runs): a live run beats, a failing one records why it
--- was aborted, the next run aborts rows without a beat for DATAPIPE_RUN_GRACE_S. Altered only when
--- missing: an ALTER locks the table exclusively even when it changes nothing, and a run in progress
--- (its workers' inserts check the foreign key on ops.extract_runs) would deadlock with it.
+-- Columns added since the table's first release, each altered only when missing: an ALTER locks the
+-- table exclusively even when it changes nothing, and a run in progress (its workers' inserts check
+-- the foreign key on ops.extract_runs) would deadlock with it.
+--   heartbeat_at, reason: run rows never stay `running` (datapipe_common.runs): a live run beats, a
+--     failing one records why it was aborted, the next run aborts rows without a beat for
+--     DATAPIPE_RUN_GRACE_S (and the status check learns `aborted`, below);
+--   api_tier: the key's tier this run worked with ('free' / 'premium'; null = not known, the run never
+--     asked `full`);
+--   pipeline_run_id: the pipeline run this extraction belongs to (DATAPIPE_RUN_ID: the Airflow run id,
+--     one id per `make pipeline`; null = run by hand); ops.pipeline_runs groups a run's steps by it.
 do $$
+declare
+    col record;
 begin
-    if not exists (select from pg_attribute where attrelid = 'ops.extract_runs'::regclass
-                   and attname = 'heartbeat_at' and not attisdropped) then
-        alter table ops.extract_runs add column heartbeat_at timestamptz null;
-    end if;
-    if not exists (select from pg_attribute where attrelid = 'ops.extract_runs'::regclass
-                   and attname = 'reason' and not attisdropped) then
-        alter table ops.extract_runs add column reason text null;
-    end if;
+    for col in select * from (values ('heartbeat_at', 'timestamptz'), ('reason', 'text'), ('api_tier', 'text'),
+                                     ('pipeline_run_id', 'text')) as c (name, type) loop
+        if not exists (select from pg_attribute where attrelid = 'ops.extract_runs'::regclass
+                       and attname = col.name and not attisdropped) then
+            execute format('alter table ops.extract_runs add column %I %s null', col.name, col.type);
+        end if;
+    end loop;
     if exists (select from pg_constraint where conrelid = 'ops.extract_runs'::regclass
                and conname = 'extract_runs_status_check' and pg_get_constraintdef(oid) not like '%aborted%') then
         alter table ops.extract_runs drop constraint extract_runs_status_check;
         alter table ops.extract_runs add constraint extract_runs_status_check
             check (status in ('running', 'succeeded', 'failed', 'aborted'));
-    end if;
-end $$;
--- the key's tier this run worked with ('free' / 'premium'; null = not known, the run never asked `full`)
--- (altered only when missing, like the columns above: concurrent runs would deadlock on the lock)
-do $$
-begin
-    if not exists (select from pg_attribute where attrelid = 'ops.extract_runs'::regclass
-                   and attname = 'api_tier' and not attisdropped) then
-        alter table ops.extract_runs add column api_tier text null;
-    end if;
-end $$;
--- the pipeline run this extraction belongs to (DATAPIPE_RUN_ID: the Airflow run id, one id per
--- `make pipeline`; null = run by hand): ops.pipeline_runs groups a run's steps by it
-do $$
-begin
-    if not exists (select from pg_attribute where attrelid = 'ops.extract_runs'::regclass
-                   and attname = 'pipeline_run_id' and not attisdropped) then
-        alter table ops.extract_runs add column pipeline_run_id text null;
     end if;
 end $$;
 
