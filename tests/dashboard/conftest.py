@@ -67,33 +67,32 @@ def dataset(warehouse) -> Dataset:
     return Dataset(warehouse, settings)
 
 
+def live_dataset(warehouse, dbname: str, seed_live, *, daily: bool) -> Dataset:
+    """Database `dbname` for the live blocks: "now" pinned inside the session after its last day, live
+    blocks refreshing every 2 s; the hand-made daily seed when `daily`, then `seed_live(conn)`."""
+    warehouse.psql(f"create database {dbname} owner pipeline", admin=True)
+    warehouse.psql(f"grant connect on database {dbname} to dashboard", admin=True)
+    if daily:
+        seed.seed(warehouse.admin_env, dbname=dbname)
+    dataset = Dataset(warehouse, Settings(libpq={**warehouse.reader_env, "PGDATABASE": dbname},
+                                          now_override=seed.LIVE_NOW, retry_seconds=1, live_refresh_seconds=2),
+                      dbname)
+    with dataset.admin() as conn:
+        seed_live(conn)
+    return dataset
+
+
 @pytest.fixture(scope="session")
 def live(warehouse) -> Dataset:
-    """Database `live`: the hand-made seed plus the live tables (seed.seed_live), "now" pinned inside
-    the session after its last day; live blocks refresh every 2 s."""
-    warehouse.psql("create database live owner pipeline", admin=True)
-    warehouse.psql("grant connect on database live to dashboard", admin=True)
-    seed.seed(warehouse.admin_env, dbname="live")
-    dataset = Dataset(warehouse, Settings(libpq={**warehouse.reader_env, "PGDATABASE": "live"},
-                                          now_override=seed.LIVE_NOW, retry_seconds=1, live_refresh_seconds=2),
-                      "live")
-    with dataset.admin() as conn:
-        seed.seed_live(conn)
-    return dataset
+    """Database `live`: the hand-made seed plus the live tables (seed.seed_live)."""
+    return live_dataset(warehouse, "live", seed.seed_live, daily=True)
 
 
 @pytest.fixture(scope="session")
 def live_before_daily(warehouse) -> Dataset:
     """Database `live_first`: only the live tables, published before the daily DAG's first publish
-    (seed.seed_live_before_daily); "now" pinned inside the session."""
-    warehouse.psql("create database live_first owner pipeline", admin=True)
-    warehouse.psql("grant connect on database live_first to dashboard", admin=True)
-    dataset = Dataset(warehouse, Settings(libpq={**warehouse.reader_env, "PGDATABASE": "live_first"},
-                                          now_override=seed.LIVE_NOW, retry_seconds=1, live_refresh_seconds=2),
-                      "live_first")
-    with dataset.admin() as conn:
-        seed.seed_live_before_daily(conn)
-    return dataset
+    (seed.seed_live_before_daily)."""
+    return live_dataset(warehouse, "live_first", seed.seed_live_before_daily, daily=False)
 
 
 def pipeline_env(warehouse, dbname: str, as_of: date, workdir: Path, **extra: str) -> dict[str, str]:
